@@ -1,0 +1,38 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+APT_PKGS := espeak-ng sox libsndfile1
+DEMO_DIR ?= demo-workspace
+
+.PHONY: demo test lint deps sysdeps clean
+
+sysdeps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	# torch==2.13.0 is pinned in pyproject and resolved in this same call (CPU wheel).
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+deps: sysdeps $(STAMP)
+
+demo: deps
+	HEARTH_DEMO_DIR=$(DEMO_DIR) bash scripts/demo.sh
+
+test: deps
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q
+
+lint: deps
+	$(BIN)/ruff check src tests bench
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,1 @@
+"""The catalog: items, consent, labels and provenance, in SQLite or PostgreSQL."""

@@ -1,0 +1,43 @@
+"""Shared CLI pieces: the console, workspace lookup, one-line user errors."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from hearthkit.errors import HearthError
+
+console = Console()
+err_console = Console(stderr=True)
+
+WorkspaceOpt = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", help="Workspace folder (default: $HEARTH_WORKSPACE, else the current folder).",
+                 show_default=False),
+]
+
+
+def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a HearthError into one red line on stderr and exit code 2, no traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except HearthError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+def open_catalog(workspace: Path | None):
+    """The workspace and its catalog, found from --workspace, $HEARTH_WORKSPACE or the current folder."""
+    from hearthkit.catalog.db import Catalog
+    from hearthkit.workspace import find_workspace
+
+    ws = find_workspace(workspace)
+    return ws, Catalog.open(ws.db_url)

@@ -1,0 +1,1 @@
+"""The governed data path from the store to training batches."""

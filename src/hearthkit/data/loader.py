@@ -1,0 +1,30 @@
+"""The governed loader: reads only manifest items, verifies each hash, records every read."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from hearthkit.store.cas import ContentStore
+
+
+class GovernedReader:
+    """Reads item bytes for a run: only digests in its manifest, hash-verified, logged per rank."""
+
+    def __init__(self, store: ContentStore, entries: list[dict], access_log: Path | None = None):
+        self.store = store
+        self.allowed = {e["content_hash"]: e for e in entries}
+        self.access_log = access_log
+
+    def read(self, digest: str) -> bytes:
+        """Bytes of item DIGEST; refuses anything the manifest does not include."""
+        entry = self.allowed.get(digest)
+        if entry is None:
+            raise PermissionError(f"item {digest[:12]}… is not in this run's manifest; the loader will not read it")
+        data = self.store.get(digest, verify=True)
+        if self.access_log is not None:
+            self.access_log.parent.mkdir(parents=True, exist_ok=True)
+            with self.access_log.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"item_id": entry["item_id"], "content_hash": digest, "pid": os.getpid()}) + "\n")
+        return data

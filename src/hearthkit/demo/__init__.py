@@ -1,0 +1,1 @@
+"""Synthetic demo archives, made here from scratch (no downloads)."""

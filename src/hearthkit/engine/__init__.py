@@ -1,0 +1,1 @@
+"""The training engine: a thin loop on torch.distributed, DCP checkpoints, metrics."""

@@ -1,0 +1,112 @@
+"""The run config: pydantic models loaded from YAML, with --set key=value overrides."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hearthkit.errors import HearthError
+
+
+class RequestConfig(BaseModel):
+    """Who asks for data, for what purpose, from which collections."""
+
+    model_config = ConfigDict(extra="forbid")
+    purpose: str = Field(description="What the model is for, e.g. language_revitalization.")
+    requester: str = Field(description="The person or team asking to train.")
+    collections: list[str] = Field(min_length=1, description="Collections to draw items from.")
+    as_of: date | None = Field(None, description="Date at which consent, embargo and seasons are evaluated.")
+
+
+class SplitConfig(BaseModel):
+    """How the manifest's items split into training and held-out evaluation items."""
+
+    model_config = ConfigDict(extra="forbid")
+    by: str = Field("text", description="Field no value of which is on both sides (text = by sentence).")
+    test_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="Share of values held out.")
+    test_values: list[str] | None = Field(None, description="Hold out exactly these values instead.")
+    seed: int = Field(0, description="Seed of the split.")
+
+
+class TrainConfig(BaseModel):
+    """The optimisation loop."""
+
+    model_config = ConfigDict(extra="forbid")
+    steps: int = Field(1000, gt=0, description="Optimizer steps in total.")
+    batch_size: int = Field(16, gt=0, description="Examples per step per worker.")
+    lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    warmup: int = Field(50, ge=0, description="Linear warm-up steps, then cosine decay.")
+    grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this.")
+    checkpoint_every: int = Field(100, gt=0, description="Write a checkpoint every N steps.")
+    keep_last: int = Field(2, gt=0, description="Checkpoints to keep.")
+    log_every: int = Field(20, gt=0, description="Print metrics every N steps.")
+    seed: int = Field(0, description="Seed of model init, data order and augmentation.")
+
+
+class LaunchConfig(BaseModel):
+    """How torchrun starts the workers."""
+
+    model_config = ConfigDict(extra="forbid")
+    nproc: int = Field(2, gt=0, description="Worker processes on this machine.")
+    backend: str = Field("gloo", description="torch.distributed backend: gloo (CPU) or nccl (GPU).")
+    timeout_s: int = Field(120, gt=0, description="Collective timeout: a dead peer becomes an error after this.")
+    threads_per_worker: int = Field(1, gt=0, description="Torch intra-op threads per worker.")
+
+
+class RunConfig(BaseModel):
+    """A training run: request, recipe and model, split, loop, launch."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="Run name; re-running the same name resumes it.")
+    recipe: str = Field(description="Recipe name, e.g. asr.")
+    request: RequestConfig
+    split: SplitConfig = SplitConfig()
+    model: dict[str, Any] = Field(default_factory=dict, description="Recipe model settings.")
+    train: TrainConfig = TrainConfig()
+    launch: LaunchConfig = LaunchConfig()
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one `key.sub=value` override to DATA (value parsed as YAML)."""
+    if "=" not in assignment:
+        raise HearthError(f"--set {assignment!r}: expected key=value, e.g. train.steps=200")
+    key, raw = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise HearthError(f"--set {key}: {p} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a run config from YAML, apply overrides, validate; errors name the file and field."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise HearthError(f"{path}: no such config file") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise HearthError(f"{path}: not valid UTF-8 YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise HearthError(f"{path}: expected a mapping of settings at the top level")
+    for o in overrides or []:
+        apply_override(data, o)
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"])
+        raise HearthError(f"{path}: field {field}: {err['msg']}") from None
+    if not _NAME.match(cfg.name):
+        raise HearthError(f"{path}: field name: {cfg.name!r} must be letters, digits, '.', '_' or '-'")
+    return cfg

@@ -1,0 +1,1 @@
+"""Disaggregated evaluation: metrics per speaker, dialect, region; gaps and confidence intervals."""

@@ -1,0 +1,1 @@
+"""Governance: the label vocabulary, purposes, consent rules and the manifest they produce."""

@@ -1,0 +1,65 @@
+"""The manifest: what a run may read (items + hashes) and what it may not (items + reasons)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hearthkit.errors import HearthError
+
+
+@dataclass(frozen=True)
+class Request:
+    """A training request: who asks, for what purpose, over which collections."""
+
+    purpose: str
+    requester: str
+    collections: tuple[str, ...]
+    as_of: str  # ISO date at which embargo, seasons and expiry are evaluated
+
+
+@dataclass
+class Manifest:
+    """Included items with content hashes; excluded items with one readable reason each."""
+
+    request: Request
+    included: list[dict] = field(default_factory=list)
+    excluded: list[dict] = field(default_factory=list)
+    restrictions: list[str] = field(default_factory=list)  # inherited by any model trained on it
+    attribution: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        """Canonical JSON: identical requests over an unchanged catalog give identical bytes."""
+        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False, indent=1) + "\n"
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
+
+    def excluded_counts(self) -> dict[str, int]:
+        """Number of excluded items per rule."""
+        counts: dict[str, int] = {}
+        for e in self.excluded:
+            counts[e["rule"]] = counts.get(e["rule"], 0) + 1
+        return dict(sorted(counts.items()))
+
+    def write(self, path: Path) -> str:
+        """Write the manifest atomically to PATH and return its hash."""
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        tmp.replace(path)
+        return self.hash
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        """Load a manifest written by `write`."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            req = data.pop("request")
+            req["collections"] = tuple(req["collections"])
+            return cls(request=Request(**req), **data)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise HearthError(f"{path}: not a readable manifest ({exc}); recompute it with `hearth plan`") from exc

@@ -1,0 +1,1 @@
+"""Importers: read archive folders into the catalog and the store."""

@@ -1,0 +1,1 @@
+"""Launchers: plan a run folder, then start workers with torchrun."""

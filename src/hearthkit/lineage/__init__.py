@@ -1,0 +1,1 @@
+"""Lineage: models registered with their run and manifest, model cards, inherited labels."""

@@ -1,0 +1,82 @@
+"""Hugging Face-style model cards: YAML front matter + sections, per-group model-index results."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import yaml
+
+from hearthkit.governance.manifest import Manifest
+
+
+def _fmt(x: float) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+
+def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test: int, rows: list[dict],
+               gaps: dict, metrics: tuple[str, ...], config: dict) -> str:
+    """The card's Markdown text."""
+    results = []
+    for r in rows:
+        for m in metrics:
+            results.append({"task": {"type": recipe}, "dataset": {"name": ", ".join(manifest.request.collections),
+                                                                    "split": f"held-out, {r['by']}={r['group']}"},
+                            "metrics": [{"type": m, "value": None if math.isnan(r[m]) else round(r[m], 4)}]})
+    front = {
+        "model_name": name,
+        "library_name": "hearthkit",
+        "tags": [recipe, "hearthkit"],
+        "license": "other",
+        "hearthkit": {
+            "recipe": recipe,
+            "purpose": manifest.request.purpose,
+            "requester": manifest.request.requester,
+            "manifest_sha256": manifest.hash,
+            "restrictions": manifest.restrictions,
+            "notices": manifest.notices,
+        },
+        "datasets": list(manifest.request.collections),
+        "model-index": [{"name": name, "results": results}],
+    }
+    lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
+             f"# {name}", "",
+             f"A `{recipe}` model trained by hearthkit for purpose **{manifest.request.purpose}**, "
+             f"requested by {manifest.request.requester}.", "",
+             "## Restrictions inherited from the training data", ""]
+    if manifest.restrictions:
+        lines += [f"- `{r}`" for r in manifest.restrictions]
+        if any(r.endswith("non_commercial") or r == "bc:research" for r in manifest.restrictions):
+            lines.append("- This model is **non-commercial**: it may not be used or exported for commercial purposes.")
+    else:
+        lines.append("- none")
+    lines += ["", "## Attribution", ""] + ([f"- {a}" for a in manifest.attribution] or ["- none recorded"])
+    counts = manifest.excluded_counts()
+    lines += ["", "## Data", "",
+              f"- Collections: {', '.join(manifest.request.collections)} "
+              f"(policy evaluated on {manifest.request.as_of})",
+              f"- Items permitted by policy: {len(manifest.included)} ({n_train} trained on, {n_test} held out, "
+              "no held-out sentence seen in training)",
+              f"- Items excluded: {len(manifest.excluded)}", ""]
+    if counts:
+        lines += ["| excluded because | items |", "|---|---|"] + [f"| {k} | {v} |" for k, v in counts.items()]
+    lines += ["", "## Results per group (held-out items)", "",
+              "| by | group | n | " + " | ".join(f"{m.upper()} | 95% CI" for m in metrics) + " |",
+              "|---|---|---|" + "---|---|" * len(metrics)]
+    for r in rows:
+        cells = " | ".join(f"{_fmt(r[m])} | [{_fmt(r[m + '_ci'][0])}, {_fmt(r[m + '_ci'][1])}]"
+                           if f"{m}_ci" in r else f"{_fmt(r[m])} | –" for m in metrics)
+        lines.append(f"| {r['by']} | {r['group']} | {r['n']} | {cells} |")
+    if gaps:
+        lines += ["", "Gap between best and worst group: " + "; ".join(
+            f"{col}: " + ", ".join(f"{m.upper()} {_fmt(v)}" for m, v in g.items()) for col, g in gaps.items())]
+    lines += ["", "## Training configuration", "", "```yaml",
+              yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def write_card(path: Path, text: str) -> None:
+    """Write the card atomically."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,1 @@
+"""Recipe asr: CTC speech recognition for oral-history transcription."""

@@ -1,0 +1,1 @@
+"""Content-addressed storage of item bytes."""

@@ -1,0 +1,100 @@
+"""Find, create and describe a hearthkit workspace (catalog + store + config)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, Field
+
+from hearthkit.errors import HearthError
+
+CONFIG_NAME = "hearth.yaml"
+
+
+class WorkspaceConfig(BaseModel):
+    """The workspace's own settings, stored in hearth.yaml."""
+
+    name: str = Field("hearth", description="A name for this workspace.")
+    db_url: str | None = Field(
+        None, description="SQLAlchemy URL of the catalog; default is catalog.sqlite in the workspace."
+    )
+    store: str = Field("store", description="Folder of the content-addressed store, relative to the workspace.")
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A workspace folder: hearth.yaml, the catalog database, the store, runs."""
+
+    root: Path
+    config: WorkspaceConfig
+
+    @property
+    def db_url(self) -> str:
+        """Catalog URL: $HEARTH_DB, then the config, then SQLite in the workspace."""
+        return os.environ.get("HEARTH_DB") or self.config.db_url or f"sqlite:///{self.root / 'catalog.sqlite'}"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.root / self.config.store
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    def run_dir(self, name: str) -> Path:
+        return self.runs_dir / name
+
+
+def init_workspace(root: Path, name: str | None = None) -> Workspace:
+    """Create a workspace in ROOT (idempotent: an existing one is opened, not overwritten)."""
+    from hearthkit.catalog.db import Catalog
+
+    root = root.resolve()
+    cfg_path = root / CONFIG_NAME
+    if cfg_path.exists():
+        ws = open_workspace(root)
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        config = WorkspaceConfig(name=name or root.name)
+        cfg_path.write_text(yaml.safe_dump(config.model_dump(exclude_none=True), sort_keys=False))
+        ws = Workspace(root, config)
+    for d in (ws.store_dir, ws.runs_dir, ws.models_dir):
+        d.mkdir(parents=True, exist_ok=True)
+    Catalog.open(ws.db_url, create=True).close()
+    return ws
+
+
+def open_workspace(root: Path) -> Workspace:
+    """Open the workspace in ROOT, or fail with a one-line reason."""
+    cfg_path = root / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise HearthError(f"{root}: not a hearthkit workspace (no {CONFIG_NAME}); run `hearth init {root}` first")
+    try:
+        data = yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}
+        config = WorkspaceConfig.model_validate(data)
+    except Exception as exc:  # yaml or validation error: name the file
+        raise HearthError(f"{cfg_path}: invalid workspace config: {str(exc).splitlines()[0]}") from exc
+    return Workspace(root.resolve(), config)
+
+
+def find_workspace(explicit: Path | None = None) -> Workspace:
+    """Workspace from --workspace, then $HEARTH_WORKSPACE, then the current folder or its parents."""
+    if explicit is not None:
+        return open_workspace(explicit)
+    env = os.environ.get("HEARTH_WORKSPACE")
+    if env:
+        return open_workspace(Path(env))
+    here = Path.cwd().resolve()
+    for d in (here, *here.parents):
+        if (d / CONFIG_NAME).is_file():
+            return open_workspace(d)
+    raise HearthError(
+        "no hearthkit workspace here: pass --workspace DIR, set HEARTH_WORKSPACE, or run `hearth init DIR`"
+    )
