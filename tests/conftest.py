@@ -1,0 +1,54 @@
+"""Shared fixtures: a fresh workspace, a tiny synthetic speech archive, the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEARTH = [sys.executable, "-m", "hearthkit.cli.main"]
+
+
+def hearth(*args: str, ws: Path | None = None, check: bool = True, timeout: float = 600,
+           env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real `hearth` CLI in a subprocess (as a user would), returning its output."""
+    full_env = dict(os.environ, COLUMNS="200", **(env or {}))
+    if ws is not None:
+        full_env["HEARTH_WORKSPACE"] = str(ws)
+    proc = subprocess.run([*HEARTH, *args], capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"hearth {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """An initialised, empty workspace."""
+    from hearthkit.workspace import init_workspace
+
+    return init_workspace(tmp_path / "ws").root
+
+
+@pytest.fixture(scope="session")
+def tiny_speech_archive(tmp_path_factory) -> Path:
+    """A tiny espeak-ng archive (4 voices x 12 sentences), made once per test session; copy before changing."""
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        pytest.skip("espeak-ng and sox are needed to synthesise test speech (`make test` installs them)")
+    from hearthkit.demo.speech import make_speech_archive
+
+    folder = tmp_path_factory.mktemp("archive") / "tiny"
+    make_speech_archive(folder, n_sentences=12, n_voices=4, secret=3)
+    return folder
+
+
+@pytest.fixture
+def speech_archive(tiny_speech_archive: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny archive that a test may modify."""
+    dest = tmp_path / "archive"
+    shutil.copytree(tiny_speech_archive, dest)
+    return dest
