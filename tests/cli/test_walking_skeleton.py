@@ -102,8 +102,8 @@ def test_training_refuses_when_catalog_changed(workspace: Path, speech_archive: 
     hearth("data", "import", str(speech_archive), ws=workspace)
     config = _config(tmp_path, steps=5, every=5)
     from hearthkit.catalog.db import Catalog
-    from hearthkit.launch.plan import plan_run
     from hearthkit.engine.config import load_config
+    from hearthkit.launch.plan import plan_run
     from hearthkit.workspace import open_workspace
 
     ws = open_workspace(workspace)
@@ -122,7 +122,8 @@ def test_training_refuses_when_catalog_changed(workspace: Path, speech_archive: 
 
 def test_help_shows_examples() -> None:
     commands = [[], ["init"], ["data"], ["data", "import"], ["data", "ls"], ["demo-data"], ["demo-data", "speech"],
-                ["plan"], ["train"], ["models"]]
+                ["plan"], ["train"], ["retrain"], ["models"], ["models", "ls"], ["models", "show"], ["consent"],
+                ["consent", "withdraw"], ["lineage"], ["lineage", "export"], ["data", "card"]]
     for cmd in commands:
         out = subprocess.run([*HEARTH, *cmd, "--help"], capture_output=True, text=True, env=dict(
             os.environ, COLUMNS="200"), check=True).stdout

@@ -52,6 +52,7 @@ class Item(Base):
     text: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     collection: Mapped[Collection] = relationship(back_populates="items")
     labels: Mapped[list[Label]] = relationship(back_populates="item")
@@ -107,8 +108,16 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class RunItem(Base):
+    """An item in a run's manifest: the index that answers "which models learned from this item?"."""
+
+    __tablename__ = "run_items"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True, index=True)
+
+
 class Model(Base):
-    """A trained model registered with its run, restrictions and card."""
+    """A trained model registered with its run, parent, restrictions, attribution, metrics and status."""
 
     __tablename__ = "models"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -116,7 +125,27 @@ class Model(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     path: Mapped[str] = mapped_column(Text)
     card_path: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="active")
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active|needs-retrain|superseded|revoked
     restrictions: Mapped[list] = mapped_column(JSON, default=list)
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    recipe: Mapped[str | None] = mapped_column(String(50))
+    manifest_hash: Mapped[str | None] = mapped_column(String(64))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), index=True)
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    attribution: Mapped[list] = mapped_column(JSON, default=list)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Withdrawal(Base):
+    """A recorded withdrawal of consent: one item, a speaker, or a whole collection."""
+
+    __tablename__ = "withdrawals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(20))  # item | speaker | collection
+    subject: Mapped[str] = mapped_column(String(500))  # external id, speaker id or collection name
+    by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    items: Mapped[int] = mapped_column(Integer, default=0)

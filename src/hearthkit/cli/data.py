@@ -84,3 +84,18 @@ def speech(
         n = make_speech_archive(folder, sentences, voices, secret,
                                 progress=lambda i, t: bar.update(task, completed=i, total=t))
     console.print(f"wrote {n} recordings to {folder}")
+
+
+@data_app.command("card", help="Write a Croissant JSON-LD description of a collection (with Responsible-AI fields) and "
+                               "its item index CSV.\n\nExample: hearth data card demo-korero -o cards/")
+@user_errors
+def card(collection: Annotated[str, typer.Argument(help="Collection name.")],
+         output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write into.")] = Path("."),
+         workspace: WorkspaceOpt = None) -> None:
+    """Describe a collection in Croissant."""
+    from hearthkit.lineage.croissant import collection_card
+
+    _, catalog = open_catalog(workspace)
+    with catalog.session() as s:
+        path = collection_card(s, collection, output)
+    console.print(f"wrote {path}")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hearthkit.cli import data as data_cmds
+from hearthkit.cli import lineage as lineage_cmds
 from hearthkit.cli import train as train_cmds
 from hearthkit.cli.common import console, user_errors
 
@@ -20,7 +21,10 @@ app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(data_cmds.demo_app, name="demo-data")
 app.command("plan", help=train_cmds.plan.__doc__ + train_cmds.PLAN_EXAMPLE)(train_cmds.plan)
 app.command("train", help=train_cmds.train.__doc__ + train_cmds.TRAIN_EXAMPLE)(train_cmds.train)
-app.command("models", help=train_cmds.models.__doc__ + "\n\nExample: hearth models")(train_cmds.models)
+app.command("retrain", help=train_cmds.retrain.__doc__ + train_cmds.RETRAIN_EXAMPLE)(train_cmds.retrain)
+app.add_typer(lineage_cmds.models_app, name="models")
+app.add_typer(lineage_cmds.consent_app, name="consent")
+app.add_typer(lineage_cmds.lineage_app, name="lineage")
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"

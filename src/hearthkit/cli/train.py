@@ -11,9 +11,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
-from hearthkit.errors import HearthError
 
 PLAN_EXAMPLE = "\n\nExample: hearth plan configs/demo-asr.yaml --set request.purpose=commercial"
+RETRAIN_EXAMPLE = "\n\nExample: hearth retrain demo-asr"
 TRAIN_EXAMPLE = "\n\nExample: hearth train configs/demo-asr.yaml --set train.steps=200"
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key.sub=value.")]
@@ -44,6 +44,32 @@ def plan(config: ConfigArg, set_: SetOpt = None, workspace: WorkspaceOpt = None)
 
 
 
+def _progress_runner(steps: int):
+    """A rich progress bar fed by the workers' `step X/Y` lines; other lines are printed above it."""
+    bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                   TimeRemainingColumn(), console=console)
+    task = bar.add_task("train", total=steps)
+
+    def on_line(line: str) -> None:
+        m = STEP.match(line)
+        if m:
+            bar.update(task, completed=int(m.group(1)), total=int(m.group(2)))
+        console.print(line, highlight=False, markup=False)
+
+    return bar, on_line
+
+
+def _say(msg: str) -> None:
+    console.print(msg, highlight=False, markup=False)
+
+
+def _results_table(evaluation: dict) -> Table:
+    table = Table("by", "group", "n", *[m.upper() for m in evaluation["metrics"]])
+    for r in evaluation["rows"]:
+        table.add_row(r["by"], r["group"], str(r["n"]), *[f"{r[m]:.3f}" for m in evaluation["metrics"]])
+    return table
+
+
 @user_errors
 def train(
     config: ConfigArg,
@@ -53,57 +79,26 @@ def train(
 ) -> None:
     """Train under policy with torchrun: plan (or resume) the run, train, evaluate per group, write the model card."""
     from hearthkit.engine.config import load_config
-    from hearthkit.evaluate.run import evaluate_run
-    from hearthkit.launch.local import run_torchrun, torchrun_command
-    from hearthkit.launch.plan import plan_run
-    from hearthkit.lineage.publish import publish_model
+    from hearthkit.launch.pipeline import train_pipeline
 
     cfg = load_config(config, (set_ or []) + ([f"launch.nproc={nproc}"] if nproc else []))
     ws, catalog = open_catalog(workspace)
-    run_dir, manifest, resumed = plan_run(ws, catalog, cfg)
-    counts = ", ".join(f"{k} {v}" for k, v in manifest.excluded_counts().items()) or "none"
-    console.print(f"run {cfg.name}: {len(manifest.included)} items permitted, excluded: {counts}")
-    console.print(f"{'resuming' if resumed else 'starting'} in {run_dir}")
-    cmd = torchrun_command(run_dir, cfg.launch)
-    console.print("[dim]" + " ".join(cmd) + "[/]", highlight=False)
-    with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                  TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task("train", total=cfg.train.steps)
-
-        def on_line(line: str) -> None:
-            m = STEP.match(line)
-            if m:
-                bar.update(task, completed=int(m.group(1)), total=int(m.group(2)))
-            console.print(line, highlight=False, markup=False)
-
-        rc = run_torchrun(cmd, cfg.launch, on_line)
-    if rc != 0:
-        raise HearthError(f"training failed (torchrun exit {rc}); see the rank errors above; "
-                          f"re-run the same command to resume from the last checkpoint")
-    console.print("evaluating on held-out items …")
-    evaluation = evaluate_run(run_dir)
-    card = publish_model(ws, catalog, run_dir, evaluation)
-    table = Table("by", "group", "n", *[m.upper() for m in evaluation["metrics"]])
-    for r in evaluation["rows"]:
-        table.add_row(r["by"], r["group"], str(r["n"]), *[f"{r[m]:.3f}" for m in evaluation["metrics"]])
-    console.print(table)
-    console.print(f"model card: {card}")
-
-
+    bar, on_line = _progress_runner(cfg.train.steps)
+    with bar:
+        result = train_pipeline(ws, catalog, cfg, _say, on_line)
+    console.print(_results_table(result.evaluation))
+    console.print(f"model card: {result.card}")
 
 
 @user_errors
-def models(workspace: WorkspaceOpt = None) -> None:
-    """List trained models with status, restrictions and overall metrics."""
-    from sqlalchemy import select
+def retrain(name: Annotated[str, typer.Argument(help="Model to retrain without withdrawn items.")],
+            workspace: WorkspaceOpt = None) -> None:
+    """Retrain a model after a withdrawal: same request, recipe and config, a fresh manifest; the old is revoked."""
+    from hearthkit.lineage.retrain import retrain as do_retrain
 
-    from hearthkit.catalog.models import Model
-
-    _, catalog = open_catalog(workspace)
-    table = Table("model", "status", "restrictions", "metrics", "card")
-    with catalog.session() as s:
-        for m in s.scalars(select(Model).order_by(Model.name)):
-            table.add_row(m.name, m.status, ", ".join(m.restrictions) or "–",
-                          ", ".join(f"{k} {v:.3f}" for k, v in m.metrics.items() if v is not None),
-                          m.card_path or "–")
-    console.print(table)
+    ws, catalog = open_catalog(workspace)
+    bar, on_line = _progress_runner(1)
+    with bar:
+        new, result = do_retrain(ws, catalog, name, _say, on_line)
+    console.print(_results_table(result.evaluation))
+    console.print(f"{new} supersedes {name} (now revoked); model card: {result.card}")

@@ -65,6 +65,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Run name; re-running the same name resumes it.")
     recipe: str = Field(description="Recipe name, e.g. asr.")
+    init_from: str | None = Field(None, description="Registered model to initialise from (transfer); its parent.")
     request: RequestConfig
     split: SplitConfig = SplitConfig()
     model: dict[str, Any] = Field(default_factory=dict, description="Recipe model settings.")

@@ -62,6 +62,8 @@ def train(run_dir: Path) -> None:
     data = recipe.dataset(mcfg, prep, entries, reader, train=True)
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
     model = recipe.build_model(mcfg, prep)
+    if spec.get("parent"):
+        log(rank, recipe.init_from_parent(model, Path(spec["parent"]["path"]), prep))
     ddp = DDP(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
                             fused=torch.cuda.is_available() or None)

@@ -129,6 +129,8 @@ def compute_manifest(catalog: Catalog, req: Request) -> Manifest:
 
 def _evaluate(item, labs, collective_ok, individual, coll, req, purpose, on) -> tuple[str | None, str | None]:
     """The first rule that excludes ITEM, as (rule, reason); (None, None) if it is permitted."""
+    if item.withdrawn_at is not None:
+        return "withdrawn", f"withdrawn by the community on {_aware(item.withdrawn_at).date().isoformat()}"
     if not collective_ok:
         return "collective_consent", f"{coll.community} has not consented to purpose {purpose.value} for {coll.name}"
     embargo = (item.meta or {}).get("embargo_until")

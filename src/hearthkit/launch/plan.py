@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Run
+from hearthkit.catalog.models import Run, RunItem
 from hearthkit.data.split import split_entries
 from hearthkit.engine.config import RunConfig
 from hearthkit.errors import HearthError
@@ -47,6 +47,7 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
         spec_path.write_text(json.dumps(spec, indent=1))
         return run_dir, manifest, True
 
+    parent = _parent(catalog, cfg)
     manifest = compute_manifest(catalog, make_request(cfg))
     if not manifest.included:
         raise HearthError(f"no item may be used for this request ({len(manifest.excluded)} excluded); "
@@ -62,11 +63,30 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     recipe.prepare(mcfg, train, run_dir / "prep")
     spec = {"config": json.loads(cfg.model_dump_json()), "manifest_hash": mhash,
-            "as_of": manifest.request.as_of, "store": str(ws.store_dir)}
-    spec_path.write_text(json.dumps(spec, indent=1))
+            "as_of": manifest.request.as_of, "store": str(ws.store_dir), "parent": parent}
     with catalog.session() as s:
-        if s.scalar(select(Run).where(Run.name == cfg.name)) is None:
-            s.add(Run(name=cfg.name, recipe=cfg.recipe, purpose=cfg.request.purpose,
-                      requester=cfg.request.requester, manifest_hash=mhash, status="planned",
-                      config=spec["config"]))
+        run = s.scalar(select(Run).where(Run.name == cfg.name))
+        if run is None:
+            run = Run(name=cfg.name, recipe=cfg.recipe, purpose=cfg.request.purpose,
+                      requester=cfg.request.requester, manifest_hash=mhash, status="planned", config=spec["config"])
+            s.add(run)
+            s.flush()
+        # The manifest's items, indexed for "which models learned from this item?" (lineage, withdrawal).
+        s.execute(RunItem.__table__.delete().where(RunItem.run_id == run.id))
+        s.execute(RunItem.__table__.insert(), [{"run_id": run.id, "item_id": e["item_id"]} for e in manifest.included])
+    spec_path.write_text(json.dumps(spec, indent=1))  # written last: its presence means "planned"
     return run_dir, manifest, False
+
+
+def _parent(catalog: Catalog, cfg: RunConfig) -> dict | None:
+    """The model CFG initialises from, checked for this run's purpose, as {name, path}."""
+    if not cfg.init_from:
+        return None
+    from hearthkit.lineage.registry import guard
+
+    with catalog.session() as s:
+        m = guard(s, cfg.init_from, cfg.request.purpose, cfg.request.requester)
+        if m.recipe and m.recipe != cfg.recipe:
+            raise HearthError(f"init_from: model {m.name} is a {m.recipe} model, not {cfg.recipe}")
+        return {"name": m.name, "path": m.path}
+    return None
