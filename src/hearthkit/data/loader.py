@@ -1,4 +1,4 @@
-"""The governed loader: reads only manifest items, verifies each hash, records every read."""
+"""The governed loader: reads only manifest items, decrypts sealed ones in memory, verifies each hash, logs reads."""
 
 from __future__ import annotations
 
@@ -6,13 +6,17 @@ import json
 import os
 from pathlib import Path
 
-from hearthkit.store.cas import ContentStore
+from hearthkit.store.vault import Store
 
 
 class GovernedReader:
-    """Reads item bytes for a run: only digests in its manifest, hash-verified, logged per rank."""
+    """Reads item bytes for a run: only digests in its manifest, hash-verified, logged per rank.
 
-    def __init__(self, store: ContentStore, entries: list[dict], access_log: Path | None = None):
+    Sealed (encrypted) objects are decrypted in memory by the store; plaintext is never written to disk, and
+    the SHA-256 of the decrypted bytes must equal the manifest's content hash.
+    """
+
+    def __init__(self, store: Store, entries: list[dict], access_log: Path | None = None):
         self.store = store
         self.allowed = {e["content_hash"]: e for e in entries}
         self.access_log = access_log

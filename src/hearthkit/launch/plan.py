@@ -62,7 +62,8 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     recipe.prepare(mcfg, train, run_dir / "prep")
     spec = {"config": json.loads(cfg.model_dump_json()), "manifest_hash": mhash,
-            "as_of": manifest.request.as_of, "store": str(ws.store_dir)}
+            "as_of": manifest.request.as_of, "store": str(ws.store_dir),
+            "keys": str(ws.keys_dir)}
     spec_path.write_text(json.dumps(spec, indent=1))
     with catalog.session() as s:
         if s.scalar(select(Run).where(Run.name == cfg.name)) is None:

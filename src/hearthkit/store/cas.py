@@ -19,6 +19,47 @@ class IntegrityError(HearthError):
     """Stored bytes no longer match their content hash."""
 
 
+TMP_PREFIX = ".tmp-"
+
+
+def atomic_write(dest: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write DATA to DEST via a temp file in the same folder, fsync, rename: a crash never leaves half a file."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # The writer's pid is in the temp name, so `sweep_partial` can tell a dead writer's leftovers from live ones.
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f"{TMP_PREFIX}{os.getpid()}-")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_partial(root: Path) -> int:
+    """Remove temp files left under ROOT by writers that died (e.g. `kill -9` mid-import); return how many."""
+    n = 0
+    for p in Path(root).rglob(f"{TMP_PREFIX}*"):
+        pid = p.name[len(TMP_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
 class ContentStore:
     """Objects addressed by the SHA-256 of their content, in ROOT/ab/cdef…"""
 
@@ -38,20 +79,8 @@ class ContentStore:
         """Store DATA, return its hash; the same content is stored once."""
         digest = sha256_bytes(data)
         dest = self.path(digest)
-        if dest.is_file():
-            return digest
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        # Write to a temp file in the same folder, fsync, rename: a crash never leaves half an object.
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        if not dest.is_file():
+            atomic_write(dest, data)
         return digest
 
     def get(self, digest: str, verify: bool = True) -> bytes:

@@ -1,0 +1,53 @@
+"""The workspace's store as the rest of hearthkit sees it: plaintext objects plus sealed ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hearthkit.store.cas import ContentStore, IntegrityError, sha256_bytes
+from hearthkit.store.keys import KeyRing
+from hearthkit.store.sealed import SealedStore
+
+
+class Store:
+    """One address space (plaintext SHA-256) over STORE/ab/… (open) and STORE/sealed/ab/… (encrypted)."""
+
+    def __init__(self, store_dir: Path, key_dir: Path):
+        self.root = Path(store_dir)
+        self.plain = ContentStore(self.root)
+        self.keys = KeyRing(key_dir, self.root)
+        self.sealed = SealedStore(self.root / "sealed", self.keys)
+
+    def has(self, digest: str) -> bool:
+        return self.plain.has(digest) or self.sealed.has(digest)
+
+    def put(self, data: bytes, seal_for: tuple[str, str] | None = None) -> str:
+        """Store DATA; SEAL_FOR=(collection, community) encrypts it with that collection's data key."""
+        if seal_for is None:
+            digest = sha256_bytes(data)
+            # A recording some restricted collection holds stays sealed, whoever else imports it.
+            return digest if self.sealed.has(digest) else self.plain.put(data)
+        return self.sealed.put(data, *seal_for, digest=sha256_bytes(data))
+
+    def get(self, digest: str, verify: bool = True) -> bytes:
+        """Plaintext of DIGEST, decrypted in memory when sealed; verified against DIGEST."""
+        if self.plain.has(digest):
+            return self.plain.get(digest, verify)
+        if self.sealed.has(digest):
+            return self.sealed.get(digest, verify)
+        raise IntegrityError(f"store object {digest[:12]}… is missing from {self.root}")
+
+    def is_sealed(self, digest: str) -> bool:
+        return self.sealed.has(digest)
+
+
+def workspace_store(ws) -> Store:
+    """The store of workspace WS with its key folder."""
+    return Store(ws.store_dir, ws.keys_dir)
+
+
+def store_from_spec(spec: dict) -> Store:
+    """The store a planned run reads from (run.json's `store` and `keys`; older plans: the default key folder)."""
+    store_dir = Path(spec["store"])
+    keys = spec.get("keys") or store_dir.parent.parent / f"{store_dir.parent.name}.keys"
+    return Store(store_dir, Path(keys))
