@@ -199,7 +199,7 @@ class _Importer:
                 raise ValueError(f"sample rate {rate} Hz is not accepted (layout.sample_rates: "
                                  f"{', '.join(map(str, lay.sample_rates))}); convert it, or set "
                                  "layout.other_rates: resample")
-            meta["source"] = {"sha256": source, "sample_rate": rate, "media_type": media_type}
+            meta["resampled_from"] = {"sha256": source, "sample_rate": rate, "media_type": media_type}
             data, media_type, rate = _resample_flac(data, lay.resample_to), "audio/flac", lay.resample_to
         digest = self.store.put(data, self.seal_for)
         self.by_hash[source] = rec.id
@@ -219,7 +219,7 @@ class _Importer:
                 sealed = sealed or collection_must_seal(s, coll)
                 for ext, digest, meta in s.execute(select(Item.external_id, Item.content_hash, Item.meta)
                                                    .where(Item.collection_id == coll.id)):
-                    self.have[ext] = (meta or {}).get("source", {}).get("sha256", digest)
+                    self.have[ext] = (meta or {}).get("resampled_from", {}).get("sha256", digest)
                     self.by_hash[self.have[ext]] = ext
         if sealed:
             self.seal_for = (c.name, c.community)
@@ -264,7 +264,7 @@ class _Importer:
                 for key in p.labels:
                     s.add(Label(item_id=item.id, key=key, community=c.community))
         for p in pending:
-            self.have[p.external_id] = p.meta.get("source", {}).get("sha256", p.digest)
+            self.have[p.external_id] = p.meta.get("resampled_from", {}).get("sha256", p.digest)
         self.report.imported += len(pending)
 
 
