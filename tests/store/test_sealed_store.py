@@ -163,3 +163,20 @@ def test_workspace_key_folder_default_env_and_refusal_inside(workspace: Path, mo
     monkeypatch.setenv("HEARTH_KEYS", str(workspace / "keys"))
     with pytest.raises(HearthError, match="inside the workspace"):
         _ = ws.keys_dir
+
+
+def test_sweep_removes_only_temp_files_of_dead_writers(tmp_path: Path):
+    import subprocess
+    import sys
+
+    from hearthkit.store.cas import sweep_partial
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "ab").mkdir()
+    stale = tmp_path / "ab" / f".tmp-{dead.pid}-x1"
+    live = tmp_path / "ab" / f".tmp-{os.getpid()}-x2"
+    stale.write_bytes(b"half an obj")
+    live.write_bytes(b"being written")
+    assert sweep_partial(tmp_path) == 1
+    assert not stale.exists() and live.exists()
