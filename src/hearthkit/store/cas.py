@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,7 @@ class IntegrityError(HearthError):
 
 
 TMP_PREFIX = ".tmp-"
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 def atomic_write(dest: Path, data: bytes, mode: int = 0o644) -> None:
@@ -68,7 +70,7 @@ class ContentStore:
 
     def path(self, digest: str) -> Path:
         """Where the object DIGEST lives (it may not exist)."""
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        if not _DIGEST.fullmatch(digest):
             raise HearthError(f"not a content hash: {digest!r}")
         return self.root / digest[:2] / digest[2:]
 
@@ -85,10 +87,10 @@ class ContentStore:
 
     def get(self, digest: str, verify: bool = True) -> bytes:
         """Read object DIGEST; with VERIFY, fail if its bytes do not hash to DIGEST."""
-        p = self.path(digest)
-        if not p.is_file():
-            raise IntegrityError(f"store object {digest[:12]}… is missing from {self.root}")
-        data = p.read_bytes()
+        try:
+            data = self.path(digest).read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"store object {digest[:12]}… is missing from {self.root}") from None
         if verify and sha256_bytes(data) != digest:
             raise IntegrityError(f"store object {digest[:12]}… does not match its hash (corrupted or tampered)")
         return data

@@ -43,8 +43,9 @@ def object_key_id(blob: bytes) -> bytes:
 def unseal(key: bytes, digest: str, blob: bytes) -> bytes:
     """Decrypt a sealed object stored at DIGEST; fail if the key is wrong or a byte changed."""
     object_key_id(blob)
-    header, body = blob[:HEADER_LEN], blob[HEADER_LEN:]
+    header = blob[:HEADER_LEN]
     nonce = header[len(MAGIC) + KEY_ID_LEN:]
+    body = memoryview(blob)[HEADER_LEN:]  # no copy of the ciphertext
     try:
         return AESGCM(key).decrypt(nonce, body, header + digest.encode())
     except InvalidTag:

@@ -37,6 +37,7 @@ class KeyRing:
         self.key_dir = Path(key_dir)
         self.records_dir = Path(store_dir) / "keys"
         self._data_keys: dict[bytes, bytes] = {}
+        self._active: dict[str, bytes] = {}  # collection -> id of its active data key (saves a folder scan per put)
 
     # -- community keys -------------------------------------------------------------------------------
     def key_file(self, community: str) -> Path:
@@ -100,10 +101,10 @@ class KeyRing:
 
     def data_key_for(self, collection: str, community: str) -> tuple[bytes, bytes]:
         """(key id, key) to seal COLLECTION's objects with; a new random data key on first use."""
-        rec = self.active_record(collection)
-        if rec is None:
-            rec = self.new_data_key(collection, community)
-        kid = bytes.fromhex(rec["key_id"])
+        kid = self._active.get(collection)
+        if kid is None:
+            rec = self.active_record(collection) or self.new_data_key(collection, community)
+            kid = self._active[collection] = bytes.fromhex(rec["key_id"])
         return kid, self.data_key(kid)
 
     def new_data_key(self, collection: str, community: str) -> dict:
@@ -116,6 +117,7 @@ class KeyRing:
         rec.update(nonce=_b64(nonce), wrapped=_b64(wrapped))
         self._write_record(rec)
         self._data_keys[bytes.fromhex(rec["key_id"])] = key
+        self._active[collection] = bytes.fromhex(rec["key_id"])
         return rec
 
     def data_key(self, key_id: bytes) -> bytes:
@@ -136,6 +138,7 @@ class KeyRing:
         rec = json.loads(path.read_text())
         rec["retired"] = True
         self._write_record(rec)
+        self._active.pop(rec["collection"], None)
 
     def rotate(self, community: str) -> int:
         """New community key; re-wrap every data key of COMMUNITY with it; drop the old key. Returns re-wrapped."""

@@ -39,10 +39,14 @@ class SealedStore:
 
     def get(self, digest: str, verify: bool = True) -> bytes:
         """Decrypt object DIGEST in memory; with VERIFY, fail unless the plaintext hashes to DIGEST."""
-        p = self.path(digest)
-        if not p.is_file():
-            raise IntegrityError(f"sealed object {digest[:12]}… is missing from {self.root}")
-        blob = p.read_bytes()
+        try:
+            blob = self.path(digest).read_bytes()
+        except FileNotFoundError:
+            raise IntegrityError(f"sealed object {digest[:12]}… is missing from {self.root}") from None
+        return self.open_blob(digest, blob, verify)
+
+    def open_blob(self, digest: str, blob: bytes, verify: bool = True) -> bytes:
+        """Decrypt BLOB, the sealed object stored at DIGEST; with VERIFY, check the plaintext's hash."""
         data = crypto.unseal(self.keys.data_key(crypto.object_key_id(blob)), digest, blob)
         if verify and sha256_bytes(data) != digest:
             raise IntegrityError(f"sealed object {digest[:12]}… decrypts to bytes that do not match its hash")
