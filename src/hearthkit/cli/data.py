@@ -28,6 +28,8 @@ def import_(
     folder: Annotated[Path, typer.Argument(help="Archive folder.")],
     info: Annotated[Path | None, typer.Option(help="archive.yaml to use instead of FOLDER/archive.yaml "
                                                    "(for archives you cannot write to).")] = None,
+    collection: Annotated[str | None, typer.Option(help="Collection name, overriding archive.yaml's (e.g. one "
+                                                       "archive.yaml for a corpus's train and dev folders).")] = None,
     accept_truncated: Annotated[bool, typer.Option(help="Import truncated recordings as they are.")] = False,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Items per transaction (default: layout.batch_size "
                                                                "in archive.yaml, else 200).")] = None,
@@ -43,12 +45,15 @@ def import_(
         report = import_speech_folder(
             catalog, workspace_store(ws), folder, accept_truncated,
             progress=lambda i, n: bar.update(task, completed=i, total=n), info_path=info, batch_size=batch_size,
+            collection=collection,
             on_batch=lambda done, n: console.print(f"saved {done} new items (of {n} recordings)", highlight=False))
     for name, reason in report.problems:
         console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False, soft_wrap=True)
     sealed = " (stored encrypted)" if report.sealed else ""
     console.print(f"collection {report.collection}{sealed}: {report.imported} imported, {report.unchanged} already "
                   f"present, {len(report.problems)} skipped", highlight=False)
+    console.print(f"licence: {report.licence or '–'}\ncitation: {report.citation or '–'}", highlight=False,
+                  soft_wrap=True)
     if report.problems and not report.imported and not report.unchanged:
         raise typer.Exit(1)
 

@@ -30,6 +30,8 @@ class ImportReport:
     """What an import did: counts, plus one (file, reason) per rejected file."""
 
     collection: str
+    licence: str | None = None
+    citation: str | None = None
     imported: int = 0
     unchanged: int = 0
     sealed: bool = False
@@ -140,7 +142,7 @@ class _Importer:
         self.layout = info.layout
         self.accept_truncated = accept_truncated
         self.pattern = re.compile(self.layout.name_pattern) if self.layout.name_pattern else None
-        self.report = ImportReport(collection=info.collection.name)
+        self.report = ImportReport(info.collection.name, info.collection.licence, info.collection.citation)
         self.have: dict[str, str] = {}  # external id -> hash of the source file, already in the catalog
         self.by_hash: dict[str, str] = {}  # source hash -> external id (same content -> same item)
         self.seal_for: tuple[str, str] | None = None
@@ -275,13 +277,15 @@ def _utc(d: date) -> datetime:
 def import_speech_folder(
     catalog: Catalog, store: Store, folder: Path, accept_truncated: bool = False,
     progress: Callable[[int, int], None] | None = None, info_path: Path | None = None,
-    batch_size: int | None = None, on_batch: Callable[[int, int], None] | None = None,
+    batch_size: int | None = None, on_batch: Callable[[int, int], None] | None = None, collection: str | None = None,
 ) -> ImportReport:
     """Import FOLDER; bad files are reported and skipped; each batch of items is one transaction."""
     folder = Path(folder)
     if not folder.is_dir():
         raise HearthError(f"{folder}: not a folder")
     info = read_archive_info(folder, info_path)
+    if collection:
+        info.collection.name = collection
     imp = _Importer(catalog, store, folder, info, accept_truncated)
     problems = imp.report.problems
     sheet = read_sheet(folder, info.layout.sheet, problems)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hearthkit.store.cas import ContentStore, sha256_bytes
+from hearthkit.store.cas import ContentStore, read_file, sha256_bytes
 from hearthkit.store.keys import KeyRing
 from hearthkit.store.sealed import SealedStore
 
@@ -33,7 +33,7 @@ class Store:
         """Plaintext of DIGEST, decrypted in memory when sealed; verified against DIGEST."""
         # Open rather than stat first: one system call per object on the hot path of training.
         try:
-            blob = self.sealed.path(digest).read_bytes()
+            blob = read_file(self.sealed.path(digest))
         except FileNotFoundError:
             return self.plain.get(digest, verify)
         return self.sealed.open_blob(digest, blob, verify)
