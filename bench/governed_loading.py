@@ -4,7 +4,8 @@ raw      = soundfile.read of each original file (float32).
 governed = GovernedReader.read (manifest check, AES-GCM decrypt in memory, SHA-256 verify, access log line)
            + the recipe's decode of the bytes (soundfile on an in-memory buffer).
 Usage: .venv/bin/python bench/governed_loading.py [FOLDER] [--info archive.yaml] [--limit N] [--repeats R]
-Default FOLDER: ../shared/data/mboshi/train. The loaders alternate file by file; the median pass is reported.
+Default FOLDER: ../shared/data/mboshi/train. The loaders alternate file by file; the median pass is
+reported, and (ratio_best_of_passes) the ratio of per-file best times summed.
 Prints one JSON line.
 """
 
@@ -68,28 +69,25 @@ def main() -> None:
             raw(i), governed(i)
         # This machine is shared and noisy: alternate the two loaders file by file (order flipped every other
         # file and pass) so both see the same load, and sum each one's time over every pass.
-        t = {"raw": [], "governed": []}
+        per_file = {"raw": [[] for _ in paths], "governed": [[] for _ in paths]}
         frames = 0
         for r in range(args.repeats):
-            tr = tg = 0.0
             for i in range(len(paths)):
                 for name in (("raw", "governed") if (i + r) % 2 == 0 else ("governed", "raw")):
                     t0 = time.perf_counter()
                     n = raw(i) if name == "raw" else governed(i)
-                    dt = time.perf_counter() - t0
-                    if name == "raw":
-                        tr += dt
-                        frames += n
-                    else:
-                        tg += dt
-            t["raw"].append(tr)
-            t["governed"].append(tg)
+                    per_file[name][i].append(time.perf_counter() - t0)
+                    frames += n if name == "raw" else 0
         audio_s = frames / args.repeats / 16000
+    t = {k: [sum(f[r] for f in v) for r in range(args.repeats)] for k, v in per_file.items()}
+    # Second estimator, robust to other people's load: each file's fastest time over the passes, summed.
+    best = {k: sum(min(f) for f in v) for k, v in per_file.items()}
     raw_fps, gov_fps = (len(paths) / statistics.median(t[k]) for k in ("raw", "governed"))
     print(json.dumps({"metric": "governed encrypted loading", "files": len(paths),
                       "audio_hours": round(audio_s / 3600, 3),
                       "raw_files_per_s": round(raw_fps, 1), "governed_files_per_s": round(gov_fps, 1),
-                      "ratio_governed_vs_raw": round(gov_fps / raw_fps, 3), "times_s": t}))
+                      "ratio_governed_vs_raw": round(gov_fps / raw_fps, 3),
+                      "ratio_best_of_passes": round(best["raw"] / best["governed"], 3), "times_s": t}))
 
 
 if __name__ == "__main__":

@@ -7,8 +7,6 @@ import os
 import shutil
 from pathlib import Path
 
-from archive_maker import audio_bytes, speech_items, write_audio, write_info
-from conftest import hearth
 from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
@@ -16,6 +14,8 @@ from hearthkit.catalog.models import Collection, Consent, Item, Label
 from hearthkit.ingest.speech_folder import import_speech_folder
 from hearthkit.store.vault import Store
 from hearthkit.workspace import open_workspace
+from tests.conftest import hearth
+from tests.ingest.archive_maker import audio_bytes, speech_items, write_audio, write_info
 
 ROWS = "file,speaker,labels\n*,kui,\n"
 

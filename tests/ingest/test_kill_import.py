@@ -7,13 +7,13 @@ import signal
 import subprocess
 import sys
 
-from archive_maker import speech_items, write_info
 from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Collection, Consent, Item
 from hearthkit.store.vault import Store
 from hearthkit.workspace import open_workspace
+from tests.ingest.archive_maker import speech_items, write_info
 
 N, BATCH = 120, 5
 

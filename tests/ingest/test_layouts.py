@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from archive_maker import audio_bytes, speech_items, write_audio, write_info
 from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
@@ -14,6 +13,7 @@ from hearthkit.ingest.speech_folder import import_speech_folder
 from hearthkit.store.cas import sha256_bytes
 from hearthkit.store.vault import Store
 from hearthkit.workspace import open_workspace
+from tests.ingest.archive_maker import audio_bytes, speech_items, write_audio, write_info
 
 
 def open_ws(workspace: Path) -> tuple[Catalog, Store]:

@@ -7,13 +7,13 @@ import stat
 from pathlib import Path
 
 import yaml
-from conftest import hearth
 from sqlalchemy import func, select
 
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Item
 from hearthkit.store.vault import Store
 from hearthkit.workspace import open_workspace
+from tests.conftest import hearth
 
 
 def pcm_patterns(archive: Path) -> dict[str, bytes]:

@@ -19,8 +19,8 @@ from hearthkit.ingest.archive import ArchiveInfo, LayoutConfig, read_archive_inf
 from hearthkit.ingest.audio import AUDIO_SUFFIXES, BadAudio, probe
 from hearthkit.ingest.sealing import collection_must_seal, must_seal, seal_collection
 from hearthkit.ingest.sheet import SHEET_NAMES, Sheet, SheetRow, read_sheet
-from hearthkit.store.cas import sha256_bytes, sweep_partial
-from hearthkit.store.vault import Store
+from hearthkit.store.cas import ContentStore, sha256_bytes, sweep_partial
+from hearthkit.store.vault import Store, as_store
 
 TRANSCRIPT_SUFFIX = ".txt"
 
@@ -275,7 +275,7 @@ def _utc(d: date) -> datetime:
 
 
 def import_speech_folder(
-    catalog: Catalog, store: Store, folder: Path, accept_truncated: bool = False,
+    catalog: Catalog, store: Store | ContentStore, folder: Path, accept_truncated: bool = False,
     progress: Callable[[int, int], None] | None = None, info_path: Path | None = None,
     batch_size: int | None = None, on_batch: Callable[[int, int], None] | None = None, collection: str | None = None,
 ) -> ImportReport:
@@ -283,6 +283,7 @@ def import_speech_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise HearthError(f"{folder}: not a folder")
+    store = as_store(store)  # callers may pass a plain ContentStore; encrypted collections need the key folder
     info = read_archive_info(folder, info_path)
     if collection:
         info.collection.name = collection

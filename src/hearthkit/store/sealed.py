@@ -32,6 +32,10 @@ class SealedStore:
             atomic_write(dest, crypto.seal(key, kid, digest, data), mode=0o600)
         return digest
 
+    def delete(self, digest: str) -> bool:
+        """Remove sealed object DIGEST; True if it existed."""
+        return self._addr.delete(digest)
+
     def key_id(self, digest: str) -> bytes:
         """The data key id object DIGEST is sealed with (reads the header only)."""
         with self.path(digest).open("rb") as f:

@@ -41,6 +41,25 @@ class Store:
     def is_sealed(self, digest: str) -> bool:
         return self.sealed.has(digest)
 
+    def delete(self, digest: str) -> bool:
+        """Erase DIGEST, clear and sealed copies alike (e.g. on withdrawal); True if anything was there."""
+        return bool(self.plain.delete(digest) + self.sealed.delete(digest))
+
+
+def as_store(store) -> Store:
+    """STORE as a Store: a plain ContentStore gets the key folder of the workspace its folder lies in."""
+    if isinstance(store, Store):
+        return store
+    from hearthkit.errors import HearthError
+    from hearthkit.workspace import open_workspace
+
+    root = Path(store.root)
+    try:
+        keys = open_workspace(root.parent).keys_dir
+    except HearthError:
+        keys = root.parent.parent / f"{root.parent.name}.keys"
+    return Store(root, keys)
+
 
 def workspace_store(ws) -> Store:
     """The store of workspace WS with its key folder."""
