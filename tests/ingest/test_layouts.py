@@ -177,3 +177,25 @@ def test_other_sample_rates_resampled_per_config(tmp_path: Path, workspace: Path
     # Idempotent: the same source file is recognised although the stored bytes are the resampled ones.
     again = import_speech_folder(catalog, store, folder)
     assert (again.imported, again.unchanged) == (0, 1)
+
+
+def test_restriction_sticks_once_a_collection_is_encrypted(tmp_path: Path, workspace: Path):
+    folder = tmp_path / "a"
+    speech_items(folder, 1)
+    write_info(folder)
+    catalog, store = open_ws(workspace)
+    import_speech_folder(catalog, store, folder)
+    write_info(folder, restricted=True)  # the steward restricts the collection
+    speech_items(folder / "x", 0)
+    write_audio(folder / "utt500.wav", seed=500)
+    (folder / "utt500.txt").write_text("tapu\n", encoding="utf-8")
+    assert import_speech_folder(catalog, store, folder).sealed
+    write_info(folder, restricted=False)  # an old archive.yaml does not lift it
+    write_audio(folder / "utt501.wav", seed=501)
+    (folder / "utt501.txt").write_text("noa\n", encoding="utf-8")
+    report = import_speech_folder(catalog, store, folder)
+    assert (report.imported, report.sealed) == (1, True)
+    with catalog.session() as s:
+        assert s.scalar(select(Collection.restricted))
+        digests = list(s.scalars(select(Item.content_hash)))
+    assert len(digests) == 3 and all(store.is_sealed(d) and not store.plain.has(d) for d in digests)

@@ -218,7 +218,8 @@ class _Importer:
                 if coll.community != c.community:
                     raise HearthError(f"archive.yaml: collection {c.name!r} belongs to {coll.community}, "
                                       f"not {c.community}")
-                sealed = sealed or collection_must_seal(s, coll)
+                # Once encrypted, always encrypted: a collection with a data key never gets clear objects again.
+                sealed = sealed or collection_must_seal(s, coll) or self.store.keys.active_record(c.name) is not None
                 for ext, digest, meta in s.execute(select(Item.external_id, Item.content_hash, Item.meta)
                                                    .where(Item.collection_id == coll.id)):
                     self.have[ext] = (meta or {}).get("resampled_from", {}).get("sha256", digest)
@@ -239,6 +240,8 @@ class _Importer:
                                   restricted=c.restricted)
                 s.add(coll)
                 s.flush()
+            elif c.restricted and not coll.restricted:
+                coll.restricted = True  # a steward's restriction only ever tightens here; lifting it is a steward act
             existing = {(x.scope, x.subject, x.given_by, x.given_at.date(), tuple(x.purposes))
                         for x in s.scalars(select(Consent).where(Consent.collection_id == coll.id))}
             records = [("collective", e.subject, e.given_by, e.given_at, [p.value for p in e.purposes],
