@@ -22,6 +22,11 @@ class WorkspaceConfig(BaseModel):
         None, description="SQLAlchemy URL of the catalog; default is catalog.sqlite in the workspace."
     )
     store: str = Field("store", description="Folder of the content-addressed store, relative to the workspace.")
+    keys: str | None = Field(
+        None, description="Folder of the community key files (0600), outside the workspace; relative paths are "
+                          "relative to the workspace. Default: <workspace>/../<workspace name>.keys. $HEARTH_KEYS "
+                          "overrides it.",
+    )
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,17 @@ class Workspace:
     @property
     def store_dir(self) -> Path:
         return self.root / self.config.store
+
+    @property
+    def keys_dir(self) -> Path:
+        """Community key folder: $HEARTH_KEYS, then `keys:` in hearth.yaml, then a sibling <name>.keys folder."""
+        raw = os.environ.get("HEARTH_KEYS") or self.config.keys
+        path = (self.root / raw).resolve() if raw else self.root.parent / f"{self.root.name}.keys"
+        # Keys kept beside the data they unlock would protect nothing when the workspace is copied or shared.
+        if path == self.root or self.root in path.parents:
+            raise HearthError(f"key folder {path} is inside the workspace {self.root}; keep community keys "
+                              "outside it (set $HEARTH_KEYS or `keys:` in hearth.yaml to another folder)")
+        return path
 
     @property
     def runs_dir(self) -> Path:

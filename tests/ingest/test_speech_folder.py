@@ -11,6 +11,7 @@ from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Consent, Item, Label
 from hearthkit.ingest.speech_folder import import_speech_folder
 from hearthkit.store.cas import ContentStore
+from hearthkit.store.vault import workspace_store
 from hearthkit.workspace import open_workspace
 from tests.conftest import hearth
 
@@ -34,7 +35,7 @@ def test_import_records_items_consent_labels(workspace: Path, speech_archive: Pa
         item = s.scalar(select(Item).where(Item.external_id == "hemi_0000"))
         assert item.speaker == "hemi" and item.dialect == "raki" and item.gender == "male"
         assert abs(item.duration_s - item.size_bytes / 32000) < 0.01  # 16-bit mono 16 kHz
-        assert ContentStore(ws.store_dir).get(item.content_hash) == (speech_archive / "hemi_0000.wav").read_bytes()
+        assert workspace_store(ws).get(item.content_hash) == (speech_archive / "hemi_0000.wav").read_bytes()
         assert s.scalar(select(func.count(Label.id)).where(Label.key == "tk:secret_sacred")) == 3
         assert {c.subject for c in s.scalars(select(Consent).where(Consent.scope == "individual"))} == {
             "hemi", "mere", "kiri"}
@@ -53,7 +54,12 @@ def test_bad_files_reported_and_rest_imported(workspace: Path, speech_archive: P
             p.unlink()
             p.with_suffix(".txt").unlink()
     # A new good recording, plus four bad ones.
-    shutil.copy(bad / "hemi_0000.wav", bad / "hemi_0100.wav")
+    # Distinct audio (the same bytes would be a duplicate of hemi_0000): the same voice, quieter by one bit.
+    import numpy as np
+    import soundfile as sf
+
+    wav, sr = sf.read(bad / "hemi_0000.wav", dtype="int16")
+    sf.write(bad / "hemi_0100.wav", (wav // 2).astype(np.int16), sr, subtype="PCM_16")
     (bad / "hemi_0100.txt").write_text("he pai te wai\n", encoding="utf-8")
     data = (bad / "hemi_0001.wav").read_bytes()
     (bad / "hemi_0101.wav").write_bytes(data[: len(data) // 3])  # truncated

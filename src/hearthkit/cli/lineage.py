@@ -82,14 +82,14 @@ def withdraw(
     """Withdraw consent and show which models must be retrained."""
     from hearthkit.errors import HearthError
     from hearthkit.lineage.withdraw import withdraw as do_withdraw
-    from hearthkit.store.cas import ContentStore
+    from hearthkit.store.vault import workspace_store
 
     chosen = [x for x in (("item", item), ("speaker", speaker), ("collection", collection if whole else None)) if x[1]]
     if len(chosen) != 1:
         raise HearthError("name exactly one of --item ID, --speaker ID or --all")
     scope, subject = chosen[0]
     ws, catalog = open_catalog(workspace)
-    impact = do_withdraw(catalog, ContentStore(ws.store_dir), collection, scope, subject, by, reason)
+    impact = do_withdraw(catalog, workspace_store(ws), collection, scope, subject, by, reason)
     console.print(f"withdrew {scope} {subject}: {impact.items} items; {impact.erased_objects} stored objects erased")
     if not impact.models:
         console.print("no model learned from these items")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hearthkit.cli import data as data_cmds
+from hearthkit.cli import keys as keys_cmds
 from hearthkit.cli import lineage as lineage_cmds
 from hearthkit.cli import train as train_cmds
 from hearthkit.cli.common import console, user_errors
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(data_cmds.demo_app, name="demo-data")
+app.add_typer(keys_cmds.keys_app, name="keys")
 app.command("plan", help=train_cmds.plan.__doc__ + train_cmds.PLAN_EXAMPLE)(train_cmds.plan)
 app.command("train", help=train_cmds.train.__doc__ + train_cmds.TRAIN_EXAMPLE)(train_cmds.train)
 app.command("retrain", help=train_cmds.retrain.__doc__ + train_cmds.RETRAIN_EXAMPLE)(train_cmds.retrain)

@@ -22,7 +22,7 @@ from hearthkit.engine.config import RunConfig
 from hearthkit.engine.sampler import StepSampler
 from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes import get_recipe
-from hearthkit.store.cas import ContentStore
+from hearthkit.store.vault import store_from_spec
 
 
 def lr_lambda(warmup: int, total: int):
@@ -58,7 +58,7 @@ def train(run_dir: Path) -> None:
     recipe = get_recipe(cfg.recipe)
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     prep = recipe.load_prep(run_dir / "prep")
-    reader = GovernedReader(ContentStore(Path(spec["store"])), entries, run_dir / "access" / f"rank{rank}.jsonl")
+    reader = GovernedReader(store_from_spec(spec), entries, run_dir / "access" / f"rank{rank}.jsonl")
     data = recipe.dataset(mcfg, prep, entries, reader, train=True)
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
     model = recipe.build_model(mcfg, prep)

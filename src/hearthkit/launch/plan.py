@@ -63,7 +63,8 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     recipe.prepare(mcfg, train, run_dir / "prep")
     spec = {"config": json.loads(cfg.model_dump_json()), "manifest_hash": mhash,
-            "as_of": manifest.request.as_of, "store": str(ws.store_dir), "parent": parent}
+            "as_of": manifest.request.as_of, "store": str(ws.store_dir), "parent": parent,
+            "keys": str(ws.keys_dir)}
     with catalog.session() as s:
         run = s.scalar(select(Run).where(Run.name == cfg.name))
         if run is None:

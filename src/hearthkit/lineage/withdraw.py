@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Collection, Consent, Item, Model, Run, RunItem, Withdrawal
 from hearthkit.errors import HearthError
-from hearthkit.store.cas import ContentStore
+from hearthkit.store.vault import Store
 
 SCOPES = ("item", "speaker", "collection")
 
@@ -64,7 +64,7 @@ def impact(s: Session, item_ids) -> list[dict]:
     return sorted(out.values(), key=lambda r: r["model"])
 
 
-def withdraw(catalog: Catalog, store: ContentStore, collection: str, scope: str, subject: str | None, by: str,
+def withdraw(catalog: Catalog, store: Store, collection: str, scope: str, subject: str | None, by: str,
              reason: str | None = None, now: datetime | None = None) -> Impact:
     """Withdraw one item, a speaker or a collection: mark models, then erase the items' bytes from the store."""
     if scope not in SCOPES:
@@ -102,7 +102,8 @@ def withdraw(catalog: Catalog, store: ContentStore, collection: str, scope: str,
         digests = [d for (d,) in s.execute(select(Item.content_hash).where(Item.id.in_(ids)))]
         still_used = {d for (d,) in s.execute(select(Item.content_hash).where(
             Item.content_hash.in_(digests), Item.withdrawn_at.is_(None)))}
-    # Erase only after the catalog committed: bytes shared with a still-consented item stay.
+    # Erase only after the catalog committed: bytes shared with a still-consented item stay. A sealed object is
+    # ciphertext under its collection's key, so deleting it is erasure; other items keep the key.
     for d in set(digests) - still_used:
         result.erased_objects += int(store.delete(d))
     return result
