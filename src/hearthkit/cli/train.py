@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -49,22 +50,47 @@ def train(
     config: ConfigArg,
     set_: SetOpt = None,
     nproc: Annotated[int | None, typer.Option(help="Worker processes (overrides launch.nproc).")] = None,
+    nnodes: Annotated[int, typer.Option(help="Machines taking part (c10d rendezvous when more than 1).")] = 1,
+    node_rank: Annotated[int, typer.Option(help="This machine's number, 0..nnodes-1; node 0 hosts the "
+                                                "rendezvous and plans the run.")] = 0,
+    rdzv_endpoint: Annotated[str | None, typer.Option(help="HOST:PORT of node 0, resolved to an address here "
+                                                           "(required with --nnodes > 1).")] = None,
+    local_addr: Annotated[str | None, typer.Option(help="Address this node talks on (default: the route to "
+                                                        "the rendezvous host).")] = None,
+    iface: Annotated[str | None, typer.Option(help="Network interface for gloo/NCCL (GLOO_SOCKET_IFNAME, "
+                                                   "NCCL_SOCKET_IFNAME); default: the one carrying "
+                                                   "--local-addr.")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train under policy with torchrun: plan (or resume) the run, train, evaluate per group, write the model card."""
     from hearthkit.engine.config import load_config
     from hearthkit.evaluate.run import evaluate_run
+    from hearthkit.launch import multinode
     from hearthkit.launch.local import run_torchrun, torchrun_command
     from hearthkit.launch.plan import plan_run
     from hearthkit.lineage.publish import publish_model
 
     cfg = load_config(config, (set_ or []) + ([f"launch.nproc={nproc}"] if nproc else []))
     ws, catalog = open_catalog(workspace)
-    run_dir, manifest, resumed = plan_run(ws, catalog, cfg)
-    counts = ", ".join(f"{k} {v}" for k, v in manifest.excluded_counts().items()) or "none"
-    console.print(f"run {cfg.name}: {len(manifest.included)} items permitted, excluded: {counts}")
-    console.print(f"{'resuming' if resumed else 'starting'} in {run_dir}")
-    cmd = torchrun_command(run_dir, cfg.launch)
+    node = None
+    if nnodes > 1 or rdzv_endpoint:
+        if not rdzv_endpoint:
+            raise HearthError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (node 0's address), e.g. node01:29400")
+        node = multinode.resolve_node(nnodes, node_rank, rdzv_endpoint, cfg.name, local_addr, iface)
+        console.print(node.describe(), highlight=False, soft_wrap=True)
+        os.environ.update(node.env())  # inherited by torchrun and its workers
+    if node is not None and node.node_rank > 0:
+        run_dir = ws.run_dir(cfg.name)
+        console.print(f"waiting for node 0 to plan {run_dir} …")
+        multinode.wait_for_plan(run_dir, cfg, timeout_s=cfg.launch.timeout_s)
+        cmd = multinode.torchrun_multinode_command(run_dir, cfg.launch, node)
+    else:
+        run_dir, manifest, resumed = plan_run(ws, catalog, cfg)
+        counts = ", ".join(f"{k} {v}" for k, v in manifest.excluded_counts().items()) or "none"
+        console.print(f"run {cfg.name}: {len(manifest.included)} items permitted, excluded: {counts}")
+        console.print(f"{'resuming' if resumed else 'starting'} in {run_dir}")
+        cmd = (torchrun_command(run_dir, cfg.launch) if node is None
+               else multinode.torchrun_multinode_command(run_dir, cfg.launch, node))
     console.print("[dim]" + " ".join(cmd) + "[/]", highlight=False)
     with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
                   TimeRemainingColumn(), console=console) as bar:
@@ -80,6 +106,9 @@ def train(
     if rc != 0:
         raise HearthError(f"training failed (torchrun exit {rc}); see the rank errors above; "
                           f"re-run the same command to resume from the last checkpoint")
+    if node is not None and node.node_rank > 0:
+        console.print(f"node {node.node_rank}: training finished; node 0 evaluates and writes the model card")
+        return
     console.print("evaluating on held-out items …")
     evaluation = evaluate_run(run_dir)
     card = publish_model(ws, catalog, run_dir, evaluation)
