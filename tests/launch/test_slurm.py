@@ -163,6 +163,7 @@ def test_submit_train_preempt_requeue_resume(slurm_cluster: dict, slurm_ws: Path
     job_a = submit(cfg_a, ws, env)
     script = (ws / "runs" / "slurm-a" / "slurm" / "slurm-a.sbatch").read_text()
     for line in ("#SBATCH --requeue", "#SBATCH --signal=B:USR1@60", "srun ", "--rdzv-backend=c10d",
+                 "--rdzv-conf=is_host=$IS_HOST", "--signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1",
                  'scontrol show hostnames "$SLURM_JOB_NODELIST"', 'scontrol requeue "$SLURM_JOB_ID"'):
         assert line in script
     wait_for(lambda: job_fields(env, job_a)["JobState"] in ("COMPLETED", "FAILED", "CANCELLED"), 120, "job A")

@@ -135,11 +135,16 @@ on_usr1() {{
 }}
 trap on_usr1 USR1
 
-srun {cpus} "$PYTHON" -m torch.distributed.run \\
-  --nnodes="$SLURM_JOB_NUM_NODES" --nproc-per-node="$NPROC_PER_NODE" \\
-  --rdzv-backend=c10d --rdzv-endpoint="$HEAD_ADDR:$RDZV_PORT" --rdzv-id="$SLURM_JOB_ID" \\
-  --signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 \\
-  -m hearthkit.engine.trainer "$RUN_DIR" &
+# One torchrun per node. Node 0 hosts the rendezvous store, said explicitly (is_host) rather than guessed from
+# hostnames; torchrun passes USR1 on to its workers.
+export RUN_DIR PYTHON NPROC_PER_NODE RDZV_PORT HEAD_ADDR
+srun {cpus} bash -c '
+  IS_HOST=0; [ "$SLURM_NODEID" = 0 ] && IS_HOST=1
+  exec "$PYTHON" -m torch.distributed.run \\
+    --nnodes="$SLURM_JOB_NUM_NODES" --node-rank="$SLURM_NODEID" --nproc-per-node="$NPROC_PER_NODE" \\
+    --rdzv-backend=c10d --rdzv-endpoint="$HEAD_ADDR:$RDZV_PORT" --rdzv-id="$SLURM_JOB_ID" \\
+    --rdzv-conf=is_host=$IS_HOST --signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1 \\
+    -m hearthkit.engine.trainer "$RUN_DIR"' &
 srun_pid=$!
 # A trapped signal ends `wait` early: wait again until srun has really finished.
 wait "$srun_pid"; rc=$?
