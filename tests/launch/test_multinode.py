@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -114,3 +115,20 @@ def test_two_real_nodes_train_the_same_weights_as_one_node(two_namespaces, tiny_
     assert "--rdzv-conf=is_host=0" in node1 and "node 1: training finished" in node1
     assert "2 workers" in node0 and "model card" in node0
     assert_same_weights(final_weights(ws, "two-nodes"), final_weights(ws, "one-node"))
+
+
+def test_other_nodes_wait_for_node_0s_plan_and_check_it(tmp_path: Path):
+    from hearthkit.engine.config import load_config
+
+    cfg = load_config(tiny_config(tmp_path, "shared"))
+    run_dir = tmp_path / "runs" / "shared"
+    with pytest.raises(HearthError, match="did not appear within 0 s: node 0 plans the run"):
+        multinode.wait_for_plan(run_dir, cfg, timeout_s=0.2, poll_s=0.05)
+    run_dir.mkdir(parents=True)
+    other = cfg.model_copy(update={"model": {**cfg.model, "hidden": 32}})
+    (run_dir / "run.json").write_text(json.dumps({"config": json.loads(other.model_dump_json())}))
+    with pytest.raises(HearthError, match="node 0 planned this run with a different config"):
+        multinode.wait_for_plan(run_dir, cfg, timeout_s=1)
+    more_steps = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": 99})})
+    (run_dir / "run.json").write_text(json.dumps({"config": json.loads(more_steps.model_dump_json())}))
+    multinode.wait_for_plan(run_dir, cfg, timeout_s=1)  # loop settings may differ (e.g. more steps on resume)

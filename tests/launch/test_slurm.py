@@ -230,3 +230,18 @@ def test_bad_time_and_gpu_backend_are_one_line_errors(workspace: Path, tmp_path:
         proc = hearth("submit", "slurm", str(cfg), "--no-submit", *args, ws=ws, check=False)
         assert proc.returncode == 2 and needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (ws / "runs" / "bad").exists()  # refused before anything was planned
+
+
+def test_slurm_time_forms_and_fair_share_choice():
+    from hearthkit.errors import HearthError
+    from hearthkit.launch.fairshare import pick
+    from hearthkit.launch.slurm import time_limit_seconds
+
+    forms = {"90": 5400, "90:30": 5430, "02:00:00": 7200, "1-12": 129600, "1-12:30": 131400, "2-00:00:01": 172801}
+    assert {t: time_limit_seconds(t) for t in forms} == forms
+    accounts = {"Community A": "acct-a", "Community B": "acct-b", "Community C": "acct-a"}
+    assert pick(accounts, ["Community A", "Community C"], None, "--account") == "acct-a"
+    assert pick(accounts, ["Unlisted"], None, "--account") is None  # the cluster's default applies
+    assert pick(accounts, ["Community A", "Community B"], "chosen", "--account") == "chosen"
+    with pytest.raises(HearthError, match="several communities with different --account values"):
+        pick(accounts, ["Community A", "Community B"], None, "--account")
