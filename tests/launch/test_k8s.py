@@ -13,6 +13,7 @@ import copy
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -77,11 +78,17 @@ def written_manifest(stdout: str) -> dict:
     return yaml.safe_load(Path(path).read_text())
 
 
-def test_pytorchjob_matches_the_crd_and_core_schemas(k8s_ws: Path, tmp_path: Path):
-    cfg = tiny_config(tmp_path, "kube-ddp", nproc=2)
+@pytest.fixture(scope="module")
+def ddp_job(k8s_ws: Path, tmp_path_factory) -> dict:
+    """The PyTorchJob `hearth submit k8s` writes for a 3-node CPU run."""
+    cfg = tiny_config(tmp_path_factory.mktemp("kube-ddp"), "kube-ddp", nproc=2)
     out = hearth("submit", "k8s", str(cfg), "--nodes", "3", "--cpu", "4", "--memory", "8Gi",
                  "--node-selector", "pool=cpu", "--node-selector", "topology.kubernetes.io/zone=a", ws=k8s_ws).stdout
-    job = written_manifest(out)
+    return written_manifest(out)
+
+
+def test_pytorchjob_matches_the_crd_and_core_schemas(ddp_job: dict, k8s_ws: Path):
+    job = ddp_job
     errors = [e.message for e in crd_validator("pytorchjob-v1.schema.yaml").iter_errors(job)]
     assert errors == []
     assert job["apiVersion"] == "kubeflow.org/v1" and job["kind"] == "PyTorchJob"
@@ -131,10 +138,30 @@ def test_trainjob_matches_the_crd_and_core_schemas(k8s_ws: Path, tmp_path: Path)
     assert "--nproc-per-node=4" in trainer["command"][2] and "PET_MASTER_ADDR" in trainer["command"][2]
 
 
-def test_the_validators_reject_broken_manifests(k8s_ws: Path, tmp_path: Path):
+@pytest.mark.slow
+def test_the_pod_command_trains_the_run(k8s_ws: Path, tmp_path: Path):
+    """Run the PyTorchJob's container command here as the Master pod of a one-node job would, with the environment
+    the operator gives it (MASTER_ADDR, MASTER_PORT, RANK). No container runtime or cluster exists here; the
+    command, torchrun, the trainer and the final evaluation are the real ones."""
+    cfg = tiny_config(tmp_path, "kube-pod")
+    job = written_manifest(hearth("submit", "k8s", str(cfg), "--mount-path", str(k8s_ws), ws=k8s_ws).stdout)
+    (container,) = job["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}, "RANK": "0",
+           "MASTER_ADDR": socket.gethostname(), "MASTER_PORT": str(port),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # the image's `python`
+    proc = subprocess.run(container["command"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"node 0 of 1: rendezvous {socket.gethostname()} -> " in proc.stdout
+    assert "steps 0->6" in proc.stdout and "model card:" in proc.stdout
+    assert (k8s_ws / "models" / "kube-pod" / "model_card.md").is_file()
+
+
+def test_the_validators_reject_broken_manifests(ddp_job: dict):
     """The schemas have teeth: typos and wrong types are caught (so the passing tests above mean something)."""
-    cfg = tiny_config(tmp_path, "kube-bad")
-    job = written_manifest(hearth("submit", "k8s", str(cfg), ws=k8s_ws).stdout)
+    job = ddp_job
     v1 = crd_validator("pytorchjob-v1.schema.yaml")
     typo = copy.deepcopy(job)
     typo["spec"]["nprocsPerNode"] = typo["spec"].pop("nprocPerNode")
@@ -171,10 +198,8 @@ def test_apply_without_a_kubeconfig_is_a_one_line_error(k8s_ws: Path, tmp_path: 
     proc = hearth("submit", "k8s", str(cfg), "--apply", ws=k8s_ws, env=env, check=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "no kubeconfig" in lines[0]
-    manifests = list((k8s_ws / "runs" / "kube-apply" / "k8s").glob("*.pytorchjob.yaml"))
-    assert len(manifests) == 1  # the manifest is still written, to apply by hand
-    assert not (k8s_ws / "runs" / "kube-apply" / "jobs.jsonl").exists()  # nothing recorded as submitted
+    assert len(lines) == 1 and "no kubeconfig" in lines[0] and "kubectl apply" in lines[0]
+    assert not (k8s_ws / "runs" / "kube-apply").exists()  # refused before anything was planned or written
 
 
 def test_missing_image_or_volume_is_a_one_line_error(workspace: Path, tmp_path: Path):

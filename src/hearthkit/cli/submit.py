@@ -174,6 +174,9 @@ def k8s(
                             memory=memory, node_selector=selectors, namespace=namespace or conf.namespace,
                             mount_path=mount_path, runtime=runtime)
     kube.nproc_per_node(load_config(config, set_), asked)  # bad options fail before anything is planned
+    if apply_ and not kube.kubeconfig_present():
+        raise HearthError("no kubeconfig ($KUBECONFIG or ~/.kube/config) and not inside a cluster: cannot --apply; "
+                          "run without --apply to write the manifest, then kubectl apply -f it where you can")
     cfg, ws, catalog, run_dir = _plan(config, set_, workspace)
     spec = dataclasses.replace(asked, queue=fairshare.pick(conf.queues, fairshare.communities(catalog, cfg),
                                                              queue, "--queue"))

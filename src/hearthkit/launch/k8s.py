@@ -22,7 +22,7 @@ from hearthkit.errors import HearthError
 PYTORCHJOB = ("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob")
 TRAINJOB = ("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-RDZV_PORT = 29400
+RDZV_PORT = 29400  # only if the operator names no port
 
 
 @dataclass(frozen=True)
@@ -64,18 +64,20 @@ def pod_script(cfg: RunConfig, spec: K8sJobSpec) -> str:
     run_dir = shlex.quote(f"{spec.mount_path}/runs/{cfg.name}")
     nproc = nproc_per_node(cfg, spec)
     return f"""set -u
-# The operators name node 0 differently: PyTorchJob sets MASTER_ADDR/RANK, TrainJob PET_MASTER_ADDR/PET_NODE_RANK.
+# The operators name node 0 differently: PyTorchJob sets MASTER_ADDR/MASTER_PORT/RANK, TrainJob PET_MASTER_ADDR/
+# PET_MASTER_PORT/PET_NODE_RANK. The rendezvous uses the port the operator opened for node 0.
 HEAD="${{PET_MASTER_ADDR:-${{MASTER_ADDR:-}}}}"
 NODE_RANK="${{PET_NODE_RANK:-${{RANK:-0}}}}"
+PORT="${{PET_MASTER_PORT:-${{MASTER_PORT:-{RDZV_PORT}}}}}"
 if [ -z "$HEAD" ]; then echo "error: neither PET_MASTER_ADDR nor MASTER_ADDR is set" >&2; exit 2; fi
 # Node 0's service name appears in DNS shortly after the pods start: resolve it explicitly, never guess.
 for i in $(seq 60); do HEAD_ADDR=$(getent hosts "$HEAD" | awk 'NR == 1 {{print $1}}'); \
 [ -n "$HEAD_ADDR" ] && break; sleep 2; done
 if [ -z "$HEAD_ADDR" ]; then echo "error: node 0 ($HEAD) does not resolve" >&2; exit 2; fi
 IS_HOST=0; [ "$NODE_RANK" = 0 ] && IS_HOST=1
-echo "node $NODE_RANK of {spec.nodes}: rendezvous $HEAD -> $HEAD_ADDR:{RDZV_PORT}"
+echo "node $NODE_RANK of {spec.nodes}: rendezvous $HEAD -> $HEAD_ADDR:$PORT"
 python -m torch.distributed.run --nnodes={spec.nodes} --nproc-per-node={nproc} --node-rank="$NODE_RANK" \\
-  --rdzv-backend=c10d --rdzv-endpoint="$HEAD_ADDR:{RDZV_PORT}" --rdzv-id={shlex.quote(job_name(cfg.name))} \\
+  --rdzv-backend=c10d --rdzv-endpoint="$HEAD_ADDR:$PORT" --rdzv-id={shlex.quote(job_name(cfg.name))} \\
   --rdzv-conf=is_host=$IS_HOST --signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT \\
   -m hearthkit.engine.trainer {run_dir} || exit $?
 if [ "$NODE_RANK" = 0 ]; then python -m hearthkit.launch.finish {run_dir}; fi
