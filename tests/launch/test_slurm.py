@@ -20,7 +20,7 @@ from conftest import hearth
 from launch_helpers import COMMUNITY, assert_same_weights, final_weights, imported_workspace, tiny_config
 
 pytestmark = pytest.mark.slow
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "mungekey")
+TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "sinfo", "scancel")
 
 
 def _free_port() -> int:
@@ -67,7 +67,7 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 @pytest.fixture(scope="module")
 def slurm_cluster(tmp_path_factory):
     """Start munged, slurmctld and slurmd on this machine; yield the environment that points at them."""
-    missing = [b for b in DAEMONS if shutil.which(b) is None]
+    missing = [b for b in TOOLS if shutil.which(b) is None]
     if missing:
         pytest.skip(f"SLURM/munge not installed ({', '.join(missing)}); `make test` installs slurm-wlm and munge")
     if os.geteuid() != 0:
@@ -110,6 +110,15 @@ def slurm_cluster(tmp_path_factory):
             pytest.skip(f"the SLURM daemons did not come up (node state {state!r}): {why}")
         yield env
     finally:
+        if procs and procs[-1].poll() is None:
+            # Jobs left running by a failed test would outlive slurmd (their slurmstepd stays): cancel them in
+            # this test cluster (SLURM_CONF points only at it) and give them a moment to end.
+            subprocess.run(["scancel", "--user", "root"], env=env, capture_output=True, timeout=30)
+            for _ in range(30):
+                left = subprocess.run(["squeue", "--noheader"], env=env, capture_output=True, text=True, timeout=30)
+                if not left.stdout.strip():
+                    break
+                time.sleep(0.5)
         for p in reversed(procs):  # only the daemons this fixture started
             if p.poll() is None:
                 p.terminate()

@@ -79,7 +79,14 @@ echo "node $NODE_RANK of {spec.nodes}: rendezvous $HEAD -> $HEAD_ADDR:$PORT"
 python -m torch.distributed.run --nnodes={spec.nodes} --nproc-per-node={nproc} --node-rank="$NODE_RANK" \\
   --rdzv-backend=c10d --rdzv-endpoint="$HEAD_ADDR:$PORT" --rdzv-id={shlex.quote(job_name(cfg.name))} \\
   --rdzv-conf=is_host=$IS_HOST --signals-to-handle=SIGTERM,SIGINT,SIGHUP,SIGQUIT \\
-  -m hearthkit.engine.trainer {run_dir} || exit $?
+  -m hearthkit.engine.trainer {run_dir} &
+pid=$!
+# This shell is the container's PID 1 and gets the pod's SIGTERM: pass it to torchrun, which passes it to the
+# workers; they checkpoint and exit, and the restarted pod resumes. A trapped signal ends `wait` early.
+trap 'kill -TERM "$pid" 2>/dev/null' TERM
+wait "$pid"; rc=$?
+while kill -0 "$pid" 2>/dev/null; do wait "$pid"; rc=$?; done
+[ "$rc" = 0 ] || exit "$rc"
 if [ "$NODE_RANK" = 0 ]; then python -m hearthkit.launch.finish {run_dir}; fi
 """
 
