@@ -14,6 +14,23 @@ from hearthkit.errors import HearthError
 CONFIG_NAME = "hearth.yaml"
 
 
+class SlurmDefaults(BaseModel):
+    """Per-community SLURM settings: jobs are charged to the community whose data trains (the cluster's fair-share)."""
+
+    accounts: dict[str, str] = Field(default_factory=dict, description="SLURM --account per community name.")
+    qos: dict[str, str] = Field(default_factory=dict, description="SLURM --qos per community name.")
+    partition: str | None = Field(None, description="Default SLURM --partition.")
+
+
+class KubernetesDefaults(BaseModel):
+    """Per-community Kubernetes settings for generated PyTorchJob/TrainJob manifests."""
+
+    namespace: str = Field("default", description="Namespace the jobs go to.")
+    queues: dict[str, str] = Field(default_factory=dict, description="Kueue LocalQueue per community name.")
+    workspace_pvc: str | None = Field(None, description="PersistentVolumeClaim that holds this workspace.")
+    image: str | None = Field(None, description="Container image with hearthkit installed.")
+
+
 class WorkspaceConfig(BaseModel):
     """The workspace's own settings, stored in hearth.yaml."""
 
@@ -27,6 +44,9 @@ class WorkspaceConfig(BaseModel):
                           "relative to the workspace. Default: <workspace>/../<workspace name>.keys. $HEARTH_KEYS "
                           "overrides it.",
     )
+    slurm: SlurmDefaults = Field(default_factory=SlurmDefaults, description="SLURM accounts/QoS per community.")
+    kubernetes: KubernetesDefaults = Field(default_factory=KubernetesDefaults,
+                                           description="Kubernetes namespace, queues, volume and image.")
 
 
 @dataclass(frozen=True)

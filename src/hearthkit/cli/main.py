@@ -10,6 +10,7 @@ import typer
 from hearthkit.cli import data as data_cmds
 from hearthkit.cli import keys as keys_cmds
 from hearthkit.cli import lineage as lineage_cmds
+from hearthkit.cli import submit as submit_cmds
 from hearthkit.cli import train as train_cmds
 from hearthkit.cli.common import console, user_errors
 
@@ -27,6 +28,8 @@ app.command("retrain", help=train_cmds.retrain.__doc__ + train_cmds.RETRAIN_EXAM
 app.add_typer(lineage_cmds.models_app, name="models")
 app.add_typer(lineage_cmds.consent_app, name="consent")
 app.add_typer(lineage_cmds.lineage_app, name="lineage")
+app.add_typer(submit_cmds.submit_app, name="submit")
+app.command("jobs", help=submit_cmds.jobs.__doc__ + "\n\nExample: hearth jobs")(submit_cmds.jobs)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -75,17 +76,39 @@ def train(
     config: ConfigArg,
     set_: SetOpt = None,
     nproc: Annotated[int | None, typer.Option(help="Worker processes (overrides launch.nproc).")] = None,
+    nnodes: Annotated[int, typer.Option(help="Machines taking part (c10d rendezvous when more than 1).")] = 1,
+    node_rank: Annotated[int, typer.Option(help="This machine's number, 0..nnodes-1; node 0 hosts the "
+                                                "rendezvous and plans the run.")] = 0,
+    rdzv_endpoint: Annotated[str | None, typer.Option(help="HOST:PORT of node 0, resolved to an address here "
+                                                           "(required with --nnodes > 1).")] = None,
+    local_addr: Annotated[str | None, typer.Option(help="Address this node talks on (default: the route to "
+                                                        "the rendezvous host).")] = None,
+    iface: Annotated[str | None, typer.Option(help="Network interface for gloo/NCCL (GLOO_SOCKET_IFNAME, "
+                                                   "NCCL_SOCKET_IFNAME); default: the one carrying "
+                                                   "--local-addr.")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train under policy with torchrun: plan (or resume) the run, train, evaluate per group, write the model card."""
     from hearthkit.engine.config import load_config
+    from hearthkit.errors import HearthError
+    from hearthkit.launch import multinode
     from hearthkit.launch.pipeline import train_pipeline
 
     cfg = load_config(config, (set_ or []) + ([f"launch.nproc={nproc}"] if nproc else []))
     ws, catalog = open_catalog(workspace)
+    node = None
+    if nnodes > 1 or rdzv_endpoint:
+        if not rdzv_endpoint:
+            raise HearthError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (node 0's address), e.g. node01:29400")
+        node = multinode.resolve_node(nnodes, node_rank, rdzv_endpoint, cfg.name, local_addr, iface)
+        console.print(node.describe(), highlight=False, soft_wrap=True)
+        os.environ.update(node.env())  # inherited by torchrun and its workers
     bar, on_line = _progress_runner(cfg.train.steps)
     with bar:
-        result = train_pipeline(ws, catalog, cfg, _say, on_line)
+        result = train_pipeline(ws, catalog, cfg, _say, on_line, node=node)
+    if result is None:
+        console.print(f"node {node.node_rank}: training finished; node 0 evaluates and writes the model card")
+        return
     console.print(_results_table(result.evaluation))
     console.print(f"model card: {result.card}")
 

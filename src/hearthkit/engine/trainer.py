@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from hearthkit.data.loader import GovernedReader
-from hearthkit.engine import checkpoint
+from hearthkit.engine import checkpoint, preempt
 from hearthkit.engine.config import RunConfig
 from hearthkit.engine.sampler import StepSampler
 from hearthkit.governance.manifest import Manifest
@@ -46,6 +46,7 @@ def train(run_dir: Path) -> None:
     spec = json.loads((run_dir / "run.json").read_text())
     cfg = RunConfig.model_validate(spec["config"])
     torch.set_num_threads(cfg.launch.threads_per_worker)
+    watch = preempt.PreemptWatch.from_env()  # hook: SLURM USR1 / k8s TERM -> checkpoint, exit, requeue
     dist.init_process_group(cfg.launch.backend, timeout=timedelta(seconds=cfg.launch.timeout_s))
     rank, world = dist.get_rank(), dist.get_world_size()
     manifest = Manifest.read(run_dir / "manifest.json")
@@ -115,10 +116,13 @@ def train(run_dir: Path) -> None:
             totals.zero_()
             since = 0
             t0 = time.perf_counter()
-        if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps:
+        stop = watch.should_stop()  # hook: all ranks agree to stop after this step
+        if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps or stop:
             extra = {"step": done, "scheduler": sched.state_dict(), "rng": torch.get_rng_state()}
             path = checkpoint.save(ckpt_root, done, ddp, opt, extra, cfg.train.keep_last)
             log(rank, f"checkpoint {path.name}")
+        if stop and done < cfg.train.steps:
+            watch.exit_for_requeue(rank, done)  # hook
     if rank == 0:
         final = run_dir / "final"
         final.mkdir(exist_ok=True)

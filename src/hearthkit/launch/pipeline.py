@@ -22,24 +22,44 @@ class RunResult:
 
 
 def train_pipeline(ws: Workspace, catalog: Catalog, cfg: RunConfig, say: Callable[[str], None],
-                   on_line: Callable[[str], None]) -> RunResult:
-    """Run CFG end to end; SAY reports stages, ON_LINE receives the workers' output lines."""
-    from hearthkit.evaluate.run import evaluate_run
+                   on_line: Callable[[str], None], node=None) -> RunResult | None:
+    """Run CFG end to end; SAY reports stages, ON_LINE receives the workers' output lines.
+
+    With NODE (a multinode.NodePlan), node 0 plans, trains and publishes; other nodes wait for node 0's plan,
+    train, and return None.
+    """
+    from hearthkit.launch import multinode
     from hearthkit.launch.local import run_torchrun, torchrun_command
     from hearthkit.launch.plan import plan_run
-    from hearthkit.lineage.publish import publish_model
 
-    run_dir, manifest, resumed = plan_run(ws, catalog, cfg)
-    counts = ", ".join(f"{k} {v}" for k, v in manifest.excluded_counts().items()) or "none"
-    say(f"run {cfg.name}: {len(manifest.included)} items permitted, excluded: {counts}")
-    say(f"{'resuming' if resumed else 'starting'} in {run_dir}")
-    cmd = torchrun_command(run_dir, cfg.launch)
+    follower = node is not None and node.node_rank > 0
+    if follower:
+        run_dir = ws.run_dir(cfg.name)
+        say(f"waiting for node 0 to plan {run_dir} …")
+        multinode.wait_for_plan(run_dir, cfg, timeout_s=cfg.launch.timeout_s)
+    else:
+        run_dir, manifest, resumed = plan_run(ws, catalog, cfg)
+        counts = ", ".join(f"{k} {v}" for k, v in manifest.excluded_counts().items()) or "none"
+        say(f"run {cfg.name}: {len(manifest.included)} items permitted, excluded: {counts}")
+        say(f"{'resuming' if resumed else 'starting'} in {run_dir}")
+    cmd = torchrun_command(run_dir, cfg.launch) if node is None else multinode.torchrun_multinode_command(
+        run_dir, cfg.launch, node)
     say(" ".join(cmd))
     rc = run_torchrun(cmd, cfg.launch, on_line)
     if rc != 0:
         raise HearthError(f"training failed (torchrun exit {rc}); see the rank errors above; "
                           f"re-run the same command to resume from the last checkpoint")
+    if follower:
+        return None
     say("evaluating on held-out items …")
+    return finish_run(ws, catalog, run_dir)
+
+
+def finish_run(ws: Workspace, catalog: Catalog, run_dir: Path) -> RunResult:
+    """Evaluate a trained run on its held-out items and publish it as a model with its card."""
+    from hearthkit.evaluate.run import evaluate_run
+    from hearthkit.lineage.publish import publish_model
+
     evaluation = evaluate_run(run_dir)
     card = publish_model(ws, catalog, run_dir, evaluation)
     return RunResult(run_dir, card, evaluation)
