@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from conftest import hearth
+from tests.conftest import hearth
 from safetensors.torch import load_file
 
 COLLECTION = "demo-korero"

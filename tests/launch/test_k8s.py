@@ -22,8 +22,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import hearth
-from launch_helpers import COMMUNITY, imported_workspace, tiny_config
+from tests.conftest import hearth
+from tests.launch.launch_helpers import COMMUNITY, imported_workspace, tiny_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 K8S_VERSION = "1.37.0"  # newest schema set bundled with kubernetes-validate 1.37.0

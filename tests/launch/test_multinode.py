@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import HEARTH, hearth
-from launch_helpers import assert_same_weights, final_weights, imported_workspace, tiny_config
+from tests.conftest import HEARTH, hearth
+from tests.launch.launch_helpers import assert_same_weights, final_weights, imported_workspace, tiny_config
 
 from hearthkit.errors import HearthError
 from hearthkit.launch import multinode

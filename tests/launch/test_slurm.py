@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import hearth
-from launch_helpers import COMMUNITY, assert_same_weights, final_weights, imported_workspace, tiny_config
+from tests.conftest import hearth
+from tests.launch.launch_helpers import COMMUNITY, assert_same_weights, final_weights, imported_workspace, tiny_config
 
 pytestmark = pytest.mark.slow
 TOOLS = ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "scontrol", "squeue", "sinfo", "scancel")
