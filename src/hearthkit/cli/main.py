@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hearthkit.cli import data as data_cmds
+from hearthkit.cli import governance as gov_cmds
 from hearthkit.cli import train as train_cmds
 from hearthkit.cli.common import console, user_errors
 
@@ -21,6 +22,17 @@ app.add_typer(data_cmds.demo_app, name="demo-data")
 app.command("plan", help=train_cmds.plan.__doc__ + train_cmds.PLAN_EXAMPLE)(train_cmds.plan)
 app.command("train", help=train_cmds.train.__doc__ + train_cmds.TRAIN_EXAMPLE)(train_cmds.train)
 app.command("models", help=train_cmds.models.__doc__ + "\n\nExample: hearth models")(train_cmds.models)
+# Stewardship (cli/governance.py): people, protocols, labels, consent, requests, approvals, audit.
+data_cmds.data_app.command("show", help=gov_cmds.show.__doc__ + gov_cmds.SHOW_EXAMPLE)(gov_cmds.show)
+data_cmds.data_app.command("embargo", help=gov_cmds.embargo.__doc__ + gov_cmds.EMBARGO_EXAMPLE)(gov_cmds.embargo)
+app.add_typer(gov_cmds.people_app, name="people")
+app.add_typer(gov_cmds.protocol_app, name="protocol")
+app.add_typer(gov_cmds.labels_app, name="labels")
+app.add_typer(gov_cmds.consent_app, name="consent")
+app.add_typer(gov_cmds.audit_app, name="audit")
+app.command("request", help=gov_cmds.request.__doc__ + gov_cmds.REQUEST_EXAMPLE)(gov_cmds.request)
+app.command("approve", help=gov_cmds.approve.__doc__ + gov_cmds.APPROVE_EXAMPLE)(gov_cmds.approve)
+app.command("deny", help=gov_cmds.deny.__doc__ + gov_cmds.DENY_EXAMPLE)(gov_cmds.deny)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"

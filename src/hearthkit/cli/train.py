@@ -25,11 +25,18 @@ def plan(config: ConfigArg, set_: SetOpt = None, workspace: WorkspaceOpt = None)
     """Show what a run's request may use: included items, and excluded items counted by reason."""
     from hearthkit.engine.config import load_config
     from hearthkit.governance.policy import compute_manifest
+    from hearthkit.governance.requests import get_request
     from hearthkit.launch.plan import make_request
 
     cfg = load_config(config, set_)
     _, catalog = open_catalog(workspace)
-    man = compute_manifest(catalog, make_request(cfg))
+    if cfg.request.id is not None:
+        stored = get_request(catalog, cfg.request.id)
+        console.print(f"request {stored.id}: {stored.status}" + (f", needs approval by {', '.join(stored.needs)}"
+                                                                  if stored.needs else ""))
+        man = compute_manifest(catalog, stored.policy_request())
+    else:
+        man = compute_manifest(catalog, make_request(cfg))
     console.print(f"request: purpose {man.request.purpose}, requester {man.request.requester}, "
                   f"collections {', '.join(man.request.collections)}, as of {man.request.as_of}")
     table = Table("", "items")
@@ -39,6 +46,11 @@ def plan(config: ConfigArg, set_: SetOpt = None, workspace: WorkspaceOpt = None)
     console.print(table)
     if man.restrictions:
         console.print(f"a model trained on this data inherits: {', '.join(man.restrictions)}")
+    if man.approvals_needed:
+        console.print(f"held for approval by the stewards of {', '.join(man.approvals_needed)}: "
+                      "make a request with `hearth request` to ask them")
+    if "notice:attribution_incomplete" in man.notices:
+        console.print("[yellow]warning:[/] attribution of some items is incomplete (notice:attribution_incomplete)")
     console.print(f"manifest sha256 {man.hash}")
 
 
@@ -54,8 +66,9 @@ def train(
     """Train under policy with torchrun: plan (or resume) the run, train, evaluate per group, write the model card."""
     from hearthkit.engine.config import load_config
     from hearthkit.evaluate.run import evaluate_run
+    from hearthkit.governance import audit
     from hearthkit.launch.local import run_torchrun, torchrun_command
-    from hearthkit.launch.plan import plan_run
+    from hearthkit.launch.plan import plan_run, record_data_access
     from hearthkit.lineage.publish import publish_model
 
     cfg = load_config(config, (set_ or []) + ([f"launch.nproc={nproc}"] if nproc else []))
@@ -77,12 +90,14 @@ def train(
             console.print(line, highlight=False, markup=False)
 
         rc = run_torchrun(cmd, cfg.launch, on_line)
+    record_data_access(catalog, run_dir, cfg.name)  # what the workers read, even when training failed
     if rc != 0:
         raise HearthError(f"training failed (torchrun exit {rc}); see the rank errors above; "
                           f"re-run the same command to resume from the last checkpoint")
     console.print("evaluating on held-out items …")
     evaluation = evaluate_run(run_dir)
     card = publish_model(ws, catalog, run_dir, evaluation)
+    audit.record(catalog, "export", cfg.request.requester, model=cfg.name, manifest=manifest.hash, card=str(card))
     table = Table("by", "group", "n", *[m.upper() for m in evaluation["metrics"]])
     for r in evaluation["rows"]:
         table.add_row(r["by"], r["group"], str(r["n"]), *[f"{r[m]:.3f}" for m in evaluation["metrics"]])

@@ -18,6 +18,8 @@ class Request:
     requester: str
     collections: tuple[str, ...]
     as_of: str  # ISO date at which embargo, seasons and expiry are evaluated
+    approved: tuple[str, ...] = ()  # communities whose stewards approved this request (lifts held items)
+    request_id: int | None = None  # the stored request (`hearth request`) this manifest answers, if any
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Manifest:
     restrictions: list[str] = field(default_factory=list)  # inherited by any model trained on it
     attribution: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    approvals_needed: list[str] = field(default_factory=list)  # communities whose approval would add held items
 
     def to_json(self) -> str:
         """Canonical JSON: identical requests over an unchanged catalog give identical bytes."""
@@ -60,6 +63,7 @@ class Manifest:
             data = json.loads(path.read_text(encoding="utf-8"))
             req = data.pop("request")
             req["collections"] = tuple(req["collections"])
+            req["approved"] = tuple(req.get("approved", ()))
             return cls(request=Request(**req), **data)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise HearthError(f"{path}: not a readable manifest ({exc}); recompute it with `hearth plan`") from exc

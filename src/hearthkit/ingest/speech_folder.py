@@ -13,6 +13,7 @@ from sqlalchemy import select
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Collection, Consent, Item, Label
 from hearthkit.errors import HearthError
+from hearthkit.governance import audit
 from hearthkit.governance.vocabulary import LABELS
 from hearthkit.ingest.archive import ArchiveInfo, read_archive_info
 from hearthkit.ingest.audio import AUDIO_SUFFIXES, BadAudio, probe
@@ -132,6 +133,8 @@ def import_speech_folder(
         except ValueError as exc:
             report.problems.append((audio.name, str(exc)))
     _commit(catalog, info, pending, report)
+    audit.record(catalog, "import", collection=report.collection, folder=str(folder), imported=report.imported,
+                 unchanged=report.unchanged, skipped=len(report.problems))
     return report
 
 
