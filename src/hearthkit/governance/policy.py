@@ -10,11 +10,13 @@ approve, until `Request.approved` names them all. The catalog is read with a few
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import Text, select, type_coerce
 from sqlalchemy.orm import Session
 
 from hearthkit.catalog.db import Catalog
@@ -36,8 +38,7 @@ from hearthkit.governance.manifest import Manifest, Request
 APPROVAL = {v.STEWARD_ONLY, v.NEEDS_APPROVAL, v.UNVERIFIED, v.MULTI_COMMUNITY}
 
 
-@dataclass(frozen=True)
-class LabelView:
+class LabelView(NamedTuple):
     """The fields of an applied label that the rules read."""
 
     key: str
@@ -154,17 +155,18 @@ def _protocol_rule(protocols: tuple[int, ...], sharing: str, ctx: Context) -> st
     return None
 
 
-def evaluate_item(row, labs: list[LabelView], protocols: tuple[int, ...], coll_state, ctx: Context,
+def evaluate_item(speaker: str | None, until: date | None, sharing: str, labs: list[LabelView],
+                  protocols: tuple[int, ...], coll_state, ctx: Context,
                   individual: dict[str, tuple[str, str] | None]) -> tuple[str | None, str | None, frozenset | None]:
     """(rule, reason, held_for) for one item: held_for names the communities whose approval would include it."""
     coll_rule, coll_embargo = coll_state
     if coll_rule:
         return coll_rule[0], coll_rule[1], None
-    for until in (coll_embargo, row.embargo_until):
-        if until is not None and until > ctx.on:
-            return "embargo", f"under embargo until {until.isoformat()}", None
-    if row.speaker:
-        ind = individual.get(row.speaker)
+    for day in (coll_embargo, until):
+        if day is not None and day > ctx.on:
+            return "embargo", f"under embargo until {day.isoformat()}", None
+    if speaker:
+        ind = individual.get(speaker)
         if ind:
             return ind[0], ind[1], None
     held: list[tuple[str, str, frozenset]] = []
@@ -178,7 +180,7 @@ def evaluate_item(row, labs: list[LabelView], protocols: tuple[int, ...], coll_s
         if not lift <= ctx.approved:
             held.append((lab.key, reason, lift - ctx.approved))
     if protocols:
-        reason = _protocol_rule(protocols, row.sharing or "all", ctx)
+        reason = _protocol_rule(protocols, sharing or "all", ctx)
         if reason:
             return "protocol", reason, None
     if held:
@@ -242,25 +244,29 @@ def manifest_in_session(s: Session, req: Request, only_item: str | None = None) 
             if c.scope == "individual":
                 by_speaker[c.subject].append(c)
         individual = _individual_cache(s, coll.id, by_speaker, ctx.purpose, when)
-        coll_labels = [_view(r) for r in s.execute(
+        conn = s.connection()
+        coll_labels = [_view(r) for r in conn.execute(
             select(*_LABEL_COLS).where(Label.collection_id == coll.id, Label.item_id.is_(None))
             .order_by(Label.key, Label.id))]
         item_labels: dict[int, list[LabelView]] = defaultdict(list)
-        for r in s.execute(select(*_LABEL_COLS).join(Item, Item.id == Label.item_id)
+        for r in conn.execute(select(*_LABEL_COLS).join(Item, Item.id == Label.item_id)
                            .where(Item.collection_id == coll.id).order_by(Label.key, Label.id)):
             item_labels[r.item_id].append(_view(r))
         item_protocols: dict[int, tuple[int, ...]] = defaultdict(tuple)
-        for iid, pid in s.execute(select(ItemProtocol.item_id, ItemProtocol.protocol_id)
+        for iid, pid in conn.execute(select(ItemProtocol.item_id, ItemProtocol.protocol_id)
                                   .join(Item, Item.id == ItemProtocol.item_id)
                                   .where(Item.collection_id == coll.id).order_by(ItemProtocol.protocol_id)):
             item_protocols[iid] += (pid,)
         if coll.citation:
             attribution.add(coll.citation)
         coll_state = (coll_rule, coll.embargo_until)
+        # Core, not ORM, and meta/embargo as the driver returns them: per-row type processing would
+        # dominate at a million items; _sweep decodes the few that need it.
         q = (select(Item.id, Item.external_id, Item.content_hash, Item.kind, Item.duration_s, Item.speaker,
-                    Item.dialect, Item.gender, Item.text, Item.meta, Item.embargo_until, Item.sharing)
+                    Item.dialect, Item.gender, Item.text, type_coerce(Item.meta, Text),
+                    type_coerce(Item.embargo_until, Text), Item.sharing)
              .where(Item.collection_id == coll.id).order_by(Item.external_id))
-        rows = s.execute(q if only_item is None else q.where(Item.external_id == only_item))
+        rows = conn.execute(q if only_item is None else q.where(Item.external_id == only_item))
         _sweep(rows, coll.name, coll_labels, item_labels, item_protocols, coll_state, ctx, individual, man,
                restrictions, attribution, notices, needed)
     man.restrictions = sorted(restrictions)
@@ -279,34 +285,42 @@ def _individual_cache(s: Session, coll_id: int, by_speaker: dict[str, list[Conse
                                "purpose_not_consented") for sp in speakers}
 
 
+def _chunked(result, size: int = 20_000):
+    """Rows of RESULT fetched in chunks (fetchmany), not one driver call per row."""
+    for chunk in result.partitions(size):
+        yield from chunk
+
+
 def _sweep(rows, coll_name, coll_labels, item_labels, item_protocols, coll_state, ctx, individual, man,
            restrictions, attribution, notices, needed) -> None:
     """Evaluate each item row in order, appending to the manifest's included or excluded list."""
     included, excluded = man.included, man.excluded
     plain_ok = coll_state[0] is None and coll_state[1] is None and not coll_labels
-    for row in rows:
-        iid = row.id
+    ok_speakers = {sp for sp, fail in individual.items() if fail is None}
+    for iid, ext, digest, kind, dur, speaker, dialect, gender, text, meta, until, sharing in _chunked(rows):
         labs = item_labels.get(iid)
         prots = item_protocols.get(iid, ())
-        if plain_ok and labs is None and not prots and row.embargo_until is None and (
-                not row.speaker or individual.get(row.speaker) is None):
+        if plain_ok and labs is None and not prots and until is None and (not speaker or speaker in ok_speakers):
             # Fast path: nothing on this item can exclude it; the common case in a large archive.
             labs = []
         else:
             labs = sorted(coll_labels + (labs or []), key=lambda lab: lab.key)
-            rule, reason, held = evaluate_item(row, labs, prots, coll_state, ctx, individual)
+            if until is not None and not isinstance(until, date):
+                until = date.fromisoformat(until)  # SQLite hands dates back as ISO text
+            rule, reason, held = evaluate_item(speaker, until, sharing, labs, prots, coll_state, ctx, individual)
             if rule:
-                entry = {"item_id": iid, "collection": coll_name, "external_id": row.external_id,
+                entry = {"item_id": iid, "collection": coll_name, "external_id": ext,
                          "rule": rule, "reason": reason}
                 if held:
                     entry["needs_approval"] = sorted(held)
                     needed.update(held)
                 excluded.append(entry)
                 continue
-        included.append({"item_id": iid, "collection": coll_name, "external_id": row.external_id,
-                         "content_hash": row.content_hash, "kind": row.kind, "duration_s": row.duration_s,
-                         "speaker": row.speaker, "dialect": row.dialect, "gender": row.gender,
-                         "text": row.text, "meta": row.meta or {}})
+        if meta.__class__ is not dict:  # text from SQLite; PostgreSQL's driver decodes JSON itself
+            meta = json.loads(meta) if meta and meta != "{}" else {}
+        included.append({"item_id": iid, "collection": coll_name, "external_id": ext, "content_hash": digest,
+                         "kind": kind, "duration_s": dur, "speaker": speaker, "dialect": dialect, "gender": gender,
+                         "text": text, "meta": meta})
         if labs or prots:
             _inherit(labs, prots, ctx, restrictions, attribution, notices)
 
