@@ -238,14 +238,14 @@ def record_consent(catalog: Catalog, collection: str, scope: str, subject: str, 
 
 
 def withdraw_consent(catalog: Catalog, consent_id: int, by: str, at: date | None = None) -> str:
-    """Withdraw consent CONSENT_ID from date AT (default today); by a steward or the person who gave it."""
+    """Withdraw consent CONSENT_ID from date AT (default now); by a steward, or the person for individual consent."""
     with catalog.session() as s:
         c = s.get(Consent, consent_id)
         if c is None:
             raise HearthError(f"consent {consent_id} does not exist; see `hearth data show`")
         coll = s.get(Collection, c.collection_id)
-        if by not in (c.subject, c.given_by):
-            require_steward(s, by, coll.community)
+        if c.scope == "collective" or by not in (c.subject, c.given_by):
+            require_steward(s, by, coll.community)  # a person may withdraw their own consent; a community's, stewards
         if c.withdrawn_at is not None:
             raise HearthError(f"consent {consent_id} was already withdrawn on {c.withdrawn_at.date().isoformat()}")
         c.withdrawn_at = _day(at) if at else datetime.now(UTC)
