@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from hearthkit.errors import HearthError
@@ -36,7 +36,10 @@ class Manifest:
 
     def to_json(self) -> str:
         """Canonical JSON: identical requests over an unchanged catalog give identical bytes."""
-        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False, indent=1) + "\n"
+        # No asdict() deep copy and no indent: both force slow paths, and a manifest may hold a million items.
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["request"] = asdict(self.request)
+        return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
 
     @property
     def hash(self) -> str:

@@ -266,7 +266,7 @@ def manifest_in_session(s: Session, req: Request, only_item: str | None = None) 
                     Item.dialect, Item.gender, Item.text, type_coerce(Item.meta, Text),
                     type_coerce(Item.embargo_until, Text), Item.sharing)
              .where(Item.collection_id == coll.id).order_by(Item.external_id))
-        rows = conn.execute(q if only_item is None else q.where(Item.external_id == only_item))
+        rows = raw_rows(conn, q if only_item is None else q.where(Item.external_id == only_item))
         _sweep(rows, coll.name, coll_labels, item_labels, item_protocols, coll_state, ctx, individual, man,
                restrictions, attribution, notices, needed)
     man.restrictions = sorted(restrictions)
@@ -285,26 +285,34 @@ def _individual_cache(s: Session, coll_id: int, by_speaker: dict[str, list[Conse
                                "purpose_not_consented") for sp in speakers}
 
 
-def _chunked(result, size: int = 20_000):
-    """Rows of RESULT fetched in chunks (fetchmany), not one driver call per row."""
-    for chunk in result.partitions(size):
-        yield from chunk
+def raw_rows(conn, query, size: int = 20_000):
+    """Plain driver tuples of QUERY, fetched in chunks: no SQLAlchemy Row or type processing per row.
+
+    The statement is compiled by SQLAlchemy for the connection's dialect with its (integer / escaped) bind
+    values inlined, then run on the DBAPI cursor: at a million items the Row layer alone costs seconds.
+    """
+    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.execute(sql)
+        while chunk := cur.fetchmany(size):
+            yield from chunk
+    finally:
+        cur.close()
 
 
 def _sweep(rows, coll_name, coll_labels, item_labels, item_protocols, coll_state, ctx, individual, man,
            restrictions, attribution, notices, needed) -> None:
     """Evaluate each item row in order, appending to the manifest's included or excluded list."""
-    included, excluded = man.included, man.excluded
+    excluded, append = man.excluded, man.included.append
     plain_ok = coll_state[0] is None and coll_state[1] is None and not coll_labels
-    ok_speakers = {sp for sp, fail in individual.items() if fail is None}
-    for iid, ext, digest, kind, dur, speaker, dialect, gender, text, meta, until, sharing in _chunked(rows):
-        labs = item_labels.get(iid)
-        prots = item_protocols.get(iid, ())
-        if plain_ok and labs is None and not prots and until is None and (not speaker or speaker in ok_speakers):
-            # Fast path: nothing on this item can exclude it; the common case in a large archive.
-            labs = []
-        else:
-            labs = sorted(coll_labels + (labs or []), key=lambda lab: lab.key)
+    special = item_labels.keys() | item_protocols.keys()  # items with labels or protocols of their own
+    ok_speakers = {sp for sp, fail in individual.items() if fail is None} | {None, ""}
+    for iid, ext, digest, kind, dur, speaker, dialect, gender, text, meta, until, sharing in rows:
+        # Fast path, the common case in a large archive: nothing on this item can exclude it.
+        if not (plain_ok and until is None and speaker in ok_speakers and iid not in special):
+            labs = sorted(coll_labels + item_labels.get(iid, []), key=lambda lab: lab.key)
+            prots = item_protocols.get(iid, ())
             if until is not None and not isinstance(until, date):
                 until = date.fromisoformat(until)  # SQLite hands dates back as ISO text
             rule, reason, held = evaluate_item(speaker, until, sharing, labs, prots, coll_state, ctx, individual)
@@ -316,13 +324,13 @@ def _sweep(rows, coll_name, coll_labels, item_labels, item_protocols, coll_state
                     needed.update(held)
                 excluded.append(entry)
                 continue
+            if labs or prots:
+                _inherit(labs, prots, ctx, restrictions, attribution, notices)
         if meta.__class__ is not dict:  # text from SQLite; PostgreSQL's driver decodes JSON itself
             meta = json.loads(meta) if meta and meta != "{}" else {}
-        included.append({"item_id": iid, "collection": coll_name, "external_id": ext, "content_hash": digest,
-                         "kind": kind, "duration_s": dur, "speaker": speaker, "dialect": dialect, "gender": gender,
-                         "text": text, "meta": meta})
-        if labs or prots:
-            _inherit(labs, prots, ctx, restrictions, attribution, notices)
+        append({"item_id": iid, "collection": coll_name, "external_id": ext, "content_hash": digest, "kind": kind,
+                "duration_s": dur, "speaker": speaker, "dialect": dialect, "gender": gender, "text": text,
+                "meta": meta})
 
 
 def _inherit(labs: list[LabelView], prots: tuple[int, ...], ctx: Context, restrictions: set[str],
