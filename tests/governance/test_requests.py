@@ -51,6 +51,8 @@ def test_request_pending_until_every_community_approves(b, catalog):
 def test_only_a_steward_of_a_concerned_community_decides(b, catalog):
     _setup(b)
     req, _ = _request(catalog)
+    with pytest.raises(HearthError, match="review the request's manifest"):
+        rq.decide(catalog, req.id, "aroha", "approve", seen_hash="0" * 64)
     with pytest.raises(HearthError, match="mere is not a steward"):
         rq.decide(catalog, req.id, "mere", "approve")
     with pytest.raises(HearthError, match="needs no approval from C"):

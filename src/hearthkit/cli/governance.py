@@ -330,12 +330,16 @@ REQUEST_EXAMPLE = ("\n\nExample: hearth request --purpose language_revitalizatio
                    "-c demo-korero --recipe asr")
 
 
+ManifestOpt = Annotated[str | None, typer.Option(help="The manifest sha256 you reviewed (as `hearth request` "
+                                                     "printed); refused if the request is for another.")]
+
+
 def _decide(decision: str, request_id: int, by: str, community: str | None, note: str | None,
-            workspace: Path | None) -> None:
+            manifest: str | None, workspace: Path | None) -> None:
     from hearthkit.governance.requests import decide
 
     _, catalog = open_catalog(workspace)
-    req = decide(catalog, request_id, by, decision, community, note)
+    req = decide(catalog, request_id, by, decision, community, note, manifest)
     waiting = [c for c in req.needs if c not in {d[0] for d in req.decisions}]
     console.print(f"request {req.id}: {req.status}" + (f"; still waiting for {', '.join(waiting)}"
                                                         if req.status == "pending" else ""))
@@ -347,10 +351,11 @@ def approve(
     by: ByOpt,
     community: Annotated[str | None, typer.Option(help="Decide for this community only.")] = None,
     note: Annotated[str | None, typer.Option(help="A note kept with the decision.")] = None,
+    manifest: ManifestOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Approve a request for the communities you steward, bound to its manifest hash."""
-    _decide("approve", request_id, by, community, note, workspace)
+    _decide("approve", request_id, by, community, note, manifest, workspace)
 
 
 @user_errors
@@ -359,10 +364,11 @@ def deny(
     by: ByOpt,
     community: Annotated[str | None, typer.Option(help="Decide for this community only.")] = None,
     note: Annotated[str | None, typer.Option(help="A note kept with the decision.")] = None,
+    manifest: ManifestOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Deny a request; no run may train on it."""
-    _decide("deny", request_id, by, community, note, workspace)
+    _decide("deny", request_id, by, community, note, manifest, workspace)
 
 
 APPROVE_EXAMPLE = "\n\nExample: hearth approve 1 --by aroha"

@@ -84,10 +84,16 @@ def _stewarded(s: Session, person: str) -> set[str]:
 
 
 def decide(catalog: Catalog, request_id: int, steward: str, decision: str, community: str | None = None,
-           note: str | None = None) -> StoredRequest:
-    """Record STEWARD's approve/deny of REQUEST_ID for each community they steward that it needs."""
+           note: str | None = None, seen_hash: str | None = None) -> StoredRequest:
+    """Record STEWARD's approve/deny of REQUEST_ID for each community they steward that it needs.
+
+    SEEN_HASH, when given, is the manifest hash the steward reviewed: a decision on anything else is refused.
+    """
     with catalog.session() as s:
         row, req = _load(s, request_id)
+        if seen_hash is not None and seen_hash != req.manifest_hash:
+            raise HearthError(f"request {request_id} is for manifest {req.manifest_hash[:12]}…, not {seen_hash[:12]}…; "
+                              "review the request's manifest before deciding")
         if req.status == "not_required":
             raise HearthError(f"request {request_id} needs no approval: no item in it requires a steward")
         if req.status in ("approved", "denied"):
