@@ -9,7 +9,11 @@ APT_PKGS := espeak-ng sox libsndfile1
 TEST_APT_PKGS := slurm-wlm munge iproute2 util-linux
 DEMO_DIR ?= demo-workspace
 
-.PHONY: demo test lint deps sysdeps testdeps clean
+# The catalog tests also run against a real PostgreSQL server: `make test` installs the Debian server package
+# when it is missing and wraps pytest in scripts/with-postgres.sh (throwaway cluster, stopped afterwards).
+PG_PKGS := postgresql
+
+.PHONY: demo test lint deps sysdeps testdeps pgdeps clean
 
 sysdeps:
 	@bash scripts/apt-ensure.sh $(APT_PKGS)
@@ -23,14 +27,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+pgdeps:
+	@bash scripts/apt-ensure.sh $(PG_PKGS)
+
 deps: sysdeps $(STAMP)
 
 demo: deps
 	HEARTH_DEMO_DIR=$(DEMO_DIR) bash scripts/demo.sh
 
-test: deps testdeps
+test: deps testdeps pgdeps
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q
+	bash scripts/with-postgres.sh $(BIN)/python -m pytest -q
 
 lint: deps
 	$(BIN)/ruff check src tests bench

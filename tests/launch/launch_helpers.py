@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 import yaml
-from tests.conftest import hearth
 from safetensors.torch import load_file
+
+from tests.conftest import hearth
 
 COLLECTION = "demo-korero"
 COMMUNITY = "Te Hapori Tauira (demo community)"

@@ -22,6 +22,7 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
 from tests.conftest import hearth
 from tests.launch.launch_helpers import COMMUNITY, imported_workspace, tiny_config
 

@@ -9,11 +9,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import HEARTH, hearth
-from tests.launch.launch_helpers import assert_same_weights, final_weights, imported_workspace, tiny_config
 
 from hearthkit.errors import HearthError
 from hearthkit.launch import multinode
+from tests.conftest import HEARTH, hearth
+from tests.launch.launch_helpers import assert_same_weights, final_weights, imported_workspace, tiny_config
 
 
 def test_rendezvous_host_that_does_not_resolve_is_a_one_line_error(workspace: Path, tmp_path: Path):

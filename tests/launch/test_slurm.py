@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.conftest import hearth
 from tests.launch.launch_helpers import COMMUNITY, assert_same_weights, final_weights, imported_workspace, tiny_config
 

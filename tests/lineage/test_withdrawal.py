@@ -61,7 +61,7 @@ def test_withdraw_speaker_marks_models_and_retrain(workspace: Path, speech_archi
     assert "tk:non_commercial" in yaml.safe_load(card_b.split("---")[1])["hearthkit"]["restrictions"]
 
     probes = [_pcm_probe(p) for p in sorted(speech_archive.glob("hemi_*.wav"))]
-    out = hearth("consent", "withdraw", "demo-korero", "--speaker", "hemi", "--by", "council", ws=workspace).stdout
+    out = hearth("consent", "withdraw", "-c", "demo-korero", "--speaker", "hemi", "--by", "hemi", ws=workspace).stdout
     assert "12 items" in out
     rows = {cells[0]: cells for line in out.splitlines()
             if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 6}

@@ -11,8 +11,6 @@ from rich.table import Table
 from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
 
 models_app = typer.Typer(help="The model registry.\n\nExample: hearth models ls", no_args_is_help=True)
-consent_app = typer.Typer(help="Consent records and withdrawal.\n\nExample: hearth consent withdraw demo-korero "
-                               "--speaker hemi --by steward", no_args_is_help=True)
 lineage_app = typer.Typer(help="Lineage exports.\n\nExample: hearth lineage export demo-asr", no_args_is_help=True)
 
 
@@ -65,31 +63,8 @@ def show(name: Annotated[str, typer.Argument(help="Model name.")], workspace: Wo
         console.print(f"  card: {m.card_path}")
 
 
-@consent_app.command("withdraw", help="Withdraw consent for one item, a speaker or a whole collection: records it, "
-                                      "marks every model that learned from it (or from a parent that did) "
-                                      "needs-retrain, erases the items' bytes from the store, and prints the impact."
-                                      "\n\nExample: hearth consent withdraw demo-korero --speaker hemi --by steward")
-@user_errors
-def withdraw(
-    collection: Annotated[str, typer.Argument(help="Collection name.")],
-    item: Annotated[str | None, typer.Option(help="External id of one item.")] = None,
-    speaker: Annotated[str | None, typer.Option(help="A speaker: all of their items.")] = None,
-    whole: Annotated[bool, typer.Option("--all", help="The whole collection.")] = False,
-    by: Annotated[str, typer.Option(help="Who withdraws (recorded).")] = "steward",
-    reason: Annotated[str | None, typer.Option(help="Why (recorded).")] = None,
-    workspace: WorkspaceOpt = None,
-) -> None:
-    """Withdraw consent and show which models must be retrained."""
-    from hearthkit.errors import HearthError
-    from hearthkit.lineage.withdraw import withdraw as do_withdraw
-    from hearthkit.store.vault import workspace_store
-
-    chosen = [x for x in (("item", item), ("speaker", speaker), ("collection", collection if whole else None)) if x[1]]
-    if len(chosen) != 1:
-        raise HearthError("name exactly one of --item ID, --speaker ID or --all")
-    scope, subject = chosen[0]
-    ws, catalog = open_catalog(workspace)
-    impact = do_withdraw(catalog, workspace_store(ws), collection, scope, subject, by, reason)
+def print_impact(scope: str, subject: str, impact) -> None:
+    """Print a withdrawal's impact: items, erased objects, and the models to retrain."""
     console.print(f"withdrew {scope} {subject}: {impact.items} items; {impact.erased_objects} stored objects erased")
     if not impact.models:
         console.print("no model learned from these items")

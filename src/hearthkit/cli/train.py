@@ -26,11 +26,18 @@ def plan(config: ConfigArg, set_: SetOpt = None, workspace: WorkspaceOpt = None)
     """Show what a run's request may use: included items, and excluded items counted by reason."""
     from hearthkit.engine.config import load_config
     from hearthkit.governance.policy import compute_manifest
+    from hearthkit.governance.requests import get_request
     from hearthkit.launch.plan import make_request
 
     cfg = load_config(config, set_)
     _, catalog = open_catalog(workspace)
-    man = compute_manifest(catalog, make_request(cfg))
+    if cfg.request.id is not None:
+        stored = get_request(catalog, cfg.request.id)
+        console.print(f"request {stored.id}: {stored.status}" + (f", needs approval by {', '.join(stored.needs)}"
+                                                                  if stored.needs else ""))
+        man = compute_manifest(catalog, stored.policy_request())
+    else:
+        man = compute_manifest(catalog, make_request(cfg))
     console.print(f"request: purpose {man.request.purpose}, requester {man.request.requester}, "
                   f"collections {', '.join(man.request.collections)}, as of {man.request.as_of}")
     table = Table("", "items")
@@ -40,6 +47,11 @@ def plan(config: ConfigArg, set_: SetOpt = None, workspace: WorkspaceOpt = None)
     console.print(table)
     if man.restrictions:
         console.print(f"a model trained on this data inherits: {', '.join(man.restrictions)}")
+    if man.approvals_needed:
+        console.print(f"held for approval by the stewards of {', '.join(man.approvals_needed)}: "
+                      "make a request with `hearth request` to ask them")
+    if "notice:attribution_incomplete" in man.notices:
+        console.print("[yellow]warning:[/] attribution of some items is incomplete (notice:attribution_incomplete)")
     console.print(f"manifest sha256 {man.hash}")
 
 

@@ -21,6 +21,8 @@ class RequestConfig(BaseModel):
     requester: str = Field(description="The person or team asking to train.")
     collections: list[str] = Field(min_length=1, description="Collections to draw items from.")
     as_of: date | None = Field(None, description="Date at which consent, embargo and seasons are evaluated.")
+    id: int | None = Field(None, description="Stored request (`hearth request`) whose approval this run uses; "
+                                             "training is refused unless it is approved and its manifest unchanged.")
 
 
 class SplitConfig(BaseModel):

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Collection, Consent, Item, Label
 from hearthkit.errors import HearthError
+from hearthkit.governance import audit
 from hearthkit.ingest.archive import ArchiveInfo, LayoutConfig, read_archive_info
 from hearthkit.ingest.audio import AUDIO_SUFFIXES, BadAudio, probe
 from hearthkit.ingest.sealing import collection_must_seal, must_seal, seal_collection
@@ -325,4 +326,7 @@ def import_speech_folder(
     imp.commit(pending)  # also records the collection and consent when nothing new came
     if on_batch and pending:
         on_batch(imp.report.imported, len(recordings))
-    return imp.report
+    r = imp.report
+    audit.record(catalog, "import", collection=r.collection, folder=str(folder), imported=r.imported,
+                 unchanged=r.unchanged, skipped=len(r.problems))
+    return r

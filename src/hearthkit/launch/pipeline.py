@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +31,7 @@ def train_pipeline(ws: Workspace, catalog: Catalog, cfg: RunConfig, say: Callabl
     """
     from hearthkit.launch import multinode
     from hearthkit.launch.local import run_torchrun, torchrun_command
-    from hearthkit.launch.plan import plan_run
+    from hearthkit.launch.plan import plan_run, record_data_access
 
     follower = node is not None and node.node_rank > 0
     if follower:
@@ -46,6 +47,8 @@ def train_pipeline(ws: Workspace, catalog: Catalog, cfg: RunConfig, say: Callabl
         run_dir, cfg.launch, node)
     say(" ".join(cmd))
     rc = run_torchrun(cmd, cfg.launch, on_line)
+    if not follower:
+        record_data_access(catalog, run_dir, cfg.name)  # what the workers read, even when training failed
     if rc != 0:
         raise HearthError(f"training failed (torchrun exit {rc}); see the rank errors above; "
                           f"re-run the same command to resume from the last checkpoint")
@@ -58,8 +61,12 @@ def train_pipeline(ws: Workspace, catalog: Catalog, cfg: RunConfig, say: Callabl
 def finish_run(ws: Workspace, catalog: Catalog, run_dir: Path) -> RunResult:
     """Evaluate a trained run on its held-out items and publish it as a model with its card."""
     from hearthkit.evaluate.run import evaluate_run
+    from hearthkit.governance import audit
     from hearthkit.lineage.publish import publish_model
 
     evaluation = evaluate_run(run_dir)
     card = publish_model(ws, catalog, run_dir, evaluation)
+    spec = json.loads((run_dir / "run.json").read_text())
+    audit.record(catalog, "export", spec["config"]["request"]["requester"], model=spec["config"]["name"],
+                 manifest=spec["manifest_hash"], card=str(card))
     return RunResult(run_dir, card, evaluation)

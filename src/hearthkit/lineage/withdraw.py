@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Collection, Consent, Item, Model, Run, RunItem, Withdrawal
 from hearthkit.errors import HearthError
+from hearthkit.governance import audit
+from hearthkit.governance.stewardship import require_steward
 from hearthkit.store.vault import Store
 
 SCOPES = ("item", "speaker", "collection")
@@ -65,7 +67,7 @@ def impact(s: Session, item_ids) -> list[dict]:
 
 
 def withdraw(catalog: Catalog, store: Store, collection: str, scope: str, subject: str | None, by: str,
-             reason: str | None = None, now: datetime | None = None) -> Impact:
+             reason: str | None = None, now: datetime | None = None, allow_empty: bool = False) -> Impact:
     """Withdraw one item, a speaker or a collection: mark models, then erase the items' bytes from the store."""
     if scope not in SCOPES:
         raise HearthError(f"withdrawal scope {scope!r}: use one of {', '.join(SCOPES)}")
@@ -81,7 +83,13 @@ def withdraw(catalog: Catalog, store: Store, collection: str, scope: str, subjec
         ids = _items_query(coll, scope, subject)
         result.items = s.scalar(select(func.count()).select_from(ids.subquery()))
         if result.items == 0:
+            if allow_empty:  # e.g. a consent record whose speaker has no recordings yet
+                return result
             raise HearthError(f"no {scope} {subject!r} in collection {collection}")
+        # A person may withdraw their own recordings; anything else is a steward's act for the community.
+        speakers = set(s.scalars(select(Item.speaker).where(Item.id.in_(ids)).distinct()))
+        if scope == "collection" or speakers != {by}:
+            require_steward(s, by, coll.community)
         result.models = impact(s, ids)
         s.execute(update(Item).where(Item.id.in_(ids), Item.withdrawn_at.is_(None)).values(withdrawn_at=now))
         # Consent itself ends too, so nothing new can be planned on the strength of the old record.
@@ -94,6 +102,8 @@ def withdraw(catalog: Catalog, store: Store, collection: str, scope: str, subjec
                       .values(withdrawn_at=now))
         s.add(Withdrawal(collection_id=coll.id, scope=scope, subject=subject, by=by, reason=reason, at=now,
                          items=result.items))
+        audit.append(s, "withdrawal", by, collection=collection, scope=scope, subject=subject, items=result.items,
+                     models=[r["model"] for r in result.models], at=now.isoformat())
         why = f"{scope} {subject} of {collection} withdrawn on {now.date().isoformat()}"
         names = [r["model"] for r in result.models]
         if names:
@@ -107,3 +117,11 @@ def withdraw(catalog: Catalog, store: Store, collection: str, scope: str, subjec
     for d in set(digests) - still_used:
         result.erased_objects += int(store.delete(d))
     return result
+
+
+def consent_scope(catalog: Catalog, consent_id: int) -> tuple[str, str, str]:
+    """(collection, scope, subject) of the items a consent record covers: a speaker's, or the whole collection."""
+    with catalog.session() as s:
+        c = s.get(Consent, consent_id)
+        coll = s.get(Collection, c.collection_id)
+        return (coll.name, "speaker", c.subject) if c.scope == "individual" else (coll.name, "collection", coll.name)
