@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from hearthkit.cli import data as data_cmds
+from hearthkit.cli import monitor as monitor_cmds
 from hearthkit.cli import train as train_cmds
 from hearthkit.cli.common import console, user_errors
 
@@ -21,6 +22,7 @@ app.add_typer(data_cmds.demo_app, name="demo-data")
 app.command("plan", help=train_cmds.plan.__doc__ + train_cmds.PLAN_EXAMPLE)(train_cmds.plan)
 app.command("train", help=train_cmds.train.__doc__ + train_cmds.TRAIN_EXAMPLE)(train_cmds.train)
 app.command("models", help=train_cmds.models.__doc__ + "\n\nExample: hearth models")(train_cmds.models)
+app.command("monitor", help=monitor_cmds.monitor.__doc__ + monitor_cmds.MONITOR_EXAMPLE)(monitor_cmds.monitor)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"
