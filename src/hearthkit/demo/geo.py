@@ -103,7 +103,7 @@ def territory_geojson(transform, h: int, w: int, inset: int) -> dict:
     """A rectangle INSET pixels inside the scene, as GeoJSON in EPSG:4326 (as GeoJSON requires)."""
     from rasterio.warp import transform_geom
 
-    (x0, y0), (x1, y1) = transform * (inset, inset), transform * (w - inset, h - inset)
+    (x0, y0), (x1, y1) = transform @ (inset, inset), transform @ (w - inset, h - inset)
     ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
     geom = transform_geom(CRS, "EPSG:4326", {"type": "Polygon", "coordinates": [ring]}, precision=9)
     return {"type": "FeatureCollection",

@@ -56,7 +56,7 @@ def render_map(scene: geo.Scene, overview, territories: list[dict], path: Path) 
     for geom in territories:  # outlines, in map pixels
         polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
         for poly in polys:
-            ring = [tuple(v / px_size for v in inv * (x, y)) for x, y in poly[0]]
+            ring = [tuple(v / px_size for v in inv @ (x, y)) for x, y in poly[0]]
             d.line(ring, fill=TERRITORY_RGB, width=2)
     # north arrow, top right of the map (the grid is north-up)
     ax, ay = map_w - 22, 10
