@@ -67,6 +67,8 @@ class ChangeConfig(BaseModel):
     pos_fraction: float = Field(0.5, ge=0, le=1, description="Share of patches centred on a changed pixel.")
     pos_weight: float = Field(3.0, gt=0, description="BCE weight of changed pixels (heavy imbalance).")
     dice_weight: float = Field(1.0, ge=0, description="Weight of the Dice loss added to BCE.")
+    jitter: float = Field(0.0, ge=0, description="Std of a random per-date, per-band gain and offset (normalised "
+                                                 "units) in training: robustness to illumination between dates.")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Bottom strip of each training scene kept out of "
                                                             "training to choose the threshold.")
     tile: int = Field(256, ge=16, description="Inference tile side (core) in pixels.")

@@ -49,8 +49,12 @@ class ChangePatches(torch.utils.data.Dataset):
         valid = (v1 & v2).astype(np.float32)
         # Augmentation draws from torch's RNG, which the engine seeds per rank and checkpoints.
         aug = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
-        x1, x2, y, valid = geo.augment([geo.normalise(x1, v1, self.stats), geo.normalise(x2, v2, self.stats),
-                                        y.astype(np.float32), valid], aug)
+        x1, x2 = geo.normalise(x1, v1, self.stats), geo.normalise(x2, v2, self.stats)
+        if self.cfg.jitter:  # each date gets its own gain/offset: brightness alone must not look like change
+            x1, x2 = (x * (1 + aug.normal(0, self.cfg.jitter, (len(x), 1, 1)))
+                      + aug.normal(0, self.cfg.jitter, (len(x), 1, 1)) * valid for x in (x1, x2))
+            x1, x2 = x1.astype(np.float32), x2.astype(np.float32)
+        x1, x2, y, valid = geo.augment([x1, x2, y.astype(np.float32), valid], aug)
         return {"x1": torch.from_numpy(x1), "x2": torch.from_numpy(x2), "mask": torch.from_numpy(y),
                 "valid": torch.from_numpy(valid)}
 
