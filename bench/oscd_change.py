@@ -119,7 +119,8 @@ def raw_forward_seconds(ws: Path, city: Path) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "oscd")
+    found = [p / "shared" / "data" / "oscd" for p in ROOT.parents if (p / "shared" / "data" / "oscd").is_dir()]
+    ap.add_argument("--data", type=Path, default=found[0] if found else ROOT.parent / "shared" / "data" / "oscd")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "oscd")
     ap.add_argument("--monitor-city", default="hongkong")
