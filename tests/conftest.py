@@ -52,3 +52,31 @@ def speech_archive(tiny_speech_archive: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "archive"
     shutil.copytree(tiny_speech_archive, dest)
     return dest
+
+
+# --- geo (issue 6): synthetic scenes and one trained change model shared by the change and monitor tests ---
+
+GEO_TEST_SCENES = ["scene04", "scene05"]
+
+
+@pytest.fixture(scope="session")
+def geo_scenes(tmp_path_factory) -> Path:
+    """Six synthetic 128x128 scene pairs in the OSCD layout (scene01's date 2 is 3 px smaller); do not modify."""
+    from hearthkit.demo.geo import make_geo_scenes
+
+    folder = tmp_path_factory.mktemp("geo") / "scenes"
+    make_geo_scenes(folder, n_scenes=6, size=128, seed=0, shrink_after=(1,))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_change(geo_scenes: Path, tmp_path_factory) -> Path:
+    """A workspace with the scenes imported and a `change` model trained by `hearth train` (torchrun, 2 workers)."""
+    from hearthkit.workspace import init_workspace
+
+    ws = init_workspace(tmp_path_factory.mktemp("geo-ws") / "ws").root
+    hearth("data", "import-geotiff", str(geo_scenes), ws=ws)
+    hearth("train", str(ROOT / "configs" / "demo-change.yaml"), "--set", "name=test-change",
+           "--set", f"split.test_values={GEO_TEST_SCENES}", "--set", "model.patch=32",
+           "--set", "train.steps=100", "--set", "train.checkpoint_every=100", ws=ws)
+    return ws

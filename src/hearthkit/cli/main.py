@@ -11,6 +11,7 @@ from hearthkit.cli import data as data_cmds
 from hearthkit.cli import governance as gov_cmds
 from hearthkit.cli import keys as keys_cmds
 from hearthkit.cli import lineage as lineage_cmds
+from hearthkit.cli import monitor as monitor_cmds
 from hearthkit.cli import submit as submit_cmds
 from hearthkit.cli import train as train_cmds
 from hearthkit.cli.common import console, user_errors
@@ -41,6 +42,7 @@ app.add_typer(gov_cmds.audit_app, name="audit")
 app.command("request", help=gov_cmds.request.__doc__ + gov_cmds.REQUEST_EXAMPLE)(gov_cmds.request)
 app.command("approve", help=gov_cmds.approve.__doc__ + gov_cmds.APPROVE_EXAMPLE)(gov_cmds.approve)
 app.command("deny", help=gov_cmds.deny.__doc__ + gov_cmds.DENY_EXAMPLE)(gov_cmds.deny)
+app.command("monitor", help=monitor_cmds.monitor.__doc__ + monitor_cmds.MONITOR_EXAMPLE)(monitor_cmds.monitor)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"

@@ -1,4 +1,4 @@
-"""CER/WER (jiwer) overall and per group, with bootstrap confidence intervals and the best-worst gap."""
+"""CER/WER (jiwer) or pixel metrics, overall and per group, with bootstrap intervals and the best-worst gap."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import random
 from collections import defaultdict
 
 import jiwer
+
+from hearthkit.evaluate.pixel import METRICS as PIXEL_METRICS
 
 
 def _rate(refs: list[str], hyps: list[str], metric: str) -> float:
@@ -18,7 +20,9 @@ def _rate(refs: list[str], hyps: list[str], metric: str) -> float:
 
 
 def score(records: list[dict], metric: str) -> float:
-    """METRIC (cer or wer) over RECORDS with reference/hypothesis fields."""
+    """METRIC over RECORDS: cer/wer from reference/hypothesis fields, pixel metrics from summed counts."""
+    if metric in PIXEL_METRICS:
+        return PIXEL_METRICS[metric](records)
     return _rate([x["reference"] for x in records], [x["hypothesis"] for x in records], metric)
 
 

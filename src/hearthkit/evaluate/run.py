@@ -14,8 +14,6 @@ from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes import get_recipe
 from hearthkit.store.vault import store_from_spec
 
-GROUP_COLUMNS = ["speaker", "dialect", "gender"]
-
 
 def evaluate_run(run_dir: Path, by: list[str] | None = None) -> dict:
     """Per-item records, per-group rows and gaps of the run's final model on its held-out items."""
@@ -27,10 +25,18 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None) -> dict:
     model = recipe.build_model(mcfg, prep)
     model.load_state_dict(load_file(str(run_dir / "final" / "model.safetensors")))
     manifest = Manifest.read(run_dir / "manifest.json")
-    test_ids = set(json.loads((run_dir / "split.json").read_text())["test"])
+    split = json.loads((run_dir / "split.json").read_text())
+    store = store_from_spec(spec)
+    # Settings fitted after training (e.g. a decision threshold) come from training items only, never test ones.
+    train_ids = set(split["train"])
+    train_entries = [e for e in manifest.included if e["item_id"] in train_ids]
+    prep.update(recipe.calibrate(model, mcfg, prep, train_entries,
+                                 GovernedReader(store, train_entries, run_dir / "access" / "calibrate.jsonl"),
+                                 run_dir / "prep"))
+    test_ids = set(split["test"])
     entries = [e for e in manifest.included if e["item_id"] in test_ids]
-    reader = GovernedReader(store_from_spec(spec), entries, run_dir / "access" / "eval.jsonl")
+    reader = GovernedReader(store, entries, run_dir / "access" / "eval.jsonl")
     records = recipe.evaluate(model, mcfg, prep, entries, reader) if entries else []
-    rows = disaggregate(records, by or GROUP_COLUMNS, recipe.metric_names) if records else []
+    rows = disaggregate(records, by or list(recipe.group_columns), recipe.metric_names) if records else []
     return {"records": records, "rows": rows, "gaps": gaps(rows, recipe.metric_names) if rows else {},
             "metrics": recipe.metric_names}

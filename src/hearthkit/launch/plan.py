@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Run, RunItem
+from hearthkit.data.loader import GovernedReader
 from hearthkit.data.split import split_entries
 from hearthkit.engine.config import RunConfig
 from hearthkit.errors import HearthError
@@ -18,6 +19,7 @@ from hearthkit.governance.manifest import Manifest, Request
 from hearthkit.governance.policy import compute_manifest
 from hearthkit.governance.requests import authorise
 from hearthkit.recipes import get_recipe
+from hearthkit.store.vault import workspace_store
 from hearthkit.workspace import Workspace
 
 
@@ -87,7 +89,8 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
     (run_dir / "split.json").write_text(json.dumps({"by": cfg.split.by, "train": [e["item_id"] for e in train],
                                                     "test": [e["item_id"] for e in test]}))
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
-    recipe.prepare(mcfg, train, run_dir / "prep")
+    reader = GovernedReader(workspace_store(ws), train, run_dir / "access" / "prepare.jsonl")
+    recipe.prepare(mcfg, train, run_dir / "prep", reader=reader)
     spec = {"config": json.loads(cfg.model_dump_json()), "manifest_hash": mhash,
             "as_of": manifest.request.as_of, "store": str(ws.store_dir), "parent": parent,
             "keys": str(ws.keys_dir)}

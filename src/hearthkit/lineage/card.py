@@ -14,6 +14,12 @@ def _fmt(x: float) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+def _split_unit(config: dict) -> str:
+    """What the split keeps apart, in words: sentence for by=text, else the field's name."""
+    by = (config.get("split") or {}).get("by", "text")
+    return "sentence" if by == "text" else by
+
+
 def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test: int, rows: list[dict],
                gaps: dict, metrics: tuple[str, ...], config: dict, restrictions: list[str] | None = None,
                attribution: list[str] | None = None, lineage: list[dict] | None = None) -> str:
@@ -66,7 +72,7 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
               f"- Collections: {', '.join(manifest.request.collections)} "
               f"(policy evaluated on {manifest.request.as_of})",
               f"- Items permitted by policy: {len(manifest.included)} ({n_train} trained on, {n_test} held out, "
-              "no held-out sentence seen in training)",
+              f"no held-out {_split_unit(config)} seen in training)",
               f"- Items excluded: {len(manifest.excluded)}", ""]
     if counts:
         lines += ["| excluded because | items |", "|---|---|"] + [f"| {k} | {v} |" for k, v in counts.items()]

@@ -8,7 +8,8 @@ from hearthkit.errors import HearthError
 from hearthkit.recipes.base import Recipe
 
 # name -> module that defines RECIPE; imported lazily so `hearth --help` stays fast.
-REGISTRY = {"asr": "hearthkit.recipes.asr.recipe"}
+REGISTRY = {"asr": "hearthkit.recipes.asr.recipe", "change": "hearthkit.recipes.change.recipe",
+            "landcover": "hearthkit.recipes.landcover.recipe"}
 
 
 def get_recipe(name: str) -> Recipe:

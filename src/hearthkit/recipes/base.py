@@ -20,8 +20,12 @@ class Recipe(ABC):
     ModelConfig: type[BaseModel]
 
     @abstractmethod
-    def prepare(self, cfg: BaseModel, train_entries: list[dict], out: Path) -> dict:
-        """Fit what comes from training data only (e.g. a vocabulary); save under OUT; return it."""
+    def prepare(self, cfg: BaseModel, train_entries: list[dict], out: Path,
+                reader: GovernedReader | None = None) -> dict:
+        """Fit what comes from training data only (e.g. a vocabulary, band statistics); save under OUT; return it.
+
+        READER reads the training items' bytes (governed, logged) for recipes that need pixels or samples.
+        """
 
     @abstractmethod
     def load_prep(self, folder: Path) -> dict:
@@ -59,4 +63,13 @@ class Recipe(ABC):
         model.load_state_dict(same, strict=False)
         return f"initialised {len(same)}/{len(own)} tensors from {parent_dir.name}"
 
+    def calibrate(self, model: nn.Module, cfg: BaseModel, prep: dict, train_entries: list[dict],
+                  reader: GovernedReader, out: Path) -> dict:
+        """After training, fit settings on held-back parts of the training items (e.g. a threshold); save under OUT.
+
+        Returns what to merge into PREP. The default fits nothing.
+        """
+        return {}
+
     metric_names: tuple[str, ...] = ()
+    group_columns: tuple[str, ...] = ("speaker", "dialect", "gender")  # evaluation is disaggregated by these

@@ -1,0 +1,91 @@
+"""Open a published change model and the user's before/after scenes (band files in a folder, or one multiband file)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors.torch import load_file
+from torch import nn
+
+from hearthkit.data import geo
+from hearthkit.errors import HearthError
+
+
+@dataclass
+class LoadedModel:
+    """A published model ready for inference, with what the report must say about it."""
+
+    name: str
+    recipe: object
+    cfg: object
+    prep: dict
+    model: nn.Module
+    restrictions: list[str]
+    attribution: list[str]
+
+
+def load_model(ws, catalog, name: str) -> LoadedModel:
+    """The model NAME from the workspace's models/ folder (or a path to one); refuses withdrawn models."""
+    from sqlalchemy import select
+
+    from hearthkit.catalog.models import Model
+    from hearthkit.governance.manifest import Manifest
+    from hearthkit.recipes import get_recipe
+
+    folder = Path(name) if Path(name).is_dir() else ws.models_dir / name
+    if not (folder / "model.safetensors").is_file():
+        raise HearthError(f"model {name!r} not found in {ws.models_dir}; see `hearth models`")
+    config = json.loads((folder / "config.json").read_text())
+    restrictions: list[str] = []
+    with catalog.session() as s:
+        row = s.scalar(select(Model).where(Model.name == config["name"]))
+        if row is not None:
+            if row.status != "active":
+                raise HearthError(f"model {config['name']!r} is {row.status}; it may not be used for new maps")
+            restrictions = list(row.restrictions or [])
+    attribution: list[str] = []
+    manifest = ws.run_dir(config["name"]) / "manifest.json"
+    if manifest.is_file():
+        man = Manifest.read(manifest)
+        attribution, restrictions = man.attribution, sorted(set(restrictions) | set(man.restrictions))
+    recipe = get_recipe(config["recipe"])
+    if recipe.name != "change":
+        raise HearthError(f"model {config['name']!r} is a {recipe.name} model; `hearth monitor` needs a change model")
+    cfg = recipe.ModelConfig.model_validate(config["model"])
+    prep = recipe.load_prep(folder / "prep")
+    model = recipe.build_model(cfg, prep)
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    model.eval()
+    return LoadedModel(config["name"], recipe, cfg, prep, model, restrictions, attribution)
+
+
+def open_date(path: Path, bands: list[str]) -> list[geo.Layer]:
+    """Layers of one date: a folder with one *_<band>.tif per band, or a GeoTIFF with one band per model band."""
+    path = Path(path)
+    if path.is_dir():
+        layers = []
+        for band in bands:
+            found = sorted(path.glob(f"*_{band}.tif")) or sorted(path.glob(f"*{band}*.tif"))
+            if len(found) != 1:
+                raise HearthError(f"{path}: expected one file *_{band}.tif for band {band}, found {len(found)}")
+            layers.append(_open(found[0]))
+        return layers
+    ds = _open(path)
+    if ds.count != len(bands):
+        raise HearthError(f"{path}: has {ds.count} bands; the model reads {len(bands)} ({', '.join(bands)}) in "
+                          "that order; pass a folder of band files or a stack with exactly those bands")
+    return [(ds, i + 1) for i in range(ds.count)]
+
+
+def _open(path: Path):
+    import rasterio
+
+    try:
+        ds = rasterio.open(path)
+    except rasterio.errors.RasterioIOError as exc:
+        raise HearthError(f"{path}: not a readable GeoTIFF ({str(exc).splitlines()[0][:120]})") from None
+    if not geo.georeferenced(ds):
+        raise HearthError(f"{path}: has no georeference (CRS and transform); maps need one")
+    return ds

@@ -1,0 +1,121 @@
+"""Sliding-window change inference over whole scenes, written tile by tile to GeoTIFFs, with territory figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.features import geometry_mask
+
+from hearthkit.data import geo
+from hearthkit.monitor.figures import load_territories, row_areas_m2
+from hearthkit.monitor.inputs import LoadedModel
+
+MAP_SIDE = 800  # longest side of the PNG map in pixels
+
+
+@dataclass
+class Tally:
+    """Covered and changed area inside one territory (or the whole scene)."""
+
+    name: str
+    geometry: dict | None
+    area_m2: float = 0.0
+    changed_m2: float = 0.0
+    changed_pixels: int = 0
+
+    def row(self) -> dict:
+        return {"name": self.name, "area_ha": self.area_m2 / 1e4, "changed_ha": self.changed_m2 / 1e4,
+                "changed_pixels": self.changed_pixels,
+                "percent_changed": 100 * self.changed_m2 / self.area_m2 if self.area_m2 else float("nan")}
+
+
+@dataclass
+class Overview:
+    """A reduced copy of the change map for the PNG: cell = max over FACTOR x FACTOR pixels."""
+
+    factor: int
+    change: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    @classmethod
+    def for_grid(cls, height: int, width: int) -> Overview:
+        f = max(1, math.ceil(max(height, width) / MAP_SIDE))
+        return cls(f, np.zeros((math.ceil(height / f), math.ceil(width / f)), np.uint8))
+
+    def add(self, core, binary: np.ndarray) -> None:
+        rr = (int(core.row_off) + np.arange(binary.shape[0])) // self.factor
+        cc = (int(core.col_off) + np.arange(binary.shape[1])) // self.factor
+        np.maximum.at(self.change, (rr[:, None], cc[None, :]), binary)
+
+
+def _profile(grid, dtype: str, nodata) -> dict:
+    tiled = grid.width >= 256 and grid.height >= 256
+    p = {"driver": "GTiff", "width": grid.width, "height": grid.height, "count": 1, "dtype": dtype,
+         "crs": grid.crs, "transform": grid.transform, "compress": "deflate", "nodata": nodata}
+    if tiled:
+        p.update(tiled=True, blockxsize=256, blockysize=256)
+    return p
+
+
+def run_monitor(lm: LoadedModel, scene: geo.Scene, out: Path, territory: Path | None = None,
+                progress=None) -> dict:
+    """Write probability and binary change GeoTIFFs of SCENE into OUT; return the figures (also monitor.json)."""
+    import torch
+
+    out = Path(out)
+    tmp = out.parent / f".tmp-{out.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    grid = scene.grid
+    threshold = float(lm.prep.get("threshold", 0.5))
+    tallies = [Tally("whole scene", None)]
+    if territory is not None:
+        tallies += [Tally(name, g) for name, g in load_territories(territory, grid.crs)]
+    overview = Overview.for_grid(grid.height, grid.width)
+    tiles = list(geo.tiles_with_margin(grid.height, grid.width, lm.cfg.tile, lm.cfg.margin))
+    t0 = time.perf_counter()
+    n_pixels = 0
+    with torch.inference_mode(), \
+            rasterio.open(tmp / "change_probability.tif", "w", **_profile(grid, "float32", -1.0)) as prob_ds, \
+            rasterio.open(tmp / "change.tif", "w", **_profile(grid, "uint8", 255)) as bin_ds:
+        prob_ds.update_tags(model=lm.name, threshold=str(threshold), meaning="probability of change, -1 = no data")
+        bin_ds.update_tags(model=lm.name, threshold=str(threshold), meaning="1 change, 0 no change, 255 no data")
+        from hearthkit.recipes.change.recipe import predict_tiles
+
+        for i, (core, prob, covered) in enumerate(predict_tiles(lm.model, scene, lm.prep["stats"], lm.cfg)):
+            binary = ((prob >= threshold) & covered).astype(np.uint8)
+            prob_ds.write(np.where(covered, prob, -1.0).astype(np.float32), 1, window=core)
+            bin_ds.write(np.where(covered, binary, 255).astype(np.uint8), 1, window=core)
+            overview.add(core, binary)
+            areas = row_areas_m2(grid, int(core.row_off), binary.shape[0])[:, None]  # (h, 1) m² per pixel
+            wt = grid.window_transform(core)
+            for t in tallies:
+                inside = covered if t.geometry is None else covered & geometry_mask(
+                    [t.geometry], out_shape=binary.shape, transform=wt, invert=True)
+                t.area_m2 += float((areas * inside).sum())
+                t.changed_m2 += float((areas * (inside & (binary > 0))).sum())
+                t.changed_pixels += int((inside & (binary > 0)).sum())
+            n_pixels += int(covered.size)
+            if progress:
+                progress(i + 1, len(tiles))
+    inference_s = time.perf_counter() - t0
+    summary = {"model": lm.name, "threshold": threshold, "crs": grid.crs.to_string() if grid.crs else None,
+               "transform": list(grid.transform)[:6], "width": grid.width, "height": grid.height,
+               "pixels": n_pixels, "inference_s": inference_s, "tiles": len(tiles),
+               "territories": [t.row() for t in tallies], "restrictions": lm.restrictions,
+               "attribution": lm.attribution}
+    from hearthkit.monitor.mapping import render_map
+    from hearthkit.monitor.report import write_report
+
+    summary["map"] = render_map(scene, overview, [t.geometry for t in tallies if t.geometry], tmp / "map.png")
+    write_report(summary, tmp / "report.html", tmp / "map.png")
+    (tmp / "monitor.json").write_text(json.dumps(summary, indent=1))
+    shutil.rmtree(out, ignore_errors=True)  # replace a previous result whole, never half
+    tmp.replace(out)
+    return summary

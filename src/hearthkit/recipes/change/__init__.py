@@ -1,0 +1,1 @@
+"""The change recipe: Siamese U-Net change detection on bi-temporal multispectral scenes."""

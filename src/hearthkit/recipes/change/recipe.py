@@ -1,0 +1,168 @@
+"""The change recipe: governed raster items -> aligned patches -> Siamese U-Net -> thresholded change mask."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rasterio.windows import Window
+from torch import nn
+
+from hearthkit.data import geo
+from hearthkit.data.loader import GovernedReader
+from hearthkit.recipes.base import Recipe
+from hearthkit.recipes.change.model import ChangeConfig, SiamUNet
+
+THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
+
+
+class ChangePatches(torch.utils.data.Dataset):
+    """Random patches of training scenes (above each scene's validation strip); patch i is fixed by (seed, i)."""
+
+    def __init__(self, cfg: ChangeConfig, stats: dict, scenes: list[geo.Scene], seed: int = 0):
+        self.cfg, self.stats, self.scenes, self.seed = cfg, stats, scenes, seed
+        self.rows = [geo.train_rows(s, cfg.val_fraction, cfg.patch) for s in scenes]
+        self.pos = []
+        for s, r in zip(scenes, self.rows, strict=True):
+            p = geo.positive_pixels(s, seed=seed)
+            self.pos.append(p[p[:, 0] < r])
+        area = np.array([r * s.shape[1] for s, r in zip(scenes, self.rows, strict=True)], float)
+        self.weights = area / area.sum()
+
+    def __len__(self) -> int:
+        return self.cfg.patches_per_epoch
+
+    def __getitem__(self, i: int) -> dict:
+        rng = np.random.default_rng([self.seed, i])
+        k = int(rng.choice(len(self.scenes), p=self.weights))
+        sc, rows, pos = self.scenes[k], self.rows[k], self.pos[k]
+        centre = tuple(pos[rng.integers(len(pos))]) if len(pos) and rng.random() < self.cfg.pos_fraction else None
+        win = geo.random_window(rng, rows, sc.shape[1], self.cfg.patch, centre)
+        win = Window(win.col_off, win.row_off, self.cfg.patch, self.cfg.patch)  # small scenes: pad past the edge
+        x1, v1 = sc.read_stack("before", win)
+        x2, v2 = sc.read_stack("after", win)
+        y = sc.read_labels("mask", win)
+        valid = (v1 & v2).astype(np.float32)
+        # Augmentation draws from torch's RNG, which the engine seeds per rank and checkpoints.
+        aug = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
+        x1, x2 = geo.normalise(x1, v1, self.stats), geo.normalise(x2, v2, self.stats)
+        if self.cfg.jitter:  # each date gets its own gain/offset: brightness alone must not look like change
+            x1, x2 = (x * (1 + aug.normal(0, self.cfg.jitter, (len(x), 1, 1)))
+                      + aug.normal(0, self.cfg.jitter, (len(x), 1, 1)) * valid for x in (x1, x2))
+            x1, x2 = x1.astype(np.float32), x2.astype(np.float32)
+        x1, x2, y, valid = geo.augment([x1, x2, y.astype(np.float32), valid], aug)
+        return {"x1": torch.from_numpy(x1), "x2": torch.from_numpy(x2), "mask": torch.from_numpy(y),
+                "valid": torch.from_numpy(valid)}
+
+
+def change_loss(logits: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, pos_weight: float,
+                dice_weight: float) -> torch.Tensor:
+    """Weighted BCE + soft Dice over covered pixels: changed pixels are 0.3-4 % of a scene."""
+    bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=torch.tensor(pos_weight), reduction="none")
+    bce = (bce * valid).sum() / valid.sum().clamp(min=1)
+    p = torch.sigmoid(logits) * valid
+    dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + (y * valid).sum() + 1)
+    return bce + dice_weight * dice
+
+
+@torch.no_grad()
+def predict_tiles(model: nn.Module, scene: geo.Scene, stats: dict, cfg: ChangeConfig,
+                  rows: tuple[int, int] | None = None) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """Change probability tile by tile over the scene: (core window, prob (h, w), covered (h, w))."""
+    model.eval()
+    mult = 2 ** (cfg.depth - 1)
+    for core, padded in geo.tiles_with_margin(*scene.shape, cfg.tile, cfg.margin, rows, multiple=mult):
+        x1, v1 = scene.read_stack("before", padded)
+        x2, v2 = scene.read_stack("after", padded)
+        t1 = torch.from_numpy(geo.normalise(x1, v1, stats))[None]
+        t2 = torch.from_numpy(geo.normalise(x2, v2, stats))[None]
+        prob = torch.sigmoid(model(t1, t2))[0, 0].numpy()  # (h, w)
+        yield core, geo.crop(prob, core, padded), geo.crop(v1 & v2, core, padded)
+
+
+def confusion(model, scene, stats, cfg, thresholds: np.ndarray, rows=None) -> np.ndarray:
+    """(len(thresholds), 4) counts tp, fp, fn, tn of the change class over SCENE (ROWS range)."""
+    out = np.zeros((len(thresholds), 4), np.int64)
+    for core, prob, covered in predict_tiles(model, scene, stats, cfg, rows):
+        y = scene.read_labels("mask", core)[covered] > 0
+        p = prob[covered][None, :] >= thresholds[:, None]  # (T, n)
+        tp = (p & y).sum(1)
+        fp = (p & ~y).sum(1)
+        fn = (~p & y).sum(1)
+        out += np.stack([tp, fp, fn, y.size - tp - fp - fn], 1)
+    return out
+
+
+def f1_of(counts: np.ndarray) -> np.ndarray:
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+
+
+class ChangeRecipe(Recipe):
+    """Bi-temporal change detection; scored by F1, precision, recall and IoU of the change class."""
+
+    name = "change"
+    ModelConfig = ChangeConfig
+    metric_names = ("f1", "precision", "recall", "iou")
+    group_columns = ("scene",)
+
+    def prepare(self, cfg: ChangeConfig, train_entries: list[dict], out: Path, reader=None) -> dict:
+        scenes = geo.open_scenes(train_entries, reader, tuple(cfg.bands))
+        prep = {"bands": cfg.bands, "stats": geo.band_stats(scenes), "threshold": 0.5,
+                "train_scenes": [s.name for s in scenes]}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "prep.json").write_text(json.dumps(prep, indent=1))
+        return prep
+
+    def load_prep(self, folder: Path) -> dict:
+        prep = json.loads((folder / "prep.json").read_text())
+        th = folder / "threshold.json"
+        if th.is_file():
+            prep["threshold"] = json.loads(th.read_text())["threshold"]
+        return prep
+
+    def build_model(self, cfg: ChangeConfig, prep: dict) -> nn.Module:
+        return SiamUNet(cfg)
+
+    def dataset(self, cfg, prep, entries, reader, train):
+        return ChangePatches(cfg, prep["stats"], geo.open_scenes(entries, reader, tuple(cfg.bands)))
+
+    def collate(self, batch: list[dict]) -> dict:
+        return {k: torch.stack([b[k] for b in batch]) for k in batch[0]}
+
+    def loss(self, model, batch):
+        logits = model(batch["x1"], batch["x2"])[:, 0]  # (B, H, W)
+        cfg = getattr(model, "module", model).cfg  # DDP wraps the model; the model keeps its config
+        loss = change_loss(logits, batch["mask"], batch["valid"], cfg.pos_weight, cfg.dice_weight)
+        return loss, {"samples": float(len(logits)), "pixels": float(batch["valid"].sum())}
+
+    def calibrate(self, model, cfg: ChangeConfig, prep: dict, entries: list[dict], reader: GovernedReader,
+                  out: Path) -> dict:
+        """Choose the threshold that maximises F1 on the validation strips of the training scenes."""
+        counts = np.zeros((len(THRESHOLDS), 4), np.int64)
+        for sc in geo.open_scenes(entries, reader, tuple(cfg.bands)):
+            r = geo.train_rows(sc, cfg.val_fraction, cfg.patch)
+            if r < sc.shape[0]:
+                counts += confusion(model, sc, prep["stats"], cfg, THRESHOLDS, (r, sc.shape[0]))
+        f1 = f1_of(counts)
+        best = float(THRESHOLDS[int(f1.argmax())]) if counts[:, 0].any() or counts[:, 2].any() else 0.5
+        result = {"threshold": best, "validation_f1": float(f1.max()),
+                  "curve": {f"{t:.2f}": round(float(v), 4) for t, v in zip(THRESHOLDS, f1, strict=True)}}
+        (out / "threshold.json").write_text(json.dumps(result, indent=1))
+        return {"threshold": best}
+
+    def evaluate(self, model, cfg, prep, entries, reader):
+        th = np.array([prep.get("threshold", 0.5)])
+        records = []
+        for sc in geo.open_scenes(entries, reader, tuple(cfg.bands)):
+            tp, fp, fn, tn = (int(v) for v in confusion(model, sc, prep["stats"], cfg, th)[0])
+            records.append({"item_id": sc.meta["item_id"], "external_id": sc.name, "scene": sc.name,
+                            "tp": tp, "fp": fp, "fn": fn, "tn": tn})
+        return records
+
+
+RECIPE = ChangeRecipe()
