@@ -128,7 +128,12 @@ def train(run_dir: Path) -> None:
         final.mkdir(exist_ok=True)
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(final / "model.safetensors"))
     dist.barrier()
-    dist.destroy_process_group()
+    # Every rank has written all it must. Exit now instead of tearing torch down: destroying DDP's reducer joins
+    # gloo's worker threads while holding the GIL, and a thread still freeing the last barrier's tensors needs the
+    # GIL, so the teardown can deadlock (seen under load). The process group needs no goodbye.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main() -> None:
