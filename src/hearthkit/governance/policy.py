@@ -331,12 +331,8 @@ def _sweep(rows, coll_name, coll_labels, item_labels, item_protocols, coll_state
     special = item_labels.keys() | item_protocols.keys()  # items with labels or protocols of their own
     ok_speakers = {sp for sp, fail in individual.items() if fail is None} | {None, ""}
     for iid, ext, digest, kind, dur, speaker, dialect, gender, text, meta, until, sharing, withdrawn in rows:
-        if withdrawn is not None:  # consent withdrawn for this very item: no approval can bring it back
-            excluded.append({"item_id": iid, "collection": coll_name, "external_id": ext, "rule": "withdrawn",
-                             "reason": f"withdrawn by the community on {str(withdrawn)[:10]}"})
-            continue
         # Fast path, the common case in a large archive: nothing on this item can exclude it.
-        if not (plain_ok and until is None and speaker in ok_speakers and iid not in special):
+        if not (plain_ok and until is None and speaker in ok_speakers and iid not in special and withdrawn is None):
             labs = sorted(coll_labels + item_labels.get(iid, []), key=lambda lab: lab.key)
             prots = item_protocols.get(iid, ())
             if until is not None and not isinstance(until, date):
@@ -349,6 +345,10 @@ def _sweep(rows, coll_name, coll_labels, item_labels, item_protocols, coll_state
                     entry["needs_approval"] = sorted(held)
                     needed.update(held)
                 excluded.append(entry)
+                continue
+            if withdrawn is not None:  # the item itself was withdrawn (bytes erased); the consent rules said why not
+                excluded.append({"item_id": iid, "collection": coll_name, "external_id": ext, "rule": "withdrawn",
+                                 "reason": f"withdrawn by the community on {str(withdrawn)[:10]}"})
                 continue
             if labs or prots:
                 _inherit(labs, prots, ctx, restrictions, attribution, notices)
