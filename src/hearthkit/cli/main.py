@@ -21,6 +21,8 @@ app.add_typer(data_cmds.demo_app, name="demo-data")
 app.command("plan", help=train_cmds.plan.__doc__ + train_cmds.PLAN_EXAMPLE)(train_cmds.plan)
 app.command("train", help=train_cmds.train.__doc__ + train_cmds.TRAIN_EXAMPLE)(train_cmds.train)
 app.command("models", help=train_cmds.models.__doc__ + "\n\nExample: hearth models")(train_cmds.models)
+app.command("runs", help=train_cmds.runs.__doc__ + train_cmds.RUNS_EXAMPLE)(train_cmds.runs)
+app.command("export", help=train_cmds.export.__doc__ + train_cmds.EXPORT_EXAMPLE)(train_cmds.export)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"

@@ -49,4 +49,8 @@ class Recipe(ABC):
                  reader: GovernedReader) -> list[dict]:
         """Per-item results (reference, hypothesis and the item's metadata) for disaggregated scoring."""
 
+    def flops_per_sample(self, cfg: BaseModel, model: nn.Module) -> float | None:
+        """Training FLOPs (forward + backward) of one sample, for MFU; None where unknown."""
+        return None
+
     metric_names: tuple[str, ...] = ()
