@@ -21,7 +21,9 @@ from pathlib import Path
 # restarted group runs clean. KILL: the rank SIGKILLs itself after STEP. HANG: it stops answering after STEP.
 # STOP: the rank asks the group to stop after STEP (what a preemption signal handler does).
 KILL_ENV, HANG_ENV, STOP_ENV = "HEARTH_TEST_KILL", "HEARTH_TEST_HANG", "HEARTH_TEST_STOP"
-TIMEOUT = re.compile(r"time[d ]?\s?out", re.IGNORECASE)
+# A collective that outlived launch.timeout_s (gloo: "Timed out waiting …ms"; NCCL watchdog: "Watchdog caught
+# collective operation timeout"); not a refused connection at start-up.
+TIMEOUT = re.compile(r"timed out waiting|operation timeout|timeout after|wait timeout", re.IGNORECASE)
 
 
 def attempt() -> int:
@@ -41,7 +43,12 @@ class RankLog:
         self.write(f"start attempt {attempt()} rank {rank} host {socket.gethostname()} pid {os.getpid()}")
 
     def write(self, msg: str) -> None:
+        if self.f.closed:
+            self.f = (self.folder / f"rank{self.rank}.log").open("a", buffering=1, encoding="utf-8")
         self.f.write(f"{time.strftime('%H:%M:%S')} {msg}\n")
+
+    def close(self) -> None:
+        self.f.close()
 
     def failure(self, exc: BaseException) -> None:
         """Record EXC: traceback into the log, a small JSON record beside it for the launcher."""
@@ -76,12 +83,23 @@ def last_lines(path: Path, n: int = 8) -> list[str]:
     return path.read_text(encoding="utf-8", errors="replace").splitlines()[-n:]
 
 
-def last_step(log_lines: list[str]) -> int | None:
-    """The last step a rank log reports done."""
-    for line in reversed(log_lines):
-        m = re.search(r" step (\d+) done", line)
-        if m:
+def last_step(path: Path) -> int | None:
+    """The last step a rank log reports done in its latest attempt (None: none yet)."""
+    if not path.is_file():
+        return None
+    for line in reversed(path.read_text(encoding="utf-8", errors="replace").splitlines()):
+        if m := re.search(r" step (\d+) done$", line):
             return int(m.group(1))
+        if " start attempt " in line:
+            return None
+    return None
+
+
+def log_host(path: Path) -> str | None:
+    """The host a rank log says it started on, from its latest "start attempt" line."""
+    for line in reversed(path.read_text(encoding="utf-8", errors="replace").splitlines()):
+        if m := re.search(r" start attempt \d+ rank \d+ host (\S+)", line):
+            return m.group(1)
     return None
 
 
@@ -113,9 +131,12 @@ def diagnose(run_dir: Path, since: float, output: Iterable[str], timeout_s: int)
             records.append(rec)
     records.sort(key=lambda r: r["time"])
     reported = torchrun_failures(output)
-    tails = {int(p.stem[4:]): last_lines(p) for p in logs.glob("rank*.log")}
-    steps = {r: last_step(t) for r, t in tails.items()}
-    host_of = {f["rank"]: f["host"] for f in reported} | {r["rank"]: r["host"] for r in records}
+    rank_logs = {int(p.stem[4:]): p for p in logs.glob("rank*.log")}
+    tails = {r: last_lines(p) for r, p in rank_logs.items()}
+    steps = {r: last_step(p) for r, p in rank_logs.items()}
+    # Host: the worker's own word (its log, its record) over torchrun's report, which may say "localhost".
+    host_of = {f["rank"]: f["host"] for f in reported} | {r: h for r, p in rank_logs.items() if (h := log_host(p))}
+    host_of |= {r["rank"]: r["host"] for r in records}
 
     culprit, cause = None, ""
     errored = {r["rank"] for r in records}
@@ -143,7 +164,7 @@ def diagnose(run_dir: Path, since: float, output: Iterable[str], timeout_s: int)
         return "a worker failed (no rank left a record); see the output above", []
     host = host_of.get(culprit, "?")
     lines = [f"--- last lines of rank {culprit} ({logs / f'rank{culprit}.log'}) ---", *tails.get(culprit, [])]
-    for r in sorted(tails):
-        if r != culprit and r in errored:
-            lines += [f"--- last lines of rank {r} ---", *tails[r]]
+    for rec in records:
+        if rec["rank"] != culprit:
+            lines.append(f"--- rank {rec['rank']} on {rec['host']} failed after step {rec['step']}: {rec['error']}")
     return f"rank {culprit} on host {host} {cause}", lines

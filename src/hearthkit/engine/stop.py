@@ -19,6 +19,12 @@ def request(*_args) -> None:
     _requested = True
 
 
+def clear() -> None:
+    """Forget a request (after a stop was carried out, in a process that trains again)."""
+    global _requested
+    _requested = False
+
+
 def requested() -> bool:
     """Whether this rank has been asked to stop."""
     return _requested

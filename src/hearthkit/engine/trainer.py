@@ -182,6 +182,7 @@ def train(run_dir: Path, log_holder: list) -> str:
     dist.barrier()
     dist.destroy_process_group()
     log.write(f"{status} at step {done}")
+    log.close()
     return status
 
 
@@ -192,6 +193,11 @@ def main() -> None:
     holder: list[RankLog] = []
     try:
         train(run_dir, holder)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Everything is written and synced; skip the interpreter's teardown of torch, which takes seconds per
+        # worker on a loaded machine and delays torchrun's exit (and the user's prompt) for nothing.
+        os._exit(0)
     except Exception as exc:
         # Name the rank and host so a failure in a group of workers is easy to place.
         rank = os.environ.get("RANK", "?")

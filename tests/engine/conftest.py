@@ -1,0 +1,94 @@
+"""Engine fixtures: one workspace holding the tiny speech archive, and a tiny asr run config writer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+# A model small enough that a step takes milliseconds: start-up dominates, and that is what the tests pay for.
+TINY_MODEL = {"n_mels": 40, "conv_channels": 16, "hidden": 16, "layers": 1, "dropout": 0.1, "spec_augment": True}
+
+
+@pytest.fixture(scope="session")
+def engine_ws(tiny_speech_archive: Path, tmp_path_factory) -> Path:
+    """A workspace with the tiny espeak archive imported (shared by the engine tests; each run has its own name)."""
+    from hearthkit.catalog.db import Catalog
+    from hearthkit.ingest.speech_folder import import_speech_folder
+    from hearthkit.store.cas import ContentStore
+    from hearthkit.workspace import init_workspace
+
+    ws = init_workspace(tmp_path_factory.mktemp("engine") / "ws")
+    catalog = Catalog.open(ws.db_url)
+    import_speech_folder(catalog, ContentStore(ws.store_dir), tiny_speech_archive, False)
+    catalog.close()
+    return ws.root
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """Writer of tiny asr run configs: tiny_config(folder, name, train={...}, launch={...}) -> path."""
+    return write_config
+
+
+@pytest.fixture(scope="session")
+def kill_all():
+    """kill_all(pid): SIGKILL a process and all its descendants."""
+    return kill_tree
+
+
+def write_config(folder: Path, name: str, train: dict | None = None, launch: dict | None = None) -> Path:
+    """A tiny asr run config NAME.yaml in FOLDER: 6 steps, checkpoints every 2, 2 workers, seeded."""
+    cfg = {
+        "name": name, "recipe": "asr",
+        "request": {"purpose": "language_revitalization", "requester": "engine-test", "collections": ["demo-korero"]},
+        "split": {"by": "text", "test_fraction": 0.15},
+        "model": TINY_MODEL,
+        "train": {"steps": 6, "batch_size": 2, "lr": 0.003, "warmup": 2, "checkpoint_every": 2, "log_every": 1,
+                  "seed": 7, "mlflow": False, **(train or {})},
+        "launch": {"nproc": 2, "timeout_s": 30, **(launch or {})},
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def descendants(pid: int) -> list[int]:
+    """PID's child processes, recursively (torchrun starts its workers in their own sessions)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL PID and everything it started, as a power cut or `kill -9` of the whole job would."""
+    procs = [pid, *descendants(pid)]
+    for p in procs:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{p}").exists() and not _zombie(p) for p in procs[1:]):
+        time.sleep(0.1)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
