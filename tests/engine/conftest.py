@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +29,36 @@ def engine_ws(tiny_speech_archive: Path, tmp_path_factory) -> Path:
     import_speech_folder(catalog, ContentStore(ws.store_dir), tiny_speech_archive, False)
     catalog.close()
     return ws.root
+
+
+HEARTH = [sys.executable, "-m", "hearthkit.cli.main"]
+
+
+def cli_env(ws: Path, extra: dict | None = None) -> dict:
+    """The environment a user's shell would give `hearth`, pointed at workspace WS."""
+    return dict(os.environ, COLUMNS="200", HEARTH_WORKSPACE=str(ws), **(extra or {}))
+
+
+def run_cli(*args: str, ws: Path, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the real `hearth` CLI to completion (a hang fails the test at TIMEOUT)."""
+    return subprocess.run([*HEARTH, *args], capture_output=True, text=True, timeout=timeout, env=cli_env(ws, env))
+
+
+def start_cli(*args: str, ws: Path, env: dict | None = None, stdout=None) -> subprocess.Popen:
+    """Start the real `hearth` CLI without waiting (output to STDOUT, a file)."""
+    return subprocess.Popen([*HEARTH, *args], stdout=stdout, stderr=subprocess.STDOUT, env=cli_env(ws, env))
+
+
+@pytest.fixture(scope="session")
+def cli_start():
+    """cli_start(*args, ws=..., env=..., stdout=file) -> Popen: the `hearth` CLI, running."""
+    return start_cli
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """cli(*args, ws=..., env=...): the `hearth` CLI in a subprocess."""
+    return run_cli
 
 
 @pytest.fixture(scope="session")
