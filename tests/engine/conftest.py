@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,7 +44,8 @@ def run_cli(*args: str, ws: Path, env: dict | None = None, timeout: float = 300)
 
 def start_cli(*args: str, ws: Path, env: dict | None = None, stdout=None) -> subprocess.Popen:
     """Start the real `hearth` CLI without waiting (output to STDOUT, a file)."""
-    return subprocess.Popen([*HEARTH, *args], stdout=stdout, stderr=subprocess.STDOUT, env=cli_env(ws, env))
+    return subprocess.Popen([*HEARTH, *args], stdout=stdout, stderr=subprocess.STDOUT, env=cli_env(ws, env),
+                            start_new_session=True)  # its own process group, as a shell job has
 
 
 @pytest.fixture(scope="session")
@@ -67,12 +66,6 @@ def tiny_config():
     return write_config
 
 
-@pytest.fixture(scope="session")
-def kill_all():
-    """kill_all(pid): SIGKILL a process and all its descendants."""
-    return kill_tree
-
-
 def write_config(folder: Path, name: str, train: dict | None = None, launch: dict | None = None) -> Path:
     """A tiny asr run config NAME.yaml in FOLDER: 6 steps, checkpoints every 2, 2 workers, seeded."""
     cfg = {
@@ -89,38 +82,9 @@ def write_config(folder: Path, name: str, train: dict | None = None, launch: dic
     return path
 
 
-def descendants(pid: int) -> list[int]:
-    """PID's child processes, recursively (torchrun starts its workers in their own sessions)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for c in children.get(todo.pop(), []):
-            out.append(c)
-            todo.append(c)
-    return out
-
-
-def kill_tree(pid: int) -> None:
-    """SIGKILL PID and everything it started, as a power cut or `kill -9` of the whole job would."""
-    procs = [pid, *descendants(pid)]
-    for p in procs:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.time() + 30
-    while time.time() < deadline and any(Path(f"/proc/{p}").exists() and not _zombie(p) for p in procs[1:]):
-        time.sleep(0.1)
-
-
-def _zombie(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether PID is a live (not zombie) process."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
-        return True
+        return False

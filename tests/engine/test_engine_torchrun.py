@@ -1,7 +1,8 @@
 """End to end under the real torchrun, through the `hearth` CLI, on the tiny espeak archive (CPU, gloo, 2 workers).
 
 Exact resume: run A trains 6 steps; run B has rank 1 SIGKILLed after step 3 and torchrun restarts the group;
-run C is killed whole (CLI, torchrun, workers) while writing checkpoint 4, then re-launched with the same command.
+run C's process group (CLI and torchrun) is SIGKILLed while writing checkpoint 4, then re-launched with the
+same command.
 All three end with bitwise-identical weights. Faults come from test-only hooks read by the worker:
 HEARTH_TEST_KILL (a real SIGKILL of the rank by itself), HEARTH_TEST_CHECKPOINT_PAUSE (a pause inside the write
 window of one checkpoint, so the kill lands mid-write) and HEARTH_TEST_HANG (a rank that stops answering).
@@ -9,7 +10,9 @@ window of one checkpoint, so the kill lands mid-write) and HEARTH_TEST_HANG (a r
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import time
 from pathlib import Path
@@ -18,6 +21,8 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+
+from .conftest import alive
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +59,7 @@ def test_killed_worker_is_restarted_by_torchrun_and_resumes_exactly(run_a, engin
 
 
 def test_job_killed_mid_checkpoint_keeps_the_previous_one_and_relaunch_resumes_exactly(
-        run_a, engine_ws, tiny_config, cli, cli_start, kill_all, tmp_path):
+        run_a, engine_ws, tiny_config, cli, cli_start, tmp_path):
     cfg = tiny_config(tmp_path, "e2e-c")
     run_c = engine_ws / "runs" / "e2e-c"
     writing = run_c / "checkpoints" / ".tmp-step_00000004"
@@ -65,9 +70,16 @@ def test_job_killed_mid_checkpoint_keeps_the_previous_one_and_relaunch_resumes_e
     while not ((writing / "rank0.pt").exists() and (writing / "rank1.pt").exists()):
         assert proc.poll() is None and time.time() < deadline, (tmp_path / "c.out").read_text()
         time.sleep(0.1)
-    kill_all(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole job: CLI and torchrun; workers die with their agent
     proc.wait(30)
     assert proc.returncode == -9
+    workers = [int(p) for p in re.findall(r"start attempt 0 rank \d host \S+ pid (\d+)",
+                                          "".join(f.read_text() for f in (run_c / "logs").glob("rank*.log")))]
+    assert len(workers) == 2
+    deadline = time.time() + 30
+    while any(alive(p) for p in workers):  # no orphan may go on writing into the run folder
+        assert time.time() < deadline, "a worker outlived its killed job"
+        time.sleep(0.1)
     assert any(writing.glob("*.distcp")) and not (writing / "meta.json").exists()  # a half-made checkpoint
     assert [p.name for p in (run_c / "checkpoints").glob("step_*")] == ["step_00000002"]
     assert not (run_c / "final").exists()
@@ -79,6 +91,7 @@ def test_job_killed_mid_checkpoint_keeps_the_previous_one_and_relaunch_resumes_e
     assert_identical(weights(run_a), weights(run_c))
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # mlflow's store on SQLAlchemy 2.1 (noload)
 def test_export_writes_safetensors_and_card_and_runs_lists_mlflow(run_a, engine_ws, cli, tmp_path):
     dest = tmp_path / "shipped"
     proc = cli("export", "e2e-a", str(dest), ws=engine_ws)

@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Iterable
@@ -24,6 +25,19 @@ KILL_ENV, HANG_ENV, STOP_ENV = "HEARTH_TEST_KILL", "HEARTH_TEST_HANG", "HEARTH_T
 # A collective that outlived launch.timeout_s (gloo: "Timed out waiting …ms"; NCCL watchdog: "Watchdog caught
 # collective operation timeout"); not a refused connection at start-up.
 TIMEOUT = re.compile(r"timed out waiting|operation timeout|timeout after|wait timeout", re.IGNORECASE)
+
+
+def die_with_parent() -> None:
+    """Have the kernel SIGKILL this worker when its torchrun agent dies (Linux), so that killing a job's process
+    group never leaves orphaned workers writing into the run folder."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:  # the agent died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def attempt() -> int:

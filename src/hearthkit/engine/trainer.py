@@ -22,7 +22,7 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from hearthkit.data.loader import GovernedReader
 from hearthkit.engine import checkpoint, stop
 from hearthkit.engine.config import RunConfig
-from hearthkit.engine.faults import RankLog, inject
+from hearthkit.engine.faults import RankLog, die_with_parent, inject
 from hearthkit.engine.metrics import Meter, peak_tflops
 from hearthkit.engine.optim import build_optimizer, build_scheduler
 from hearthkit.engine.parallel import (
@@ -78,6 +78,19 @@ class Loop:
         self.opt.step()
         self.sched.step()
         return total, counts
+
+    def run(self, step: int, meter: Meter, log: RankLog, ctl: dist.ProcessGroup | None) -> bool:
+        """STEP with its bookkeeping (metrics, rank log, test faults); return whether the group stops after it."""
+        loss, stats = self.step(step)
+        meter.add(loss, stats)
+        done = step + 1
+        log.step = done
+        log.write(f"step {done} done")
+        if inject(log.rank, done, log):
+            stop.request()
+        if done % self.cfg.train.log_every == 0 or done == self.cfg.train.steps:
+            meter.report(done, self.sched.get_last_lr()[0])
+        return stop.should_stop(ctl)
 
 
 def load_data(run_dir: Path, spec: dict, cfg: RunConfig, recipe: Recipe, mcfg, prep: dict, rank: int):
@@ -149,16 +162,8 @@ def train(run_dir: Path, log_holder: list) -> str:
     done = start
     halt = False
     for step in range(start, t.steps):
-        loss, stats = loop.step(step)
-        meter.add(loss, stats)
+        halt = loop.run(step, meter, log, ctl)
         done = step + 1
-        log.step = done
-        log.write(f"step {done} done")
-        if inject(rank, done, log):
-            stop.request()
-        if done % t.log_every == 0 or done == t.steps:
-            meter.report(done, sched.get_last_lr()[0])
-        halt = stop.should_stop(ctl)
         if done % t.checkpoint_every == 0 or done == t.steps or halt:
             rank_state = {"step": done, "scheduler": sched.state_dict(), "rng": checkpoint.rng_state(),
                           "data": {"seed": t.seed, "batch_size": t.batch_size, "world": world}}
@@ -190,6 +195,7 @@ def train(run_dir: Path, log_holder: list) -> str:
 def main() -> None:
     """Entry point under torchrun: `python -m hearthkit.engine.trainer RUN_DIR`."""
     run_dir = Path(sys.argv[1])
+    die_with_parent()
     holder: list[RankLog] = []
     try:
         train(run_dir, holder)
