@@ -22,6 +22,7 @@ import torch.distributed.checkpoint as dcp
 from torch import nn
 from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
 from torch.distributed.checkpoint.stateful import Stateful
+from torch.optim.lr_scheduler import LRScheduler
 
 PREFIX = "step_"
 TMP = ".tmp-"
@@ -117,6 +118,33 @@ def save(root: Path, step: int, state: ModelAndOptimizer, rank_state: dict, keep
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
     return final
+
+
+def loop_state(step: int, sched: LRScheduler, sampler) -> dict:
+    """This rank's loop state after STEP: scheduler, RNG states, data position (the step, and what orders data)."""
+    return {"step": step, "scheduler": sched.state_dict(), "rng": rng_state(),
+            "data": {"seed": sampler.seed, "batch_size": sampler.bs, "world": sampler.world}}
+
+
+def resume(root: Path, state: ModelAndOptimizer, sched: LRScheduler) -> tuple[int, Path | None]:
+    """Load the latest checkpoint under ROOT, if any, into STATE, SCHED and the RNGs; return (step, its path)."""
+    last = latest(root)
+    if last is None:
+        return 0, None
+    loop = load(last, state)
+    sched.load_state_dict(loop["scheduler"])
+    set_rng_state(loop["rng"])
+    return loop["step"], last
+
+
+def write_safetensors(weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Write final weights to PATH atomically (a reader never sees a half file)."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(weights, str(tmp))
+    os.replace(tmp, path)
 
 
 def load(path: Path, state: ModelAndOptimizer) -> dict:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import save_file
 from torch import nn
 from torch.distributed.elastic.multiprocessing.errors import record
 
@@ -139,13 +138,8 @@ def train(run_dir: Path, log_holder: list) -> str:
     state = checkpoint.ModelAndOptimizer(unwrap(model), opt)
 
     ckpt_root = run_dir / "checkpoints"
-    start = 0
-    last = checkpoint.latest(ckpt_root)
+    start, last = checkpoint.resume(ckpt_root, state, sched)
     if last is not None:
-        loop_state = checkpoint.load(last, state)
-        start = loop_state["step"]
-        sched.load_state_dict(loop_state["scheduler"])
-        checkpoint.set_rng_state(loop_state["rng"])
         say(f"resumed from checkpoint {last.name} at step {start}", log)
     say(f"training {cfg.recipe} ({n_params / 1e6:.2f}M parameters) on {n_items} items, {world} workers "
         f"({t.parallel}, {device.type}), steps {start}->{t.steps}", log)
@@ -165,9 +159,7 @@ def train(run_dir: Path, log_holder: list) -> str:
         halt = loop.run(step, meter, log, ctl)
         done = step + 1
         if done % t.checkpoint_every == 0 or done == t.steps or halt:
-            rank_state = {"step": done, "scheduler": sched.state_dict(), "rng": checkpoint.rng_state(),
-                          "data": {"seed": t.seed, "batch_size": t.batch_size, "world": world}}
-            path = checkpoint.save(ckpt_root, done, state, rank_state, t.keep_last)
+            path = checkpoint.save(ckpt_root, done, state, checkpoint.loop_state(done, sched, sampler), t.keep_last)
             say(f"checkpoint {path.name}", log)
         if halt:
             say(f"stopping at step {done} as asked; the checkpoint holds everything to resume", log)
@@ -176,10 +168,7 @@ def train(run_dir: Path, log_holder: list) -> str:
     if status == "finished":
         weights = full_weights(model)  # collective under FSDP2
         if rank == 0:
-            final = run_dir / "final"
-            final.mkdir(exist_ok=True)
-            save_file(weights, str(final / "model.safetensors.tmp"))
-            os.replace(final / "model.safetensors.tmp", final / "model.safetensors")
+            checkpoint.write_safetensors(weights, run_dir / "final" / "model.safetensors")
     if rank == 0:
         (run_dir / STATE_FILE).write_text(json.dumps({"status": status, "step": done}))
     if tracker is not None:
