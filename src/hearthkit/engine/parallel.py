@@ -66,6 +66,8 @@ def parallelize(model: nn.Module, train: TrainConfig, device: torch.device) -> n
             fully_shard(block, mesh=mesh)
         fully_shard(model, mesh=mesh)
         wrapped = model
+    elif dist.get_world_size() == 1:
+        wrapped = model  # nothing to all-reduce: DDP would only copy gradients into buckets and back
     else:
         wrapped = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if train.compile:

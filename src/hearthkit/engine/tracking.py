@@ -44,6 +44,9 @@ class MlflowTracker:
         """Flush what is queued and end the MLflow run (waits at most TIMEOUT seconds)."""
         self.q.put(("end", status))
         self.thread.join(timeout)
+        if self.thread.is_alive():
+            print(f"warning: MLflow did not finish within {timeout:.0f} s; metrics.jsonl in the run folder is complete",
+                  file=sys.stderr, flush=True)
 
     def _work(self) -> None:
         try:
