@@ -45,10 +45,14 @@ def init_distributed(launch: LaunchConfig, device: torch.device) -> None:
         dist.init_process_group(backend, timeout=timeout, device_id=device_id)
 
 
+def use_bf16(train: TrainConfig, device: torch.device) -> bool:
+    """bf16 compute: asked for, or `auto` on a GPU."""
+    return train.precision == "bf16" or (train.precision == "auto" and device.type == "cuda")
+
+
 def autocast(train: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast on GPU (precision auto or bf16); full precision otherwise."""
-    bf16 = train.precision == "bf16" or (train.precision == "auto" and device.type == "cuda")
-    if not bf16:
+    if not use_bf16(train, device):
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
@@ -58,13 +62,16 @@ def parallelize(model: nn.Module, train: TrainConfig, device: torch.device) -> n
     model.to(device)
     if train.parallel == "fsdp2":
         from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
         mesh = init_device_mesh(device.type, (dist.get_world_size(),))
+        # bf16: gather weights in bf16 (half the traffic), reduce gradients in fp32 (no precision lost in the sum).
+        mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+            if use_bf16(train, device) else MixedPrecisionPolicy()
         # Shard each block the model names (one all-gather per block), then the root for what is left.
         for block in getattr(model, "fsdp_blocks", lambda: [])():
-            fully_shard(block, mesh=mesh)
-        fully_shard(model, mesh=mesh)
+            fully_shard(block, mesh=mesh, mp_policy=mp)
+        fully_shard(model, mesh=mesh, mp_policy=mp)
         wrapped = model
     elif dist.get_world_size() == 1:
         wrapped = model  # nothing to all-reduce: DDP would only copy gradients into buckets and back
