@@ -64,7 +64,7 @@ def test_job_killed_mid_checkpoint_keeps_the_previous_one_and_relaunch_resumes_e
     run_c = engine_ws / "runs" / "e2e-c"
     writing = run_c / "checkpoints" / ".tmp-step_00000004"
     out = (tmp_path / "c.out").open("w")
-    proc = cli_start("train", str(cfg), ws=engine_ws, env={"HEARTH_TEST_CHECKPOINT_PAUSE": "4:25"}, stdout=out)
+    proc = cli_start("train", str(cfg), ws=engine_ws, env={"HEARTH_TEST_CHECKPOINT_PAUSE": "4:60"}, stdout=out)
     deadline = time.time() + 240
     # Both ranks have written their shards and state into the .tmp folder; nothing is committed yet.
     while not ((writing / "rank0.pt").exists() and (writing / "rank1.pt").exists()):
