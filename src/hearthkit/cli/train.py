@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -58,10 +57,9 @@ def train(
 ) -> None:
     """Train under policy with torchrun: plan (or resume) the run, train, evaluate per group, write the model card."""
     from hearthkit.engine.config import load_config
-    from hearthkit.engine.faults import diagnose
     from hearthkit.engine.trainer import STATE_FILE
     from hearthkit.evaluate.run import evaluate_run
-    from hearthkit.launch.local import mlflow_uri, run_torchrun, torchrun_command
+    from hearthkit.launch.local import launch_torchrun, outcome, torchrun_command, worker_env
     from hearthkit.launch.plan import plan_run
     from hearthkit.lineage.publish import publish_model
 
@@ -75,9 +73,6 @@ def train(
     console.print(f"{'resuming' if resumed else 'starting'} in {run_dir}")
     (run_dir / STATE_FILE).unlink(missing_ok=True)
     _set_status(catalog, cfg.name, "training")
-    env = {}
-    if cfg.train.mlflow:
-        env["MLFLOW_TRACKING_URI"] = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_uri(ws.root)
     cmd = torchrun_command(run_dir, cfg.launch, max_restarts)
     console.print("[dim]" + " ".join(cmd) + "[/]", highlight=False)
     with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
@@ -90,15 +85,13 @@ def train(
                 bar.update(task, completed=int(m.group(1)), total=int(m.group(2)))
             console.print(line, highlight=False, markup=False)
 
-        launch = run_torchrun(cmd, cfg.launch, on_line, env)
-    if launch.rc != 0:
+        done = launch_torchrun(cmd, cfg.launch, on_line, worker_env(cfg, ws.root))
+    try:
+        state = outcome(run_dir, done, cfg.launch.timeout_s,
+                        lambda line: err_console.print(line, highlight=False, markup=False))
+    except HearthError:
         _set_status(catalog, cfg.name, "failed")
-        summary, lines = diagnose(run_dir, launch.started, launch.output, cfg.launch.timeout_s)
-        for line in lines:
-            err_console.print(line, highlight=False, markup=False)
-        raise HearthError(f"training failed (torchrun exit {launch.rc}): {summary}; "
-                          f"re-run the same command to resume from the last checkpoint")
-    state = json.loads((run_dir / STATE_FILE).read_text())
+        raise
     if state["status"] == "stopped":
         _set_status(catalog, cfg.name, "stopped")
         console.print(f"stopped at step {state['step']} with a checkpoint; re-run the same command to resume")
