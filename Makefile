@@ -4,17 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PKGS := espeak-ng sox libsndfile1
+# Only the tests need these: a real one-node SLURM cluster (tests/launch/test_slurm.py) and network namespaces
+# joined by a veth pair (tests/launch/test_multinode.py).
+TEST_APT_PKGS := slurm-wlm munge iproute2 util-linux
 DEMO_DIR ?= demo-workspace
 
-.PHONY: demo test lint deps sysdeps clean
+# The catalog tests also run against a real PostgreSQL server: `make test` installs the Debian server package
+# when it is missing and wraps pytest in scripts/with-postgres.sh (throwaway cluster, stopped afterwards).
+PG_PKGS := postgresql
+
+.PHONY: demo test lint deps sysdeps testdeps pgdeps clean
 
 sysdeps:
-	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@bash scripts/apt-ensure.sh $(APT_PKGS)
+
+testdeps:
+	@bash scripts/apt-ensure.sh $(TEST_APT_PKGS)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,14 +27,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+pgdeps:
+	@bash scripts/apt-ensure.sh $(PG_PKGS)
+
 deps: sysdeps $(STAMP)
 
 demo: deps
 	HEARTH_DEMO_DIR=$(DEMO_DIR) bash scripts/demo.sh
 
-test: deps
+test: deps testdeps pgdeps
 	$(BIN)/ruff check src tests bench
-	$(BIN)/python -m pytest -q
+	bash scripts/with-postgres.sh $(BIN)/python -m pytest -q
 
 lint: deps
 	$(BIN)/ruff check src tests bench

@@ -3,7 +3,7 @@
 set -euo pipefail
 DIR=${HEARTH_DEMO_DIR:-demo-workspace}
 HEARTH=.venv/bin/hearth
-rm -rf "$DIR"
+rm -rf "$DIR" "$DIR.keys"  # the community key folder sits beside the workspace, never inside
 $HEARTH init "$DIR"
 export HEARTH_WORKSPACE=$DIR
 $HEARTH demo-data speech "$DIR/archive"

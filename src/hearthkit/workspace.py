@@ -14,6 +14,23 @@ from hearthkit.errors import HearthError
 CONFIG_NAME = "hearth.yaml"
 
 
+class SlurmDefaults(BaseModel):
+    """Per-community SLURM settings: jobs are charged to the community whose data trains (the cluster's fair-share)."""
+
+    accounts: dict[str, str] = Field(default_factory=dict, description="SLURM --account per community name.")
+    qos: dict[str, str] = Field(default_factory=dict, description="SLURM --qos per community name.")
+    partition: str | None = Field(None, description="Default SLURM --partition.")
+
+
+class KubernetesDefaults(BaseModel):
+    """Per-community Kubernetes settings for generated PyTorchJob/TrainJob manifests."""
+
+    namespace: str = Field("default", description="Namespace the jobs go to.")
+    queues: dict[str, str] = Field(default_factory=dict, description="Kueue LocalQueue per community name.")
+    workspace_pvc: str | None = Field(None, description="PersistentVolumeClaim that holds this workspace.")
+    image: str | None = Field(None, description="Container image with hearthkit installed.")
+
+
 class WorkspaceConfig(BaseModel):
     """The workspace's own settings, stored in hearth.yaml."""
 
@@ -22,6 +39,14 @@ class WorkspaceConfig(BaseModel):
         None, description="SQLAlchemy URL of the catalog; default is catalog.sqlite in the workspace."
     )
     store: str = Field("store", description="Folder of the content-addressed store, relative to the workspace.")
+    keys: str | None = Field(
+        None, description="Folder of the community key files (0600), outside the workspace; relative paths are "
+                          "relative to the workspace. Default: <workspace>/../<workspace name>.keys. $HEARTH_KEYS "
+                          "overrides it.",
+    )
+    slurm: SlurmDefaults = Field(default_factory=SlurmDefaults, description="SLURM accounts/QoS per community.")
+    kubernetes: KubernetesDefaults = Field(default_factory=KubernetesDefaults,
+                                           description="Kubernetes namespace, queues, volume and image.")
 
 
 @dataclass(frozen=True)
@@ -39,6 +64,17 @@ class Workspace:
     @property
     def store_dir(self) -> Path:
         return self.root / self.config.store
+
+    @property
+    def keys_dir(self) -> Path:
+        """Community key folder: $HEARTH_KEYS, then `keys:` in hearth.yaml, then a sibling <name>.keys folder."""
+        raw = os.environ.get("HEARTH_KEYS") or self.config.keys
+        path = (self.root / raw).resolve() if raw else self.root.parent / f"{self.root.name}.keys"
+        # Keys kept beside the data they unlock would protect nothing when the workspace is copied or shared.
+        if path == self.root or self.root in path.parents:
+            raise HearthError(f"key folder {path} is inside the workspace {self.root}; keep community keys "
+                              "outside it (set $HEARTH_KEYS or `keys:` in hearth.yaml to another folder)")
+        return path
 
     @property
     def runs_dir(self) -> Path:

@@ -22,10 +22,19 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
+def normalise_url(url: str) -> str:
+    """Pin the driver of a bare postgresql:// URL to psycopg2 (SQLAlchemy 2.1 would pick psycopg 3)."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg2://" + url[len(bare):]
+    return url
+
+
 def alembic_config(url: str):
     """An Alembic Config pointing at the packaged migrations, for URL."""
     from alembic.config import Config
 
+    url = normalise_url(url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -49,7 +58,7 @@ class Catalog:
     @classmethod
     def open(cls, url: str, create: bool = False) -> Catalog:
         """Open the catalog at URL; migrate to head when CREATE (init) or when it is behind."""
-        engine = create_engine(url)
+        engine = create_engine(normalise_url(url))
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         cat = cls(engine)
@@ -62,7 +71,7 @@ class Catalog:
         from alembic.runtime.migration import MigrationContext
         from alembic.script import ScriptDirectory
 
-        head = ScriptDirectory.from_config(alembic_config(str(self.engine.url))).get_current_head()
+        head = ScriptDirectory.from_config(alembic_config(self.engine.url.render_as_string(False))).get_current_head()
         with self.engine.connect() as conn:
             current = MigrationContext.configure(conn).get_current_revision()
         return current != head

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -28,6 +28,7 @@ class Collection(Base):
     citation: Mapped[str | None] = mapped_column(Text)
     restricted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    embargo_until: Mapped[date | None] = mapped_column(Date)  # nothing in it is used before this date
 
     items: Mapped[list[Item]] = relationship(back_populates="collection")
 
@@ -52,6 +53,9 @@ class Item(Base):
     text: Mapped[str | None] = mapped_column(Text)
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
     imported_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    embargo_until: Mapped[date | None] = mapped_column(Date)  # not used before this date
+    sharing: Mapped[str] = mapped_column(String(3), default="all", server_default="all")  # protocols: all | any
 
     collection: Mapped[Collection] = relationship(back_populates="items")
     labels: Mapped[list[Label]] = relationship(back_populates="item")
@@ -70,8 +74,13 @@ class Label(Base):
     language: Mapped[str | None] = mapped_column(String(35))
     version: Mapped[str | None] = mapped_column(String(20))
     hub_id: Mapped[str | None] = mapped_column(String(100))
-    data: Mapped[dict] = mapped_column(JSON, default=dict)  # e.g. season window
+    data: Mapped[dict] = mapped_column(JSON, default=dict)  # free-form extras from importers
     applied_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    protocol_id: Mapped[int | None] = mapped_column(ForeignKey("protocols.id"))  # protocol labels: whose protocol
+    season_from: Mapped[str | None] = mapped_column(String(5))  # tk:seasonal window, "MM-DD" inclusive
+    season_to: Mapped[str | None] = mapped_column(String(5))
+    communities: Mapped[list | None] = mapped_column(JSON)  # multiple_community: every community that must approve
+    agreement: Mapped[str | None] = mapped_column(Text)  # commercial labels: reference to the community agreement
 
     item: Mapped[Item | None] = relationship(back_populates="labels")
 
@@ -107,8 +116,16 @@ class Run(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class RunItem(Base):
+    """An item in a run's manifest: the index that answers "which models learned from this item?"."""
+
+    __tablename__ = "run_items"
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), primary_key=True, index=True)
+
+
 class Model(Base):
-    """A trained model registered with its run, restrictions and card."""
+    """A trained model registered with its run, parent, restrictions, attribution, metrics and status."""
 
     __tablename__ = "models"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -116,7 +133,132 @@ class Model(Base):
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     path: Mapped[str] = mapped_column(Text)
     card_path: Mapped[str | None] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(20), default="active")
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active|needs-retrain|superseded|revoked
     restrictions: Mapped[list] = mapped_column(JSON, default=list)
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    recipe: Mapped[str | None] = mapped_column(String(50))
+    manifest_hash: Mapped[str | None] = mapped_column(String(64))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), index=True)
+    superseded_by_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    attribution: Mapped[list] = mapped_column(JSON, default=list)
+    status_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Withdrawal(Base):
+    """A recorded withdrawal of consent: one item, a speaker, or a whole collection."""
+
+    __tablename__ = "withdrawals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), index=True)
+    scope: Mapped[str] = mapped_column(String(20))  # item | speaker | collection
+    subject: Mapped[str] = mapped_column(String(500))  # external id, speaker id or collection name
+    by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Community(Base):
+    """A community that holds authority over collections; named as in Collection.community."""
+
+    __tablename__ = "communities"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Person(Base):
+    """A person known to the catalog: steward, member, researcher or partner of communities."""
+
+    __tablename__ = "people"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # the handle used as requester / --by
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Membership(Base):
+    """A person's role in a community (one row per role)."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("community_id", "person_id", "role"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    role: Mapped[str] = mapped_column(String(20))  # steward | member | researcher | partner
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Protocol(Base):
+    """A Mukurtu-style cultural protocol: a named group of people a community defines."""
+
+    __tablename__ = "protocols"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"), index=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ProtocolMember(Base):
+    """A person inside a protocol."""
+
+    __tablename__ = "protocol_members"
+    __table_args__ = (UniqueConstraint("protocol_id", "person_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"), index=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+
+
+class ItemProtocol(Base):
+    """An item placed under a protocol (an item may sit under several; Item.sharing says any or all)."""
+
+    __tablename__ = "item_protocols"
+    __table_args__ = (UniqueConstraint("item_id", "protocol_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    protocol_id: Mapped[int] = mapped_column(ForeignKey("protocols.id"), index=True)
+
+
+class AccessRequest(Base):
+    """A training request: purpose, requester, collections, recipe; the manifest hash stewards approve."""
+
+    __tablename__ = "requests"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    purpose: Mapped[str] = mapped_column(String(50))
+    requester: Mapped[str] = mapped_column(String(200))
+    collections: Mapped[list] = mapped_column(JSON)
+    recipe: Mapped[str] = mapped_column(String(50))
+    as_of: Mapped[str] = mapped_column(String(10))  # ISO date the policy is evaluated at
+    manifest_hash: Mapped[str] = mapped_column(String(64))  # the manifest as it will be once every approval is in
+    needs: Mapped[list] = mapped_column(JSON, default=list)  # communities whose stewards must approve
+    status: Mapped[str] = mapped_column(String(20))  # pending | approved | denied | not_required
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Approval(Base):
+    """A steward's decision on a request for one community, bound to the manifest hash they saw."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (UniqueConstraint("request_id", "community"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("requests.id"), index=True)
+    community: Mapped[str] = mapped_column(String(200))
+    steward: Mapped[str] = mapped_column(String(200))
+    decision: Mapped[str] = mapped_column(String(10))  # approve | deny
+    manifest_hash: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(Text)
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEvent(Base):
+    """One link of the append-only audit chain: hash = sha256(prev_hash + canonical event)."""
+
+    __tablename__ = "audit_events"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))  # ISO timestamp, stored as text so the hashed bytes never change
+    kind: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(200))
+    data: Mapped[str] = mapped_column(Text)  # canonical JSON, hashed as stored
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

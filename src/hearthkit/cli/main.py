@@ -8,6 +8,10 @@ from typing import Annotated
 import typer
 
 from hearthkit.cli import data as data_cmds
+from hearthkit.cli import governance as gov_cmds
+from hearthkit.cli import keys as keys_cmds
+from hearthkit.cli import lineage as lineage_cmds
+from hearthkit.cli import submit as submit_cmds
 from hearthkit.cli import train as train_cmds
 from hearthkit.cli.common import console, user_errors
 
@@ -18,11 +22,27 @@ app = typer.Typer(
 )
 app.add_typer(data_cmds.data_app, name="data")
 app.add_typer(data_cmds.demo_app, name="demo-data")
+app.add_typer(keys_cmds.keys_app, name="keys")
 app.command("plan", help=train_cmds.plan.__doc__ + train_cmds.PLAN_EXAMPLE)(train_cmds.plan)
 app.command("train", help=train_cmds.train.__doc__ + train_cmds.TRAIN_EXAMPLE)(train_cmds.train)
-app.command("models", help=train_cmds.models.__doc__ + "\n\nExample: hearth models")(train_cmds.models)
 app.command("runs", help=train_cmds.runs.__doc__ + train_cmds.RUNS_EXAMPLE)(train_cmds.runs)
 app.command("export", help=train_cmds.export.__doc__ + train_cmds.EXPORT_EXAMPLE)(train_cmds.export)
+app.command("retrain", help=train_cmds.retrain.__doc__ + train_cmds.RETRAIN_EXAMPLE)(train_cmds.retrain)
+app.add_typer(lineage_cmds.models_app, name="models")
+app.add_typer(lineage_cmds.lineage_app, name="lineage")
+app.add_typer(submit_cmds.submit_app, name="submit")
+app.command("jobs", help=submit_cmds.jobs.__doc__ + "\n\nExample: hearth jobs")(submit_cmds.jobs)
+# Stewardship (cli/governance.py): people, protocols, labels, consent, requests, approvals, audit.
+data_cmds.data_app.command("show", help=gov_cmds.show.__doc__ + gov_cmds.SHOW_EXAMPLE)(gov_cmds.show)
+data_cmds.data_app.command("embargo", help=gov_cmds.embargo.__doc__ + gov_cmds.EMBARGO_EXAMPLE)(gov_cmds.embargo)
+app.add_typer(gov_cmds.people_app, name="people")
+app.add_typer(gov_cmds.protocol_app, name="protocol")
+app.add_typer(gov_cmds.labels_app, name="labels")
+app.add_typer(gov_cmds.consent_app, name="consent")
+app.add_typer(gov_cmds.audit_app, name="audit")
+app.command("request", help=gov_cmds.request.__doc__ + gov_cmds.REQUEST_EXAMPLE)(gov_cmds.request)
+app.command("approve", help=gov_cmds.approve.__doc__ + gov_cmds.APPROVE_EXAMPLE)(gov_cmds.approve)
+app.command("deny", help=gov_cmds.deny.__doc__ + gov_cmds.DENY_EXAMPLE)(gov_cmds.deny)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"

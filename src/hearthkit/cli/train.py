@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Annotated
@@ -11,10 +12,10 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hearthkit.cli.common import WorkspaceOpt, console, err_console, open_catalog, user_errors
-from hearthkit.errors import HearthError
+from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
 
 PLAN_EXAMPLE = "\n\nExample: hearth plan configs/demo-asr.yaml --set request.purpose=commercial"
+RETRAIN_EXAMPLE = "\n\nExample: hearth retrain demo-asr"
 TRAIN_EXAMPLE = "\n\nExample: hearth train configs/demo-asr.yaml --max-restarts 2 --set train.steps=200"
 RUNS_EXAMPLE = "\n\nExample: hearth runs"
 EXPORT_EXAMPLE = "\n\nExample: hearth export demo-asr ./demo-asr-model"
@@ -28,11 +29,18 @@ def plan(config: ConfigArg, set_: SetOpt = None, workspace: WorkspaceOpt = None)
     """Show what a run's request may use: included items, and excluded items counted by reason."""
     from hearthkit.engine.config import load_config
     from hearthkit.governance.policy import compute_manifest
+    from hearthkit.governance.requests import get_request
     from hearthkit.launch.plan import make_request
 
     cfg = load_config(config, set_)
     _, catalog = open_catalog(workspace)
-    man = compute_manifest(catalog, make_request(cfg))
+    if cfg.request.id is not None:
+        stored = get_request(catalog, cfg.request.id)
+        console.print(f"request {stored.id}: {stored.status}" + (f", needs approval by {', '.join(stored.needs)}"
+                                                                  if stored.needs else ""))
+        man = compute_manifest(catalog, stored.policy_request())
+    else:
+        man = compute_manifest(catalog, make_request(cfg))
     console.print(f"request: purpose {man.request.purpose}, requester {man.request.requester}, "
                   f"collections {', '.join(man.request.collections)}, as of {man.request.as_of}")
     table = Table("", "items")
@@ -42,8 +50,40 @@ def plan(config: ConfigArg, set_: SetOpt = None, workspace: WorkspaceOpt = None)
     console.print(table)
     if man.restrictions:
         console.print(f"a model trained on this data inherits: {', '.join(man.restrictions)}")
+    if man.approvals_needed:
+        console.print(f"held for approval by the stewards of {', '.join(man.approvals_needed)}: "
+                      "make a request with `hearth request` to ask them")
+    if "notice:attribution_incomplete" in man.notices:
+        console.print("[yellow]warning:[/] attribution of some items is incomplete (notice:attribution_incomplete)")
     console.print(f"manifest sha256 {man.hash}")
 
+
+
+
+def _progress_runner(steps: int):
+    """A rich progress bar fed by the workers' `step X/Y` lines; other lines are printed above it."""
+    bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
+                   TimeRemainingColumn(), console=console)
+    task = bar.add_task("train", total=steps)
+
+    def on_line(line: str) -> None:
+        m = STEP.match(line)
+        if m:
+            bar.update(task, completed=int(m.group(1)), total=int(m.group(2)))
+        console.print(line, highlight=False, markup=False)
+
+    return bar, on_line
+
+
+def _say(msg: str) -> None:
+    console.print(msg, highlight=False, markup=False)
+
+
+def _results_table(evaluation: dict) -> Table:
+    table = Table("by", "group", "n", *[m.upper() for m in evaluation["metrics"]])
+    for r in evaluation["rows"]:
+        table.add_row(r["by"], r["group"], str(r["n"]), *[f"{r[m]:.3f}" for m in evaluation["metrics"]])
+    return table
 
 
 @user_errors
@@ -53,69 +93,57 @@ def train(
     nproc: Annotated[int | None, typer.Option(help="Worker processes (overrides launch.nproc).")] = None,
     max_restarts: Annotated[int, typer.Option(
         help="Restarts torchrun may make after a worker dies; each resumes from the last checkpoint.")] = 0,
+    nnodes: Annotated[int, typer.Option(help="Machines taking part (c10d rendezvous when more than 1).")] = 1,
+    node_rank: Annotated[int, typer.Option(help="This machine's number, 0..nnodes-1; node 0 hosts the "
+                                                "rendezvous and plans the run.")] = 0,
+    rdzv_endpoint: Annotated[str | None, typer.Option(help="HOST:PORT of node 0, resolved to an address here "
+                                                           "(required with --nnodes > 1).")] = None,
+    local_addr: Annotated[str | None, typer.Option(help="Address this node talks on (default: the route to "
+                                                        "the rendezvous host).")] = None,
+    iface: Annotated[str | None, typer.Option(help="Network interface for gloo/NCCL (GLOO_SOCKET_IFNAME, "
+                                                   "NCCL_SOCKET_IFNAME); default: the one carrying "
+                                                   "--local-addr.")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train under policy with torchrun: plan (or resume) the run, train, evaluate per group, write the model card."""
     from hearthkit.engine.config import load_config
-    from hearthkit.engine.trainer import STATE_FILE
-    from hearthkit.evaluate.run import evaluate_run
-    from hearthkit.launch.local import launch_torchrun, outcome, torchrun_command, worker_env
-    from hearthkit.launch.plan import plan_run
-    from hearthkit.lineage.publish import publish_model
+    from hearthkit.errors import HearthError
+    from hearthkit.launch import multinode
+    from hearthkit.launch.pipeline import train_pipeline
 
     if max_restarts < 0:
         raise HearthError("--max-restarts must be 0 or more")
     cfg = load_config(config, (set_ or []) + ([f"launch.nproc={nproc}"] if nproc else []))
     ws, catalog = open_catalog(workspace)
-    run_dir, manifest, resumed = plan_run(ws, catalog, cfg)
-    counts = ", ".join(f"{k} {v}" for k, v in manifest.excluded_counts().items()) or "none"
-    console.print(f"run {cfg.name}: {len(manifest.included)} items permitted, excluded: {counts}")
-    console.print(f"{'resuming' if resumed else 'starting'} in {run_dir}")
-    (run_dir / STATE_FILE).unlink(missing_ok=True)
-    _set_status(catalog, cfg.name, "training")
-    cmd = torchrun_command(run_dir, cfg.launch, max_restarts)
-    console.print("[dim]" + " ".join(cmd) + "[/]", highlight=False)
-    with Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total} steps"),
-                  TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task("train", total=cfg.train.steps)
-
-        def on_line(line: str) -> None:
-            m = STEP.match(line)
-            if m:
-                bar.update(task, completed=int(m.group(1)), total=int(m.group(2)))
-            console.print(line, highlight=False, markup=False)
-
-        done = launch_torchrun(cmd, cfg.launch, on_line, worker_env(cfg, ws.root))
-    try:
-        state = outcome(run_dir, done, cfg.launch.timeout_s,
-                        lambda line: err_console.print(line, highlight=False, markup=False))
-    except HearthError:
-        _set_status(catalog, cfg.name, "failed")
-        raise
-    if state["status"] == "stopped":
-        _set_status(catalog, cfg.name, "stopped")
-        console.print(f"stopped at step {state['step']} with a checkpoint; re-run the same command to resume")
+    node = None
+    if nnodes > 1 or rdzv_endpoint:
+        if not rdzv_endpoint:
+            raise HearthError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (node 0's address), e.g. node01:29400")
+        node = multinode.resolve_node(nnodes, node_rank, rdzv_endpoint, cfg.name, local_addr, iface)
+        console.print(node.describe(), highlight=False, soft_wrap=True)
+        os.environ.update(node.env())  # inherited by torchrun and its workers
+    bar, on_line = _progress_runner(cfg.train.steps)
+    with bar:
+        result = train_pipeline(ws, catalog, cfg, _say, on_line, node=node, max_restarts=max_restarts)
+    if result is None:
+        console.print(f"node {node.node_rank}: training finished; node 0 evaluates and writes the model card")
         return
-    console.print("evaluating on held-out items …")
-    evaluation = evaluate_run(run_dir)
-    card = publish_model(ws, catalog, run_dir, evaluation)
-    table = Table("by", "group", "n", *[m.upper() for m in evaluation["metrics"]])
-    for r in evaluation["rows"]:
-        table.add_row(r["by"], r["group"], str(r["n"]), *[f"{r[m]:.3f}" for m in evaluation["metrics"]])
-    console.print(table)
-    console.print(f"model card: {card}")
+    console.print(_results_table(result.evaluation))
+    console.print(f"model card: {result.card}")
 
 
-def _set_status(catalog, name: str, status: str) -> None:
-    """Record a run's status in the catalog (planned, training, stopped, failed, finished)."""
-    from sqlalchemy import select
+@user_errors
+def retrain(name: Annotated[str, typer.Argument(help="Model to retrain without withdrawn items.")],
+            workspace: WorkspaceOpt = None) -> None:
+    """Retrain a model after a withdrawal: same request, recipe and config, a fresh manifest; the old is revoked."""
+    from hearthkit.lineage.retrain import retrain as do_retrain
 
-    from hearthkit.catalog.models import Run
-
-    with catalog.session() as s:
-        run = s.scalar(select(Run).where(Run.name == name))
-        if run is not None:
-            run.status = status
+    ws, catalog = open_catalog(workspace)
+    bar, on_line = _progress_runner(1)
+    with bar:
+        new, result = do_retrain(ws, catalog, name, _say, on_line)
+    console.print(_results_table(result.evaluation))
+    console.print(f"{new} supersedes {name} (now revoked); model card: {result.card}")
 
 
 @user_errors
@@ -164,20 +192,3 @@ def export(
     console.print(f"exported {model} to {out}")
     if restrictions:
         console.print(f"[bold]restrictions travel with it[/]: {', '.join(restrictions)} (see README.md)")
-
-
-@user_errors
-def models(workspace: WorkspaceOpt = None) -> None:
-    """List trained models with status, restrictions and overall metrics."""
-    from sqlalchemy import select
-
-    from hearthkit.catalog.models import Model
-
-    _, catalog = open_catalog(workspace)
-    table = Table("model", "status", "restrictions", "metrics", "card")
-    with catalog.session() as s:
-        for m in s.scalars(select(Model).order_by(Model.name)):
-            table.add_row(m.name, m.status, ", ".join(m.restrictions) or "–",
-                          ", ".join(f"{k} {v:.3f}" for k, v in m.metrics.items() if v is not None),
-                          m.card_path or "–")
-    console.print(table)

@@ -21,6 +21,8 @@ class RequestConfig(BaseModel):
     requester: str = Field(description="The person or team asking to train.")
     collections: list[str] = Field(min_length=1, description="Collections to draw items from.")
     as_of: date | None = Field(None, description="Date at which consent, embargo and seasons are evaluated.")
+    id: int | None = Field(None, description="Stored request (`hearth request`) whose approval this run uses; "
+                                             "training is refused unless it is approved and its manifest unchanged.")
 
 
 class SplitConfig(BaseModel):
@@ -80,6 +82,7 @@ class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Run name; re-running the same name resumes it.")
     recipe: str = Field(description="Recipe name, e.g. asr.")
+    init_from: str | None = Field(None, description="Registered model to initialise from (transfer); its parent.")
     request: RequestConfig
     split: SplitConfig = SplitConfig()
     model: dict[str, Any] = Field(default_factory=dict, description="Recipe model settings.")

@@ -19,7 +19,7 @@ from torch import nn
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from hearthkit.data.loader import GovernedReader
-from hearthkit.engine import checkpoint, stop
+from hearthkit.engine import checkpoint, preempt, stop
 from hearthkit.engine.config import RunConfig
 from hearthkit.engine.faults import RankLog, die_with_parent, inject
 from hearthkit.engine.metrics import Meter, peak_tflops
@@ -37,7 +37,7 @@ from hearthkit.engine.sampler import StepSampler
 from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes import get_recipe
 from hearthkit.recipes.base import Recipe
-from hearthkit.store.cas import ContentStore
+from hearthkit.store.vault import store_from_spec
 
 STATE_FILE = "state.json"  # {"status": "finished" | "stopped", "step": N}, written by rank 0 at the end
 
@@ -99,7 +99,7 @@ def load_data(run_dir: Path, spec: dict, cfg: RunConfig, recipe: Recipe, mcfg, p
         raise RuntimeError(f"{run_dir}/manifest.json changed since the run was planned; refusing to train")
     train_ids = set(json.loads((run_dir / "split.json").read_text())["train"])
     entries = [e for e in manifest.included if e["item_id"] in train_ids]
-    reader = GovernedReader(ContentStore(Path(spec["store"])), entries, run_dir / "access" / f"rank{rank}.jsonl")
+    reader = GovernedReader(store_from_spec(spec), entries, run_dir / "access" / f"rank{rank}.jsonl")
     return recipe.dataset(mcfg, prep, entries, reader, train=True), len(entries)
 
 
@@ -128,6 +128,8 @@ def train(run_dir: Path, log_holder: list) -> str:
     data, n_items = load_data(run_dir, spec, cfg, recipe, mcfg, prep, rank)
     torch.manual_seed(t.seed)  # same initial weights on every rank
     model = recipe.build_model(mcfg, prep)
+    if spec.get("parent"):
+        say(recipe.init_from_parent(model, Path(spec["parent"]["path"]), prep), log)
     n_params = sum(p.numel() for p in model.parameters())
     flops = recipe.flops_per_sample(mcfg, model)
     model = parallelize(model, t, device)
@@ -153,14 +155,21 @@ def train(run_dir: Path, log_holder: list) -> str:
     meter = Meter(run_dir, t.steps, device, flops, peak_tflops(device, t.peak_tflops), tracker)
     loop = Loop(recipe, model, data, sampler, opt, sched, cfg, device)
     ctl = stop.control_group(device)
+    watch = preempt.PreemptWatch.from_env()  # SLURM USR1 / k8s TERM -> checkpoint, exit for requeue
     done = start
-    halt = False
+    halt = preempted = False
     for step in range(start, t.steps):
         halt = loop.run(step, meter, log, ctl)
+        preempted = watch.should_stop()
+        halt = halt or preempted
         done = step + 1
         if done % t.checkpoint_every == 0 or done == t.steps or halt:
             path = checkpoint.save(ckpt_root, done, state, checkpoint.loop_state(done, sched, sampler), t.keep_last)
             say(f"checkpoint {path.name}", log)
+        if preempted and done < t.steps:
+            if tracker is not None:
+                tracker.close("KILLED")
+            watch.exit_for_requeue(rank, done)
         if halt:
             say(f"stopping at step {done} as asked; the checkpoint holds everything to resume", log)
             break

@@ -12,7 +12,7 @@ from hearthkit.engine.config import RunConfig
 from hearthkit.evaluate.metrics import disaggregate, gaps
 from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes import get_recipe
-from hearthkit.store.cas import ContentStore
+from hearthkit.store.vault import store_from_spec
 
 GROUP_COLUMNS = ["speaker", "dialect", "gender"]
 
@@ -29,7 +29,7 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None) -> dict:
     manifest = Manifest.read(run_dir / "manifest.json")
     test_ids = set(json.loads((run_dir / "split.json").read_text())["test"])
     entries = [e for e in manifest.included if e["item_id"] in test_ids]
-    reader = GovernedReader(ContentStore(Path(spec["store"])), entries, run_dir / "access" / "eval.jsonl")
+    reader = GovernedReader(store_from_spec(spec), entries, run_dir / "access" / "eval.jsonl")
     records = recipe.evaluate(model, mcfg, prep, entries, reader) if entries else []
     rows = disaggregate(records, by or GROUP_COLUMNS, recipe.metric_names) if records else []
     return {"records": records, "rows": rows, "gaps": gaps(rows, recipe.metric_names) if rows else {},

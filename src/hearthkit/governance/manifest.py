@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from hearthkit.errors import HearthError
@@ -18,6 +18,8 @@ class Request:
     requester: str
     collections: tuple[str, ...]
     as_of: str  # ISO date at which embargo, seasons and expiry are evaluated
+    approved: tuple[str, ...] = ()  # communities whose stewards approved this request (lifts held items)
+    request_id: int | None = None  # the stored request (`hearth request`) this manifest answers, if any
 
 
 @dataclass
@@ -30,10 +32,14 @@ class Manifest:
     restrictions: list[str] = field(default_factory=list)  # inherited by any model trained on it
     attribution: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    approvals_needed: list[str] = field(default_factory=list)  # communities whose approval would add held items
 
     def to_json(self) -> str:
         """Canonical JSON: identical requests over an unchanged catalog give identical bytes."""
-        return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False, indent=1) + "\n"
+        # No asdict() deep copy and no indent: both force slow paths, and a manifest may hold a million items.
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["request"] = asdict(self.request)
+        return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
 
     @property
     def hash(self) -> str:
@@ -60,6 +66,7 @@ class Manifest:
             data = json.loads(path.read_text(encoding="utf-8"))
             req = data.pop("request")
             req["collections"] = tuple(req["collections"])
+            req["approved"] = tuple(req.get("approved", ()))
             return cls(request=Request(**req), **data)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise HearthError(f"{path}: not a readable manifest ({exc}); recompute it with `hearth plan`") from exc

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from hearthkit.errors import HearthError
 from hearthkit.governance.vocabulary import Purpose
@@ -33,19 +35,50 @@ class CollectionInfo(BaseModel):
     restricted: bool = Field(False, description="Steward marked the collection restricted.")
 
 
+class LayoutConfig(BaseModel):
+    """How an archive folder is laid out: which files hold what, and what to do with odd recordings."""
+
+    transcript: str | None = Field(".txt", description="Suffix of the transcript file next to each recording "
+                                   "(e.g. .mb or .mb.cleaned); null for recordings without transcripts.")
+    translations: dict[str, str] = Field(default_factory=dict, description="Language tag -> suffix of same-named "
+                                         "translation files (e.g. {fr: .fr.cleaned}); stored in item meta.")
+    name_pattern: str | None = Field(None, description="Regex with named groups matched against each file id "
+                                     "(name without suffix), e.g. '^(?P<speaker>[a-z]+)_'; groups become metadata.")
+    sheet: str | None = Field(None, description="Metadata sheet (CSV or YAML) relative to the archive folder; "
+                              "default metadata.csv, metadata.yaml or metadata.yml when present.")
+    labels: list[str] = Field(default_factory=list, description="Local Contexts label keys applied to every item.")
+    sample_rates: list[int] | None = Field(None, description="Accepted sample rates in Hz; null accepts any.")
+    other_rates: Literal["reject", "resample"] = Field("reject", description="Recordings at other rates: reject "
+                                                       "them, or resample to `resample_to` and store the result.")
+    resample_to: int = Field(16000, description="Target rate (Hz) when other_rates is resample.")
+    batch_size: int = Field(200, ge=1, description="Items per catalog transaction; a crash loses at most one batch.")
+
+    @field_validator("name_pattern")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return v
+
+
 class ArchiveInfo(BaseModel):
     """archive.yaml: the collection and the consent that comes with an archive folder."""
 
     collection: CollectionInfo
     collective_consent: list[ConsentEntry] = Field(default_factory=list)
     individual_consent: list[ConsentEntry] = Field(default_factory=list)
+    layout: LayoutConfig = Field(default_factory=LayoutConfig, description="File layout of the archive folder.")
 
 
-def read_archive_info(folder: Path) -> ArchiveInfo:
-    """Read FOLDER/archive.yaml or fail naming the file and field."""
-    path = folder / "archive.yaml"
+def read_archive_info(folder: Path, path: Path | None = None) -> ArchiveInfo:
+    """Read PATH (default FOLDER/archive.yaml) or fail naming the file and field."""
+    path = Path(path) if path is not None else folder / "archive.yaml"
     if not path.is_file():
-        raise HearthError(f"{path}: missing; an archive needs archive.yaml naming its collection and consent")
+        raise HearthError(f"{path}: missing; an archive needs archive.yaml naming its collection and consent "
+                          "(or pass --info FILE for a read-only archive)")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:

@@ -52,8 +52,9 @@ def probe(data: bytes, accept_truncated: bool = False) -> AudioInfo:
 
 def decode(data: bytes, sample_rate: int = 16000) -> np.ndarray:
     """Decode DATA to mono float32 at SAMPLE_RATE (linear resampling when the rate differs)."""
-    wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
-    wav = wav.mean(axis=1)
+    wav, sr = sf.read(io.BytesIO(data), dtype="float32")
+    if wav.ndim == 2:  # mix down only when there is more than one channel: mono needs no copy
+        wav = wav.mean(axis=1)
     if sr != sample_rate:
         wav = resample(wav, sr, sample_rate)
     return wav

@@ -1,11 +1,13 @@
-"""Import a folder of recordings + same-named transcripts + metadata.csv + archive.yaml."""
+"""Import a folder of recordings + same-named text files per language + a metadata sheet + archive.yaml."""
 
 from __future__ import annotations
 
-import csv
+import io
+import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import select
@@ -13,10 +15,13 @@ from sqlalchemy import select
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Collection, Consent, Item, Label
 from hearthkit.errors import HearthError
-from hearthkit.governance.vocabulary import LABELS
-from hearthkit.ingest.archive import ArchiveInfo, read_archive_info
+from hearthkit.governance import audit
+from hearthkit.ingest.archive import ArchiveInfo, LayoutConfig, read_archive_info
 from hearthkit.ingest.audio import AUDIO_SUFFIXES, BadAudio, probe
-from hearthkit.store.cas import ContentStore
+from hearthkit.ingest.sealing import collection_must_seal, must_seal, seal_collection
+from hearthkit.ingest.sheet import SHEET_NAMES, Sheet, SheetRow, read_sheet
+from hearthkit.store.cas import ContentStore, sha256_bytes, sweep_partial
+from hearthkit.store.vault import Store, as_store
 
 TRANSCRIPT_SUFFIX = ".txt"
 
@@ -26,9 +31,21 @@ class ImportReport:
     """What an import did: counts, plus one (file, reason) per rejected file."""
 
     collection: str
+    licence: str | None = None
+    citation: str | None = None
     imported: int = 0
     unchanged: int = 0
+    sealed: bool = False
     problems: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Recording:
+    """One id in the folder: its audio file and its text files by suffix."""
+
+    id: str
+    audio: Path
+    texts: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -39,30 +56,10 @@ class _Pending:
     media_type: str
     duration_s: float
     sample_rate: int
-    text: str
+    text: str | None
     meta: dict
     labels: list[str]
-
-
-def _read_metadata(folder: Path, report: ImportReport) -> dict[str, dict]:
-    """Rows of metadata.csv by file id; rows that point outside the archive are rejected."""
-    path = folder / "metadata.csv"
-    if not path.is_file():
-        return {}
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise HearthError(f"{path}: not UTF-8 text; re-save the sheet as UTF-8 CSV") from None
-    rows: dict[str, dict] = {}
-    for n, row in enumerate(csv.DictReader(text.splitlines()), start=2):
-        name = (row.get("file") or "").strip()
-        if not name:
-            raise HearthError(f"{path}: line {n}: column 'file' is empty or missing")
-        if "/" in name or "\\" in name or name.startswith("."):
-            report.problems.append((f"metadata.csv:{n}", f"file {name!r} is a path, not a file name in the archive"))
-            continue
-        rows[Path(name).stem] = row
-    return rows
+    consent: dict | None
 
 
 def normalise_transcript(text: str) -> str:
@@ -70,110 +67,266 @@ def normalise_transcript(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
-def _read_one(audio: Path, row: dict | None, store: ContentStore, accept_truncated: bool) -> _Pending:
-    """Validate one recording and its transcript, store its bytes; raise ValueError with the reason."""
-    tpath = audio.with_suffix(TRANSCRIPT_SUFFIX)
-    if not tpath.is_file():
-        raise ValueError(f"no transcript {tpath.name}; add it or move the recording out of the archive")
+def _suffix_of(name: str, suffixes: list[str]) -> str | None:
+    return next((s for s in suffixes if name.endswith(s) and len(name) > len(s)), None)
+
+
+def scan_folder(folder: Path, layout: LayoutConfig, problems: list[tuple[str, str]]) -> list[Recording]:
+    """Recordings of FOLDER with their text files; odd entries (links out, duplicates, orphans) go to PROBLEMS."""
+    root = folder.resolve()
+    text_suffixes = sorted({s for s in (layout.transcript, *layout.translations.values()) if s}, key=len, reverse=True)
+    audio: dict[str, list[Path]] = {}
+    texts: dict[str, dict[str, Path]] = {}
+    rejected: set[str] = set()
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or p.name in ("archive.yaml", *SHEET_NAMES, layout.sheet):
+            continue
+        a_suffix = _suffix_of(p.name.lower(), list(AUDIO_SUFFIXES))
+        t_suffix = None if a_suffix else _suffix_of(p.name, text_suffixes)
+        if a_suffix is None and t_suffix is None:
+            continue  # not ours (e.g. .stm alignments, notes)
+        item_id = p.name[: -len(a_suffix or t_suffix)]
+        if p.is_symlink() and root not in p.resolve().parents:
+            problems.append((p.name, f"symbolic link pointing outside the archive (to {p.resolve()}); "
+                                     "copy the file into the archive instead"))
+            rejected.add(item_id)
+            continue
+        if not p.is_file():
+            problems.append((p.name, "not a regular file"))
+            rejected.add(item_id)
+            continue
+        if a_suffix:
+            audio.setdefault(item_id, []).append(p)
+        else:
+            texts.setdefault(item_id, {})[t_suffix] = p
+    out = []
+    for item_id, files in sorted(audio.items()):
+        if item_id in rejected:
+            continue
+        if len(files) > 1:
+            names = ", ".join(f.name for f in files)
+            for f in files:
+                problems.append((f.name, f"duplicate id {item_id!r}: several recordings share it ({names}); "
+                                         "rename or remove all but one"))
+            continue
+        out.append(Recording(item_id, files[0], texts.get(item_id, {})))
+    for item_id, by_suffix in sorted(texts.items()):
+        if item_id not in audio and item_id not in rejected:
+            for p in sorted(by_suffix.values()):
+                problems.append((p.name, "text with no recording of the same name"))
+    return out
+
+
+def _read_text(path: Path) -> str:
     try:
-        text = normalise_transcript(tpath.read_bytes().decode("utf-8"))
+        return normalise_transcript(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise ValueError(f"transcript {tpath.name} is not UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
-    if not text:
-        raise ValueError(f"transcript {tpath.name} is empty")
-    data = audio.read_bytes()
-    try:
-        info = probe(data, accept_truncated=accept_truncated)
-    except BadAudio as exc:
-        raise ValueError(str(exc)) from None
-    labels = []
-    meta: dict = {}
-    if row is not None:
-        labels = [k.strip() for k in (row.get("labels") or "").split(";") if k.strip()]
-        for key in labels:
-            if key not in LABELS:
-                raise ValueError(f"unknown label {key!r} in metadata.csv; use a Local Contexts key")
-        meta = {k: v for k, v in row.items() if k not in {"file", "labels"} and v not in (None, "")}
-    digest = store.put(data)
-    return _Pending(audio.stem, digest, len(data), AUDIO_SUFFIXES[audio.suffix.lower()], info.duration_s,
-                    info.sample_rate, text, meta, labels)
+        raise ValueError(f"{path.name} is not UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
+
+
+def _resample_flac(data: bytes, target: int) -> bytes:
+    """Decode DATA, resample to TARGET Hz (mono), encode as 16-bit FLAC."""
+    import soundfile as sf
+
+    from hearthkit.ingest.audio import decode
+
+    buf = io.BytesIO()
+    sf.write(buf, decode(data, target), target, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+class _Importer:
+    """One import: state shared by the per-file steps."""
+
+    def __init__(self, catalog: Catalog, store: Store, folder: Path, info: ArchiveInfo, accept_truncated: bool):
+        self.catalog, self.store, self.folder, self.info = catalog, store, folder, info
+        self.layout = info.layout
+        self.accept_truncated = accept_truncated
+        self.pattern = re.compile(self.layout.name_pattern) if self.layout.name_pattern else None
+        self.report = ImportReport(info.collection.name, info.collection.licence, info.collection.citation)
+        self.have: dict[str, str] = {}  # external id -> hash of the source file, already in the catalog
+        self.by_hash: dict[str, str] = {}  # source hash -> external id (same content -> same item)
+        self.seal_for: tuple[str, str] | None = None
+
+    def metadata(self, rec: Recording, rows: list[SheetRow]) -> tuple[dict, list[str], dict | None]:
+        """Meta from the name pattern, then the sheet's rows (later rows win); labels; individual consent."""
+        meta: dict = {}
+        if self.pattern is not None:
+            m = self.pattern.search(rec.id)
+            if m is None:
+                raise ValueError(f"name does not match layout.name_pattern {self.layout.name_pattern!r}")
+            meta.update({k: v for k, v in m.groupdict().items() if v is not None})
+        labels = list(self.layout.labels)
+        protocols: list[str] = []
+        consent = None
+        for row in rows:
+            meta.update(row.values)
+            labels += [k for k in row.labels if k not in labels]
+            protocols += [p for p in row.protocols if p not in protocols]
+            consent = row.consent or consent
+        if protocols:
+            meta["protocols"] = protocols
+        return meta, labels, consent
+
+    def read_one(self, rec: Recording, rows: list[SheetRow]) -> _Pending | None:
+        """Validate REC and store its audio; None if already imported; ValueError with the reason if bad."""
+        lay = self.layout
+        text = None
+        if lay.transcript:
+            tpath = rec.texts.get(lay.transcript)
+            if tpath is None:
+                raise ValueError(f"no transcript {rec.id}{lay.transcript}; add it or move the recording out")
+            text = _read_text(tpath)
+            if not text:
+                raise ValueError(f"transcript {tpath.name} is empty")
+        translations = {lang: _read_text(rec.texts[suf]) for lang, suf in sorted(lay.translations.items())
+                        if suf in rec.texts}
+        meta, labels, consent = self.metadata(rec, rows)
+        if translations:
+            meta["translations"] = translations
+        data = rec.audio.read_bytes()
+        source = sha256_bytes(data)
+        if rec.id in self.have:
+            if self.have[rec.id] == source:
+                return None
+            raise ValueError("already imported with different content; give the new version a new name")
+        if source in self.by_hash:
+            raise ValueError(f"same audio as {self.by_hash[source]!r} (identical content); remove the copy")
+        try:
+            info = probe(data, accept_truncated=self.accept_truncated)
+        except BadAudio as exc:
+            raise ValueError(str(exc)) from None
+        media_type, rate = AUDIO_SUFFIXES[rec.audio.suffix.lower()], info.sample_rate
+        if lay.sample_rates and rate not in lay.sample_rates:
+            if lay.other_rates == "reject":
+                raise ValueError(f"sample rate {rate} Hz is not accepted (layout.sample_rates: "
+                                 f"{', '.join(map(str, lay.sample_rates))}); convert it, or set "
+                                 "layout.other_rates: resample")
+            meta["resampled_from"] = {"sha256": source, "sample_rate": rate, "media_type": media_type}
+            data, media_type, rate = _resample_flac(data, lay.resample_to), "audio/flac", lay.resample_to
+        digest = self.store.put(data, self.seal_for)
+        self.by_hash[source] = rec.id
+        return _Pending(rec.id, digest, len(data), media_type, info.duration_s, rate, text, meta, labels, consent)
+
+    def prepare_collection(self, sheet: Sheet) -> None:
+        """Load what the catalog holds already; decide encryption; seal a collection that must now be sealed."""
+        c = self.info.collection
+        labels, protocols = sheet.labels_and_protocols()
+        with self.catalog.session() as s:
+            coll = s.scalar(select(Collection).where(Collection.name == c.name))
+            sealed = must_seal(c.restricted, [*labels, *self.layout.labels], protocols)
+            if coll is not None:
+                if coll.community != c.community:
+                    raise HearthError(f"archive.yaml: collection {c.name!r} belongs to {coll.community}, "
+                                      f"not {c.community}")
+                # Once encrypted, always encrypted: a collection with a data key never gets clear objects again.
+                sealed = sealed or collection_must_seal(s, coll) or self.store.keys.active_record(c.name) is not None
+                for ext, digest, meta in s.execute(select(Item.external_id, Item.content_hash, Item.meta)
+                                                   .where(Item.collection_id == coll.id)):
+                    self.have[ext] = (meta or {}).get("resampled_from", {}).get("sha256", digest)
+                    self.by_hash[self.have[ext]] = ext
+        if sealed:
+            self.seal_for = (c.name, c.community)
+            self.report.sealed = True
+            if coll is not None:
+                seal_collection(self.catalog, self.store, c.name)
+
+    def commit(self, pending: list[_Pending]) -> None:
+        """Write collection, consent, items and labels of one batch in one transaction (all or nothing)."""
+        c, info = self.info.collection, self.info
+        with self.catalog.session() as s:
+            coll = s.scalar(select(Collection).where(Collection.name == c.name))
+            if coll is None:
+                coll = Collection(name=c.name, community=c.community, licence=c.licence, citation=c.citation,
+                                  restricted=c.restricted)
+                s.add(coll)
+                s.flush()
+            elif c.restricted and not coll.restricted:
+                coll.restricted = True  # a steward's restriction only ever tightens here; lifting it is a steward act
+            existing = {(x.scope, x.subject, x.given_by, x.given_at.date(), tuple(x.purposes))
+                        for x in s.scalars(select(Consent).where(Consent.collection_id == coll.id))}
+            records = [("collective", e.subject, e.given_by, e.given_at, [p.value for p in e.purposes],
+                        e.expires_at, e.evidence) for e in info.collective_consent]
+            records += [("individual", e.subject, e.given_by, e.given_at, [p.value for p in e.purposes],
+                         e.expires_at, e.evidence) for e in info.individual_consent]
+            records += [("individual", p.meta["speaker"], p.consent["given_by"], p.consent["given_at"],
+                         p.consent["purposes"], p.consent["expires_at"], p.consent["evidence"])
+                        for p in pending if p.consent and p.meta.get("speaker")]
+            for scope, subject, given_by, given_at, purposes, expires_at, evidence in records:
+                key = (scope, subject, given_by, given_at, tuple(purposes))
+                if key in existing:
+                    continue
+                existing.add(key)
+                s.add(Consent(collection_id=coll.id, scope=scope, subject=subject, given_by=given_by,
+                              given_at=_utc(given_at), purposes=purposes, evidence=evidence,
+                              expires_at=_utc(expires_at) if expires_at else None))
+            for p in pending:
+                item = Item(collection_id=coll.id, external_id=p.external_id, kind="audio", content_hash=p.digest,
+                            size_bytes=p.size, media_type=p.media_type, duration_s=p.duration_s,
+                            sample_rate=p.sample_rate, speaker=p.meta.get("speaker"), dialect=p.meta.get("dialect"),
+                            gender=p.meta.get("gender"), text=p.text, meta=p.meta)
+                s.add(item)
+                s.flush()
+                for key in p.labels:
+                    s.add(Label(item_id=item.id, key=key, community=c.community))
+        for p in pending:
+            self.have[p.external_id] = p.meta.get("resampled_from", {}).get("sha256", p.digest)
+        self.report.imported += len(pending)
+
+
+def _utc(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
 def import_speech_folder(
-    catalog: Catalog, store: ContentStore, folder: Path, accept_truncated: bool = False, progress=None
+    catalog: Catalog, store: Store | ContentStore, folder: Path, accept_truncated: bool = False,
+    progress: Callable[[int, int], None] | None = None, info_path: Path | None = None,
+    batch_size: int | None = None, on_batch: Callable[[int, int], None] | None = None, collection: str | None = None,
 ) -> ImportReport:
-    """Import FOLDER; bad files are reported and skipped; the catalog changes in one transaction."""
+    """Import FOLDER; bad files are reported and skipped; each batch of items is one transaction."""
     folder = Path(folder)
     if not folder.is_dir():
         raise HearthError(f"{folder}: not a folder")
-    info = read_archive_info(folder)
-    report = ImportReport(collection=info.collection.name)
-    meta = _read_metadata(folder, report)
-    audio_files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-    stems = {p.stem for p in audio_files}
-    for t in sorted(folder.glob(f"*{TRANSCRIPT_SUFFIX}")):
-        if t.stem not in stems:
-            report.problems.append((t.name, "transcript with no recording of the same name"))
+    store = as_store(store)  # callers may pass a plain ContentStore; encrypted collections need the key folder
+    info = read_archive_info(folder, info_path)
+    if collection:
+        info.collection.name = collection
+    imp = _Importer(catalog, store, folder, info, accept_truncated)
+    problems = imp.report.problems
+    sheet = read_sheet(folder, info.layout.sheet, problems)
+    recordings = scan_folder(folder, info.layout, problems)
+    sweep_partial(store.root)  # temp files of an import that was killed
+    imp.prepare_collection(sheet)
+    size = batch_size or info.layout.batch_size
     pending: list[_Pending] = []
-    seen: set[str] = set()
-    for n, audio in enumerate(audio_files):
+    for n, rec in enumerate(recordings):
         if progress:
-            progress(n, len(audio_files))
-        if audio.stem in seen:
-            report.problems.append((audio.name, f"duplicate id {audio.stem!r} (two recordings share a name)"))
+            progress(n, len(recordings))
+        rows = sheet.rows_for(rec.id)
+        if rec.id in sheet.conflicts:
+            problems.append((rec.audio.name, "the metadata sheet has several rows for it; merge them"))
             continue
-        seen.add(audio.stem)
-        row = meta.get(audio.stem)
-        if meta and row is None:
-            report.problems.append((audio.name, "no row in metadata.csv; add its speaker, dialect and gender"))
+        if sheet.present and not rows:
+            problems.append((rec.audio.name, "no row in the metadata sheet; add its speaker, dialect and gender"))
             continue
         try:
-            pending.append(_read_one(audio, row, store, accept_truncated))
+            p = imp.read_one(rec, rows)
         except ValueError as exc:
-            report.problems.append((audio.name, str(exc)))
-    _commit(catalog, info, pending, report)
-    return report
-
-
-def _commit(catalog: Catalog, info: ArchiveInfo, pending: list[_Pending], report: ImportReport) -> None:
-    """Write collection, consent, items and labels in one transaction (all or nothing)."""
-    c = info.collection
-    with catalog.session() as s:
-        coll = s.scalar(select(Collection).where(Collection.name == c.name))
-        if coll is None:
-            coll = Collection(name=c.name, community=c.community, licence=c.licence, citation=c.citation,
-                              restricted=c.restricted)
-            s.add(coll)
-            s.flush()
-        elif coll.community != c.community:
-            raise HearthError(f"archive.yaml: collection {c.name!r} belongs to {coll.community}, not {c.community}")
-        existing = {(x.scope, x.subject, x.given_by, x.given_at.date(), tuple(x.purposes))
-                    for x in s.scalars(select(Consent).where(Consent.collection_id == coll.id))}
-        for scope, entries in (("collective", info.collective_consent), ("individual", info.individual_consent)):
-            for e in entries:
-                purposes = [p.value for p in e.purposes]
-                if (scope, e.subject, e.given_by, e.given_at, tuple(purposes)) in existing:
-                    continue
-                s.add(Consent(collection_id=coll.id, scope=scope, subject=e.subject, given_by=e.given_by,
-                              given_at=datetime(e.given_at.year, e.given_at.month, e.given_at.day, tzinfo=UTC),
-                              purposes=purposes, evidence=e.evidence,
-                              expires_at=datetime(e.expires_at.year, e.expires_at.month, e.expires_at.day,
-                                                  tzinfo=UTC) if e.expires_at else None))
-        have = {x.external_id: x.content_hash for x in s.scalars(select(Item).where(Item.collection_id == coll.id))}
-        for p in pending:
-            if p.external_id in have:
-                if have[p.external_id] == p.digest:
-                    report.unchanged += 1
-                else:
-                    report.problems.append((p.external_id, "already imported with different content; "
-                                            "give the new version a new name"))
-                continue
-            item = Item(collection_id=coll.id, external_id=p.external_id, kind="audio", content_hash=p.digest,
-                        size_bytes=p.size, media_type=p.media_type, duration_s=p.duration_s,
-                        sample_rate=p.sample_rate, speaker=p.meta.get("speaker"), dialect=p.meta.get("dialect"),
-                        gender=p.meta.get("gender"), text=p.text, meta=p.meta)
-            s.add(item)
-            s.flush()
-            for key in p.labels:
-                s.add(Label(item_id=item.id, key=key, community=c.community))
-            report.imported += 1
+            problems.append((rec.audio.name, str(exc)))
+            continue
+        if p is None:
+            imp.report.unchanged += 1
+            continue
+        pending.append(p)
+        if len(pending) >= size:
+            imp.commit(pending)
+            pending = []
+            if on_batch:
+                on_batch(imp.report.imported, len(recordings))
+    imp.commit(pending)  # also records the collection and consent when nothing new came
+    if on_batch and pending:
+        on_batch(imp.report.imported, len(recordings))
+    r = imp.report
+    audit.record(catalog, "import", collection=r.collection, folder=str(folder), imported=r.imported,
+                 unchanged=r.unchanged, skipped=len(r.problems))
+    return r

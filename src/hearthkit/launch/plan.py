@@ -9,12 +9,14 @@ from pathlib import Path
 from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Run
+from hearthkit.catalog.models import Run, RunItem
 from hearthkit.data.split import split_entries
 from hearthkit.engine.config import RunConfig
 from hearthkit.errors import HearthError
+from hearthkit.governance import audit
 from hearthkit.governance.manifest import Manifest, Request
 from hearthkit.governance.policy import compute_manifest
+from hearthkit.governance.requests import authorise
 from hearthkit.recipes import get_recipe
 from hearthkit.workspace import Workspace
 
@@ -22,8 +24,32 @@ from hearthkit.workspace import Workspace
 def make_request(cfg: RunConfig, as_of: date | None = None) -> Request:
     """The policy request of CFG, evaluated at AS_OF (default: the config's date, else today)."""
     when = as_of or cfg.request.as_of or date.today()
+    if when > date.today():
+        # Embargo, seasons and consent expiry are judged at this date: a request may not pretend to be later.
+        raise HearthError(f"request.as_of {when.isoformat()} is in the future; policy is evaluated today or earlier")
     return Request(purpose=cfg.request.purpose, requester=cfg.request.requester,
                    collections=tuple(sorted(cfg.request.collections)), as_of=when.isoformat())
+
+
+def governed_manifest(catalog: Catalog, cfg: RunConfig, as_of: date | None = None) -> Manifest:
+    """The manifest a run may train on: its config's request, or (request.id) its approved stored request.
+
+    Without request.id, items that need a steward are simply held out. With it, the stored request must be
+    approved (or need no approval) and the manifest must hash to exactly what the stewards approved.
+    """
+    if cfg.request.id is None:
+        return compute_manifest(catalog, make_request(cfg, as_of))
+    rid = cfg.request.id
+    req, approved_hash = authorise(catalog, rid, cfg.request.purpose, cfg.request.requester,
+                                   list(cfg.request.collections), cfg.recipe)
+    if cfg.request.as_of is not None and cfg.request.as_of.isoformat() != req.as_of:
+        raise HearthError(f"training refused: request.as_of {cfg.request.as_of} differs from request {rid}'s "
+                          f"{req.as_of}; drop it from the config")
+    manifest = compute_manifest(catalog, req)
+    if manifest.hash != approved_hash:
+        raise HearthError(f"training refused: the manifest of request {rid} changed since approval (consent, labels "
+                          "or items changed); make a new request")
+    return manifest
 
 
 def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Manifest, bool]:
@@ -39,7 +65,7 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
             if old.model_dump(exclude={"train", "launch"}) != cfg.model_dump(exclude={"train", "launch"}):
                 raise HearthError(f"run {cfg.name!r} exists with a different config; choose a new name to start afresh")
         # Same request at the date the run was planned: the catalog must still give the same manifest.
-        manifest = compute_manifest(catalog, make_request(cfg, date.fromisoformat(spec["as_of"])))
+        manifest = governed_manifest(catalog, cfg, date.fromisoformat(spec["as_of"]))
         if manifest.hash != spec["manifest_hash"]:
             raise HearthError(f"run {cfg.name!r}: the catalog changed since it was planned (consent, labels or "
                               "items); its manifest no longer holds, so it cannot resume; plan a new run")
@@ -47,7 +73,8 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
         spec_path.write_text(json.dumps(spec, indent=1))
         return run_dir, manifest, True
 
-    manifest = compute_manifest(catalog, make_request(cfg))
+    parent = _parent(catalog, cfg)
+    manifest = governed_manifest(catalog, cfg)
     if not manifest.included:
         raise HearthError(f"no item may be used for this request ({len(manifest.excluded)} excluded); "
                           "see `hearth plan` for the reasons")
@@ -62,11 +89,48 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     recipe.prepare(mcfg, train, run_dir / "prep")
     spec = {"config": json.loads(cfg.model_dump_json()), "manifest_hash": mhash,
-            "as_of": manifest.request.as_of, "store": str(ws.store_dir)}
-    spec_path.write_text(json.dumps(spec, indent=1))
+            "as_of": manifest.request.as_of, "store": str(ws.store_dir), "parent": parent,
+            "keys": str(ws.keys_dir)}
     with catalog.session() as s:
-        if s.scalar(select(Run).where(Run.name == cfg.name)) is None:
-            s.add(Run(name=cfg.name, recipe=cfg.recipe, purpose=cfg.request.purpose,
-                      requester=cfg.request.requester, manifest_hash=mhash, status="planned",
-                      config=spec["config"]))
+        run = s.scalar(select(Run).where(Run.name == cfg.name))
+        if run is None:
+            run = Run(name=cfg.name, recipe=cfg.recipe, purpose=cfg.request.purpose,
+                      requester=cfg.request.requester, manifest_hash=mhash, status="planned", config=spec["config"])
+            s.add(run)
+            s.flush()
+        # The manifest's items, indexed for "which models learned from this item?" (lineage, withdrawal).
+        s.execute(RunItem.__table__.delete().where(RunItem.run_id == run.id))
+        s.execute(RunItem.__table__.insert(), [{"run_id": run.id, "item_id": e["item_id"]} for e in manifest.included])
+        audit.append(s, "manifest", cfg.request.requester, run=cfg.name, manifest=mhash, request=cfg.request.id,
+                     purpose=cfg.request.purpose, included=len(manifest.included),
+                     excluded=manifest.excluded_counts())
+    spec_path.write_text(json.dumps(spec, indent=1))  # written last: its presence means "planned"
     return run_dir, manifest, False
+
+
+def _parent(catalog: Catalog, cfg: RunConfig) -> dict | None:
+    """The model CFG initialises from, checked for this run's purpose, as {name, path}."""
+    if not cfg.init_from:
+        return None
+    from hearthkit.lineage.registry import guard
+
+    with catalog.session() as s:
+        m = guard(s, cfg.init_from, cfg.request.purpose, cfg.request.requester)
+        if m.recipe and m.recipe != cfg.recipe:
+            raise HearthError(f"init_from: model {m.name} is a {m.recipe} model, not {cfg.recipe}")
+        return {"name": m.name, "path": m.path}
+
+
+def record_data_access(catalog: Catalog, run_dir: Path, name: str) -> int:
+    """Audit what a run's workers read (from the loader's access logs): run, manifest hash, item count."""
+    spec = json.loads((run_dir / "run.json").read_text())
+    read: set[int] = set()
+    for log in sorted((run_dir / "access").glob("*.jsonl")):
+        for line in log.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                read.add(json.loads(line)["item_id"])
+    with catalog.session() as s:
+        run = s.scalar(select(Run).where(Run.name == name))
+        audit.append(s, "data_access", spec["config"]["request"]["requester"], run=name,
+                     run_id=run.id if run else None, manifest=spec["manifest_hash"], items=len(read))
+    return len(read)

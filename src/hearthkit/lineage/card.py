@@ -15,8 +15,12 @@ def _fmt(x: float) -> str:
 
 
 def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test: int, rows: list[dict],
-               gaps: dict, metrics: tuple[str, ...], config: dict) -> str:
-    """The card's Markdown text."""
+               gaps: dict, metrics: tuple[str, ...], config: dict, restrictions: list[str] | None = None,
+               attribution: list[str] | None = None, lineage: list[dict] | None = None) -> str:
+    """The card's Markdown text; RESTRICTIONS/ATTRIBUTION default to the manifest's (no parent)."""
+    restrictions = manifest.restrictions if restrictions is None else restrictions
+    attribution = manifest.attribution if attribution is None else attribution
+    lineage = lineage or []
     results = []
     for r in rows:
         for m in metrics:
@@ -33,8 +37,10 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
             "purpose": manifest.request.purpose,
             "requester": manifest.request.requester,
             "manifest_sha256": manifest.hash,
-            "restrictions": manifest.restrictions,
+            "restrictions": restrictions,
             "notices": manifest.notices,
+            "attribution": attribution,
+            "parents": lineage,
         },
         "datasets": list(manifest.request.collections),
         "model-index": [{"name": name, "results": results}],
@@ -44,13 +50,17 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
              f"A `{recipe}` model trained by hearthkit for purpose **{manifest.request.purpose}**, "
              f"requested by {manifest.request.requester}.", "",
              "## Restrictions inherited from the training data", ""]
-    if manifest.restrictions:
-        lines += [f"- `{r}`" for r in manifest.restrictions]
-        if any(r.endswith("non_commercial") or r == "bc:research" for r in manifest.restrictions):
+    if restrictions:
+        lines += [f"- `{r}`" for r in restrictions]
+        if any(r.endswith("non_commercial") or r == "bc:research" for r in restrictions):
             lines.append("- This model is **non-commercial**: it may not be used or exported for commercial purposes.")
     else:
         lines.append("- none")
-    lines += ["", "## Attribution", ""] + ([f"- {a}" for a in manifest.attribution] or ["- none recorded"])
+    lines += ["", "## Attribution", ""] + ([f"- {a}" for a in attribution] or ["- none recorded"])
+    lines += ["", "## Lineage", "", f"- Manifest sha256: `{manifest.hash}`"]
+    lines += [f"- Initialised from `{p['model']}` ({p['recipe']}, manifest `{(p['manifest_sha256'] or '')[:16]}…`)"
+              if i == 0 else f"- … which descends from `{p['model']}` (manifest `{(p['manifest_sha256'] or '')[:16]}…`)"
+              for i, p in enumerate(lineage)] or ["- Trained from scratch (no parent model)"]
     counts = manifest.excluded_counts()
     lines += ["", "## Data", "",
               f"- Collections: {', '.join(manifest.request.collections)} "

@@ -30,9 +30,6 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
     shutil.copytree(run_dir / "prep", tmp / "prep")
     (tmp / "config.json").write_text(json.dumps(cfg, indent=1, ensure_ascii=False))
     (tmp / "evaluation.json").write_text(json.dumps({k: evaluation[k] for k in ("rows", "gaps")}, indent=1))
-    card = model_card(name, cfg["recipe"], manifest, len(split["train"]), len(split["test"]), evaluation["rows"],
-                      evaluation["gaps"], tuple(evaluation["metrics"]), cfg)
-    write_card(tmp / "model_card.md", card)
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     overall = next((r for r in evaluation["rows"] if r["by"] == "overall"), {})
@@ -44,7 +41,29 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
             model = Model(name=name, run_id=run.id, path=str(out))
             s.add(model)
         model.card_path = str(out / "model_card.md")
-        model.restrictions = manifest.restrictions
+        model.recipe = cfg["recipe"]
+        model.manifest_hash = manifest.hash
         model.metrics = {m: overall.get(m) for m in evaluation["metrics"]}
         model.status = "active"
+        parent = s.scalar(select(Model).where(Model.name == spec["parent"]["name"])) if spec.get("parent") else None
+        # Inheritance: the union of the training items' restrictions/attribution and the parent's.
+        model.parent_id = parent.id if parent else None
+        model.restrictions = sorted(set(manifest.restrictions) | set(parent.restrictions if parent else []))
+        model.attribution = sorted(set(manifest.attribution) | set(parent.attribution if parent else []))
+        lineage = _lineage(s, parent)
+        restrictions, attribution = model.restrictions, model.attribution
+    card = model_card(name, cfg["recipe"], manifest, len(split["train"]), len(split["test"]), evaluation["rows"],
+                      evaluation["gaps"], tuple(evaluation["metrics"]), cfg, restrictions=restrictions,
+                      attribution=attribution, lineage=lineage)
+    write_card(out / "model_card.md", card)
     return out / "model_card.md"
+
+
+def _lineage(s, parent: Model | None) -> list[dict]:
+    """The parent chain for the card: name, manifest hash, recipe of each ancestor."""
+    from hearthkit.lineage.registry import ancestors
+
+    if parent is None:
+        return []
+    return [{"model": m.name, "recipe": m.recipe, "manifest_sha256": m.manifest_hash}
+            for m in [parent, *ancestors(s, parent)]]

@@ -53,4 +53,14 @@ class Recipe(ABC):
         """Training FLOPs (forward + backward) of one sample, for MFU; None where unknown."""
         return None
 
+    def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
+        """Copy the parent model's weights wherever name and shape match (a recipe may do better); say what."""
+        from safetensors.torch import load_file
+
+        parent = load_file(str(parent_dir / "model.safetensors"))
+        own = model.state_dict()
+        same = {k: v for k, v in parent.items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(same, strict=False)
+        return f"initialised {len(same)}/{len(own)} tensors from {parent_dir.name}"
+
     metric_names: tuple[str, ...] = ()

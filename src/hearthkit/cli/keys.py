@@ -1,0 +1,83 @@
+"""`hearth keys …`: the community keys that unlock encrypted (restricted) collections."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+
+keys_app = typer.Typer(help="Community keys of encrypted collections.\n\nExample: hearth keys ls",
+                       no_args_is_help=True)
+
+
+@keys_app.command("ls", help="List data keys (never their secrets): collection, community, community key, "
+                             "and where the key files are.\n\nExample: hearth keys ls")
+@user_errors
+def ls(workspace: WorkspaceOpt = None) -> None:
+    """List data keys."""
+    from hearthkit.store.vault import workspace_store
+
+    ws, _ = open_catalog(workspace)
+    keys = workspace_store(ws).keys
+    table = Table("data key", "collection", "community", "community key", "created", "retired")
+    for r in keys.records():
+        table.add_row(r["key_id"][:12], r["collection"], r["community"], r["kek_id"], r["created_at"][:19],
+                      "yes" if r.get("retired") else "")
+    console.print(table)
+    console.print(f"community key files: {keys.key_dir}", highlight=False)
+
+
+@keys_app.command("rotate", help="Make a new community key, re-wrap every data key of the community with it and "
+                                 "destroy the old key. With --reencrypt, also give each collection a new data key "
+                                 "and re-encrypt its objects (slower; do it when a key may have leaked). Safe to "
+                                 "re-run after an interruption.\n\n"
+                                 "Example: hearth keys rotate --community 'Ngāti Demo'")
+@user_errors
+def rotate(
+    community: Annotated[list[str] | None, typer.Option(help="Community whose key to rotate (repeatable; "
+                                                             "default: every community with a key).")] = None,
+    reencrypt: Annotated[bool, typer.Option(help="Also re-encrypt objects under new data keys.")] = False,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Rotate community keys."""
+    from hearthkit.store.rotate import reencrypt_collection
+    from hearthkit.store.vault import workspace_store
+
+    ws, catalog = open_catalog(workspace)
+    store = workspace_store(ws)
+    communities = community or sorted({r["community"] for r in store.keys.records()})
+    if not communities:
+        console.print("no encrypted collections: nothing to rotate")
+        return
+    for name in communities:
+        if reencrypt:
+            for coll in sorted({r["collection"] for r in store.keys.records() if r["community"] == name}):
+                n = reencrypt_collection(catalog, store, coll, name)
+                console.print(f"{coll}: {n} objects re-encrypted under a new data key", highlight=False)
+        n = store.keys.rotate(name)
+        console.print(f"{name}: new community key; {n} data keys re-wrapped; old key destroyed", highlight=False)
+
+
+@keys_app.command("seal", help="Encrypt collections that must be encrypted (restricted, or holding protocol "
+                               "labels) but still have objects in the clear, e.g. after a steward restricted "
+                               "them.\n\nExample: hearth keys seal")
+@user_errors
+def seal(workspace: WorkspaceOpt = None) -> None:
+    """Seal restricted collections."""
+    from sqlalchemy import select
+
+    from hearthkit.catalog.models import Collection
+    from hearthkit.ingest.sealing import collection_must_seal, seal_collection
+    from hearthkit.store.vault import workspace_store
+
+    ws, catalog = open_catalog(workspace)
+    store = workspace_store(ws)
+    with catalog.session() as s:
+        names = [c.name for c in s.scalars(select(Collection).order_by(Collection.name)) if collection_must_seal(s, c)]
+    for name in names:
+        console.print(f"{name}: {seal_collection(catalog, store, name)} objects encrypted", highlight=False)
+    if not names:
+        console.print("no collection needs encryption")

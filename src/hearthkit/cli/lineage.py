@@ -1,0 +1,98 @@
+"""`hearth models …`, `hearth consent withdraw`, `hearth lineage export`: from models to data and back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+
+models_app = typer.Typer(help="The model registry.\n\nExample: hearth models ls", no_args_is_help=True)
+lineage_app = typer.Typer(help="Lineage exports.\n\nExample: hearth lineage export demo-asr", no_args_is_help=True)
+
+
+@models_app.command("ls", help="List models with status, parent, restrictions and metrics.\n\n"
+                               "Example: hearth models ls")
+@user_errors
+def ls(workspace: WorkspaceOpt = None) -> None:
+    """List registered models."""
+    from sqlalchemy import select
+
+    from hearthkit.catalog.models import Model
+
+    _, catalog = open_catalog(workspace)
+    table = Table("model", "status", "parent", "restrictions", "metrics")
+    with catalog.session() as s:
+        names = {m.id: m.name for m in s.scalars(select(Model))}
+        for m in s.scalars(select(Model).order_by(Model.name)):
+            table.add_row(m.name, m.status, names.get(m.parent_id, "–"), ", ".join(m.restrictions) or "–",
+                          ", ".join(f"{k} {v:.3f}" for k, v in m.metrics.items() if v is not None))
+    console.print(table)
+
+
+@models_app.command("show", help="Show one model: run, manifest, parent chain, restrictions, attribution, status.\n\n"
+                                 "Example: hearth models show demo-asr")
+@user_errors
+def show(name: Annotated[str, typer.Argument(help="Model name.")], workspace: WorkspaceOpt = None) -> None:
+    """Show a model's lineage."""
+    from sqlalchemy import func, select
+
+    from hearthkit.catalog.models import Run, RunItem
+    from hearthkit.lineage.registry import ancestors, get_model, successor
+
+    _, catalog = open_catalog(workspace)
+    with catalog.session() as s:
+        m = get_model(s, name)
+        run = s.get(Run, m.run_id)
+        n = s.scalar(select(func.count()).where(RunItem.run_id == run.id))
+        nxt = successor(s, m)
+        console.print(f"model {m.name} [{m.status}]" + (f" – {m.status_reason}" if m.status_reason else ""),
+                      highlight=False)
+        console.print(f"  recipe {m.recipe}; run {run.name} (purpose {run.purpose}, requester {run.requester})")
+        console.print(f"  manifest sha256 {m.manifest_hash} ({n} items)")
+        chain = " ← ".join(a.name for a in ancestors(s, m)) or "none (trained from scratch)"
+        console.print(f"  parents: {chain}", highlight=False)
+        if nxt:
+            console.print(f"  superseded by {nxt.name}")
+        console.print(f"  restrictions: {', '.join(m.restrictions) or 'none'}")
+        for a in m.attribution:
+            console.print(f"  attribution: {a}", highlight=False)
+        console.print(f"  card: {m.card_path}")
+
+
+def print_impact(scope: str, subject: str, impact) -> None:
+    """Print a withdrawal's impact: items, erased objects, and the models to retrain."""
+    console.print(f"withdrew {scope} {subject}: {impact.items} items; {impact.erased_objects} stored objects erased")
+    if not impact.models:
+        console.print("no model learned from these items")
+        return
+    table = Table("model", "run", "affected items", "of manifest", "via parent", "now")
+    for r in impact.models:
+        table.add_row(r["model"], r["run"], str(r["affected_items"]), str(r["manifest_items"]), r["via"] or "–",
+                      "needs-retrain" if r["status"] == "active" else r["status"])
+    console.print(table)
+    console.print("retrain each with `hearth retrain MODEL`")
+
+
+@lineage_app.command("export", help="Write the W3C PROV (JSON) derivation of a model: "
+                                    "model ← run ← manifest ← items, "
+                                    "parents, requester, communities.\n\n"
+                                    "Example: hearth lineage export demo-asr -o p.json")
+@user_errors
+def export(name: Annotated[str, typer.Argument(help="Model name.")],
+           output: Annotated[Path | None, typer.Option("-o", "--output", help="File (default: stdout).")] = None,
+           workspace: WorkspaceOpt = None) -> None:
+    """Export a model's lineage as PROV-JSON."""
+    from hearthkit.lineage.prov import prov_json
+
+    _, catalog = open_catalog(workspace)
+    with catalog.session() as s:
+        text = prov_json(s, name)
+    if output:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"wrote {output}")
+    else:
+        print(text)

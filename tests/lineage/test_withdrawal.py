@@ -1,0 +1,115 @@
+"""Lineage end to end: A, B transferred from A; withdraw a speaker only A saw; both need retraining; retrain."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hearthkit.catalog.db import Catalog
+from hearthkit.errors import HearthError
+from hearthkit.lineage.registry import guard
+from hearthkit.workspace import open_workspace
+from tests.conftest import hearth
+
+pytestmark = pytest.mark.slow
+
+
+def _config(path: Path, name: str, collection: str, init_from: str | None = None) -> Path:
+    cfg = {"name": name, "recipe": "asr", "init_from": init_from,
+           "request": {"purpose": "research", "requester": "team", "collections": [collection]},
+           "split": {"test_fraction": 0.25},
+           "model": {"conv_channels": 24, "hidden": 24, "layers": 1},
+           "train": {"steps": 12, "batch_size": 4, "checkpoint_every": 12, "log_every": 6, "warmup": 2}}
+    out = path / f"{name}.yaml"
+    out.write_text(yaml.safe_dump(cfg))
+    return out
+
+
+def _second_collection(archive: Path, dest: Path) -> Path:
+    """The same recordings minus hemi's, as another collection: 'more data' that never had hemi."""
+    shutil.copytree(archive, dest)
+    for p in dest.glob("hemi_*"):
+        p.unlink()
+    info = yaml.safe_load((dest / "archive.yaml").read_text())
+    info["collection"]["name"] = "korero-2"
+    (dest / "archive.yaml").write_text(yaml.safe_dump(info, allow_unicode=True))
+    rows = (dest / "metadata.csv").read_text().splitlines()
+    (dest / "metadata.csv").write_text("\n".join(r for r in rows if not r.startswith("hemi_")) + "\n")
+    return dest
+
+
+def _pcm_probe(wav: Path) -> bytes:
+    """64 bytes from the middle of a recording's samples: if these exist anywhere, the audio does."""
+    data = wav.read_bytes()
+    mid = len(data) // 2
+    return data[mid:mid + 64]
+
+
+def test_withdraw_speaker_marks_models_and_retrain(workspace: Path, speech_archive: Path, tmp_path: Path) -> None:
+    second = _second_collection(speech_archive, tmp_path / "second")
+    hearth("data", "import", str(speech_archive), ws=workspace)
+    hearth("data", "import", str(second), ws=workspace)
+    hearth("train", str(_config(tmp_path, "A", "demo-korero")), ws=workspace)
+    out_b = hearth("train", str(_config(tmp_path, "B", "korero-2", init_from="A")), ws=workspace).stdout
+    assert "initialised" in out_b and "from A" in out_b
+    card_b = (workspace / "models" / "B" / "model_card.md").read_text()
+    assert "Initialised from `A`" in card_b
+    assert "tk:non_commercial" in yaml.safe_load(card_b.split("---")[1])["hearthkit"]["restrictions"]
+
+    probes = [_pcm_probe(p) for p in sorted(speech_archive.glob("hemi_*.wav"))]
+    out = hearth("consent", "withdraw", "-c", "demo-korero", "--speaker", "hemi", "--by", "hemi", ws=workspace).stdout
+    assert "12 items" in out
+    rows = {cells[0]: cells for line in out.splitlines()
+            if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 6}
+    in_a = sum(e["speaker"] == "hemi" for e in json.loads((workspace / "runs/A/manifest.json").read_text())["included"])
+    assert in_a > 0 and rows["A"][2] == str(in_a) and rows["A"][4] == "–" and rows["A"][5] == "needs-retrain"
+    assert rows["B"][2] == "0" and rows["B"][4] == "A" and rows["B"][5] == "needs-retrain"
+
+    ws = open_workspace(workspace)
+    cat = Catalog.open(ws.db_url)
+    with cat.session() as s:
+        for name in ("A", "B"):
+            with pytest.raises(HearthError, match="needs retraining"):
+                guard(s, name, "research")
+
+    # Retraining B first is refused: its parent must be retrained first.
+    proc = hearth("retrain", "B", ws=workspace, check=False)
+    assert proc.returncode == 2 and "needs retraining first" in proc.stderr
+    hearth("retrain", "A", ws=workspace)
+    out = hearth("retrain", "B", ws=workspace).stdout
+    assert "B-r1 supersedes B" in out
+    for new, old in (("A-r1", "A"), ("B-r1", "B")):
+        man = json.loads((workspace / "runs" / new / "manifest.json").read_text())
+        assert not [e for e in man["included"] if e["speaker"] == "hemi"]
+        with cat.session() as s:
+            with pytest.raises(HearthError, match="revoked"):
+                guard(s, old, "research")
+            assert guard(s, new, "research").status == "active"
+    show = hearth("models", "show", "B-r1", ws=workspace).stdout
+    assert "parents: A-r1" in show
+
+    # The withdrawn audio is gone from every file under the workspace.
+    for f in workspace.rglob("*"):
+        if f.is_file():
+            blob = f.read_bytes()
+            assert not any(p in blob for p in probes), f"withdrawn audio found in {f}"
+
+
+def test_inheritance_refuses_commercial_use(workspace: Path, speech_archive: Path, tmp_path: Path) -> None:
+    """A model that saw tk:non_commercial items refuses commercial use, and so does its child."""
+    hearth("data", "import", str(speech_archive), ws=workspace)
+    hearth("train", str(_config(tmp_path, "A", "demo-korero")), ws=workspace)
+    ws = open_workspace(workspace)
+    cat = Catalog.open(ws.db_url)
+    with cat.session() as s:
+        with pytest.raises(HearthError, match="tk:non_commercial"):
+            guard(s, "A", "commercial")
+        assert guard(s, "A", "research").name == "A"
+    # Transfer for a commercial purpose from a non-commercial parent is refused before any training.
+    cfg = _config(tmp_path, "C", "demo-korero", init_from="A")
+    proc = hearth("train", str(cfg), "--set", "request.purpose=commercial", ws=workspace, check=False)
+    assert proc.returncode == 2 and "no commercial use" in proc.stderr

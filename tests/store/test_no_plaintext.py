@@ -1,0 +1,82 @@
+"""No plaintext of a restricted recording exists under the workspace: not after import, not after training."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import yaml
+from sqlalchemy import func, select
+
+from hearthkit.catalog.db import Catalog
+from hearthkit.catalog.models import Item
+from hearthkit.store.vault import Store
+from hearthkit.workspace import open_workspace
+from tests.conftest import hearth
+
+
+def pcm_patterns(archive: Path) -> dict[str, bytes]:
+    """A 64-byte run from the middle of each recording's PCM data (skipping near-silent runs)."""
+    out = {}
+    for wav in sorted(archive.glob("*.wav")):
+        data = wav.read_bytes()
+        for off in range(len(data) // 2, len(data) - 64, 64):
+            run = data[off:off + 64]
+            if len(set(run)) > 24:  # varied bytes: speech, not silence
+                out[wav.name] = run
+                break
+    return out
+
+
+def files_containing(root: Path, patterns: dict[str, bytes]) -> list[tuple[str, str]]:
+    """(file, recording) for every file under ROOT that contains a pattern."""
+    hits = []
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            content = p.read_bytes()
+            hits += [(str(p.relative_to(root)), name) for name, run in patterns.items() if run in content]
+    return hits
+
+
+def test_restricted_audio_never_lies_on_disk_in_the_clear(speech_archive: Path, workspace: Path, tmp_path: Path):
+    info = yaml.safe_load((speech_archive / "archive.yaml").read_text())
+    info["collection"]["restricted"] = True  # a steward marked the whole collection restricted
+    (speech_archive / "archive.yaml").write_text(yaml.safe_dump(info, allow_unicode=True))
+    patterns = pcm_patterns(speech_archive)
+    assert len(patterns) == len(list(speech_archive.glob("*.wav")))
+    # The search finds what is there: every pattern is in its own source file.
+    assert {name for _, name in files_containing(speech_archive, patterns)} == set(patterns)
+
+    out = hearth("data", "import", str(speech_archive), ws=workspace).stdout
+    assert "stored encrypted" in out
+    assert files_containing(workspace, patterns) == []
+    ws = open_workspace(workspace)
+    assert ws.root not in ws.keys_dir.parents
+    assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in ws.keys_dir.iterdir())
+
+    # Re-encrypt under new data keys and a new community key, then train on the result.
+    out = hearth("keys", "rotate", "--reencrypt", ws=workspace).stdout
+    assert "re-encrypted" in out and "re-wrapped" in out
+    assert files_containing(workspace, patterns) == []
+
+    cfg = {"name": "sealed-asr", "recipe": "asr",
+           "request": {"purpose": "language_revitalization", "requester": "tester",
+                       "collections": [info["collection"]["name"]]},
+           "split": {"by": "text", "test_fraction": 0.25},
+           "model": {"n_mels": 40, "conv_channels": 16, "hidden": 16, "layers": 1, "spec_augment": False},
+           "train": {"steps": 4, "batch_size": 4, "warmup": 1, "checkpoint_every": 2, "log_every": 2},
+           "launch": {"nproc": 1}}
+    cfg_path = tmp_path / "sealed.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    hearth("train", str(cfg_path), ws=workspace, timeout=300)
+    assert files_containing(workspace, patterns) == []
+
+    # The run really read the sealed recordings, through the governed reader.
+    store = Store(ws.store_dir, ws.keys_dir)
+    reads = [json.loads(line) for f in (ws.run_dir("sealed-asr") / "access").glob("*.jsonl")
+             for line in f.read_text().splitlines()]
+    assert reads and all(store.is_sealed(r["content_hash"]) and not store.plain.has(r["content_hash"])
+                         for r in reads)
+    with Catalog.open(ws.db_url).session() as s:
+        assert s.scalar(select(func.count(Item.id))) == len(patterns)
