@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
@@ -15,7 +16,9 @@ from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_error
 
 PLAN_EXAMPLE = "\n\nExample: hearth plan configs/demo-asr.yaml --set request.purpose=commercial"
 RETRAIN_EXAMPLE = "\n\nExample: hearth retrain demo-asr"
-TRAIN_EXAMPLE = "\n\nExample: hearth train configs/demo-asr.yaml --set train.steps=200"
+TRAIN_EXAMPLE = "\n\nExample: hearth train configs/demo-asr.yaml --max-restarts 2 --set train.steps=200"
+RUNS_EXAMPLE = "\n\nExample: hearth runs"
+EXPORT_EXAMPLE = "\n\nExample: hearth export demo-asr ./demo-asr-model"
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key.sub=value.")]
 STEP = re.compile(r"^step (\d+)/(\d+)")
@@ -88,6 +91,8 @@ def train(
     config: ConfigArg,
     set_: SetOpt = None,
     nproc: Annotated[int | None, typer.Option(help="Worker processes (overrides launch.nproc).")] = None,
+    max_restarts: Annotated[int, typer.Option(
+        help="Restarts torchrun may make after a worker dies; each resumes from the last checkpoint.")] = 0,
     nnodes: Annotated[int, typer.Option(help="Machines taking part (c10d rendezvous when more than 1).")] = 1,
     node_rank: Annotated[int, typer.Option(help="This machine's number, 0..nnodes-1; node 0 hosts the "
                                                 "rendezvous and plans the run.")] = 0,
@@ -106,6 +111,8 @@ def train(
     from hearthkit.launch import multinode
     from hearthkit.launch.pipeline import train_pipeline
 
+    if max_restarts < 0:
+        raise HearthError("--max-restarts must be 0 or more")
     cfg = load_config(config, (set_ or []) + ([f"launch.nproc={nproc}"] if nproc else []))
     ws, catalog = open_catalog(workspace)
     node = None
@@ -117,7 +124,7 @@ def train(
         os.environ.update(node.env())  # inherited by torchrun and its workers
     bar, on_line = _progress_runner(cfg.train.steps)
     with bar:
-        result = train_pipeline(ws, catalog, cfg, _say, on_line, node=node)
+        result = train_pipeline(ws, catalog, cfg, _say, on_line, node=node, max_restarts=max_restarts)
     if result is None:
         console.print(f"node {node.node_rank}: training finished; node 0 evaluates and writes the model card")
         return
@@ -137,3 +144,51 @@ def retrain(name: Annotated[str, typer.Argument(help="Model to retrain without w
         new, result = do_retrain(ws, catalog, name, _say, on_line)
     console.print(_results_table(result.evaluation))
     console.print(f"{new} supersedes {name} (now revoked); model card: {result.card}")
+
+
+@user_errors
+def runs(workspace: WorkspaceOpt = None) -> None:
+    """List training runs: status, progress, last loss and throughput, MLflow run id."""
+    from sqlalchemy import select
+
+    from hearthkit.catalog.models import Run
+    from hearthkit.launch.local import mlflow_uri
+
+    ws, catalog = open_catalog(workspace)
+    table = Table("run", "recipe", "status", "step", "loss", "samples/s", "mlflow run", "created")
+    with catalog.session() as s:
+        for r in s.scalars(select(Run).order_by(Run.created_at)):
+            run_dir = ws.run_dir(r.name)
+            last = _last_metrics(run_dir / "metrics.jsonl")
+            id_file = run_dir / "mlflow_run_id"
+            table.add_row(r.name, r.recipe, r.status, f"{last['step']}/{last['steps']}" if last else "–",
+                          f"{last['loss']:.4f}" if last else "–", f"{last['samples_per_s']:.1f}" if last else "–",
+                          id_file.read_text().strip() if id_file.is_file() else "–",
+                          r.created_at.strftime("%Y-%m-%d %H:%M"))
+    console.print(table)
+    uri = mlflow_uri(ws.root)
+    console.print(f"MLflow store: {uri}  (browse: mlflow ui --backend-store-uri {uri})", highlight=False)
+
+
+def _last_metrics(path: Path) -> dict | None:
+    """The last record of a run's metrics.jsonl."""
+    if not path.is_file():
+        return None
+    lines = path.read_text().strip().splitlines()
+    return json.loads(lines[-1]) if lines else None
+
+
+@user_errors
+def export(
+    model: Annotated[str, typer.Argument(help="Model name (see `hearth models`).")],
+    dest: Annotated[Path, typer.Argument(help="Folder to create with the weights and the model card.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write a model's final weights (safetensors), its model card (README.md), config and preparation to a folder."""
+    from hearthkit.engine.export import export_model
+
+    _, catalog = open_catalog(workspace)
+    out, restrictions = export_model(catalog, model, dest)
+    console.print(f"exported {model} to {out}")
+    if restrictions:
+        console.print(f"[bold]restrictions travel with it[/]: {', '.join(restrictions)} (see README.md)")

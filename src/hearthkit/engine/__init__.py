@@ -1,1 +1,1 @@
-"""The training engine: a thin loop on torch.distributed, DCP checkpoints, metrics."""
+"""The training engine: a thin loop on torch.distributed (DDP/FSDP2), DCP checkpoints, metrics; see docs/engine.md."""

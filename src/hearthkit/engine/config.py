@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -40,15 +40,29 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     steps: int = Field(1000, gt=0, description="Optimizer steps in total.")
-    batch_size: int = Field(16, gt=0, description="Examples per step per worker.")
+    batch_size: int = Field(16, gt=0, description="Examples per micro-batch per worker.")
+    grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step (gradient accumulation).")
     lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW).")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
-    warmup: int = Field(50, ge=0, description="Linear warm-up steps, then cosine decay.")
-    grad_clip: float = Field(1.0, gt=0, description="Clip the global gradient norm to this.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (matrices only, not biases or norms).")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    fused: bool | None = Field(None, description="Fused AdamW kernel; default: where the device supports it.")
+    schedule: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="Learning-rate shape after warm-up: cosine or linear decay to min_lr_ratio, or constant.")
+    warmup: int = Field(50, ge=0, description="Linear warm-up steps before the schedule.")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a share of the peak.")
+    grad_clip: float = Field(1.0, ge=0, description="Clip the global gradient norm to this (0: no clipping).")
+    parallel: Literal["ddp", "fsdp2"] = Field(
+        "ddp", description="Data parallelism: ddp (replicated weights) or fsdp2 (sharded weights, for large models).")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="Autocast precision: auto = bf16 on GPU, fp32 on CPU.")
+    compile: bool = Field(False, description="torch.compile the model before training.")
     checkpoint_every: int = Field(100, gt=0, description="Write a checkpoint every N steps.")
     keep_last: int = Field(2, gt=0, description="Checkpoints to keep.")
     log_every: int = Field(20, gt=0, description="Print metrics every N steps.")
     seed: int = Field(0, description="Seed of model init, data order and augmentation.")
+    peak_tflops: float | None = Field(
+        None, gt=0, description="Peak TFLOP/s of one device for MFU; default: known GPUs, none on CPU.")
+    mlflow: bool = Field(True, description="Track params and metrics with MLflow (local store in the workspace).")
 
 
 class LaunchConfig(BaseModel):
@@ -56,8 +70,9 @@ class LaunchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     nproc: int = Field(2, gt=0, description="Worker processes on this machine.")
-    backend: str = Field("gloo", description="torch.distributed backend: gloo (CPU) or nccl (GPU).")
-    timeout_s: int = Field(120, gt=0, description="Collective timeout: a dead peer becomes an error after this.")
+    backend: Literal["auto", "gloo", "nccl"] = Field(
+        "auto", description="torch.distributed backend: auto = nccl on GPU, gloo on CPU.")
+    timeout_s: int = Field(60, gt=0, description="Collective timeout: a dead peer becomes an error after this.")
     threads_per_worker: int = Field(1, gt=0, description="Torch intra-op threads per worker.")
 
 

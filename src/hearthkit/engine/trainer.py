@@ -1,150 +1,215 @@
-"""The training worker torchrun starts: DDP over a recipe's model, governed data, DCP checkpoints."""
+"""The training worker torchrun starts: a recipe's model over governed data, parallelised, checkpointed.
+
+The loop stays thin; each part is a component: parallel (process group, DDP/FSDP2, autocast), optim (AdamW,
+schedule), checkpoint (DCP, atomic), metrics (+ tracking), faults (rank logs, failure records), stop (clean exit).
+"""
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 import sys
-import time
-from datetime import timedelta
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from safetensors.torch import save_file
-from torch.nn.parallel import DistributedDataParallel as DDP
+from torch import nn
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from hearthkit.data.loader import GovernedReader
-from hearthkit.engine import checkpoint, preempt
+from hearthkit.engine import checkpoint, preempt, stop
 from hearthkit.engine.config import RunConfig
+from hearthkit.engine.faults import RankLog, die_with_parent, inject
+from hearthkit.engine.metrics import Meter, peak_tflops
+from hearthkit.engine.optim import build_optimizer, build_scheduler
+from hearthkit.engine.parallel import (
+    autocast,
+    full_weights,
+    grad_sync,
+    init_distributed,
+    parallelize,
+    pick_device,
+    unwrap,
+)
 from hearthkit.engine.sampler import StepSampler
 from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes import get_recipe
+from hearthkit.recipes.base import Recipe
 from hearthkit.store.vault import store_from_spec
 
-
-def lr_lambda(warmup: int, total: int):
-    """Linear warm-up then cosine decay to 10% of the peak."""
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return f
+STATE_FILE = "state.json"  # {"status": "finished" | "stopped", "step": N}, written by rank 0 at the end
 
 
-def log(rank: int, msg: str) -> None:
-    """Rank 0 speaks for the group; other ranks stay quiet unless something is wrong."""
-    if rank == 0:
+@dataclass
+class Loop:
+    """What one optimizer step needs."""
+
+    recipe: Recipe
+    model: nn.Module
+    data: torch.utils.data.Dataset
+    sampler: StepSampler
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    cfg: RunConfig
+    device: torch.device
+
+    def step(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """One optimizer step of `grad_accum` micro-batches; return the mean loss and summed counts."""
+        t = self.cfg.train
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        counts: dict[str, float] = {}
+        for micro in range(t.grad_accum):
+            batch = self.recipe.collate([self.data[i] for i in self.sampler.indices(step * t.grad_accum + micro)])
+            batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            with grad_sync(self.model, micro == t.grad_accum - 1):
+                with autocast(t, self.device):
+                    loss, stats = self.recipe.loss(self.model, batch)
+                (loss / t.grad_accum).backward()
+            total += loss.detach().float() / t.grad_accum
+            for k, v in stats.items():
+                counts[k] = counts.get(k, 0.0) + v
+        if t.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        return total, counts
+
+    def run(self, step: int, meter: Meter, log: RankLog, ctl: dist.ProcessGroup | None) -> bool:
+        """STEP with its bookkeeping (metrics, rank log, test faults); return whether the group stops after it."""
+        loss, stats = self.step(step)
+        meter.add(loss, stats)
+        done = step + 1
+        log.step = done
+        log.write(f"step {done} done")
+        if inject(log.rank, done, log):
+            stop.request()
+        if done % self.cfg.train.log_every == 0 or done == self.cfg.train.steps:
+            meter.report(done, self.sched.get_last_lr()[0])
+        return stop.should_stop(ctl)
+
+
+def load_data(run_dir: Path, spec: dict, cfg: RunConfig, recipe: Recipe, mcfg, prep: dict, rank: int):
+    """The training items of the run's manifest, read through the governed reader."""
+    manifest = Manifest.read(run_dir / "manifest.json")
+    if manifest.hash != spec["manifest_hash"]:
+        raise RuntimeError(f"{run_dir}/manifest.json changed since the run was planned; refusing to train")
+    train_ids = set(json.loads((run_dir / "split.json").read_text())["train"])
+    entries = [e for e in manifest.included if e["item_id"] in train_ids]
+    reader = GovernedReader(store_from_spec(spec), entries, run_dir / "access" / f"rank{rank}.jsonl")
+    return recipe.dataset(mcfg, prep, entries, reader, train=True), len(entries)
+
+
+def say(msg: str, log: RankLog) -> None:
+    """Rank 0 speaks for the group on stdout; every rank keeps its own log."""
+    log.write(msg)
+    if log.rank == 0:
         print(msg, flush=True)
 
 
-def train(run_dir: Path) -> None:
-    """Train the run described in RUN_DIR/run.json to its last step, resuming from the latest checkpoint."""
+def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
+    """Train the run in RUN_DIR to its last step (or a requested stop), resuming from the latest checkpoint."""
     spec = json.loads((run_dir / "run.json").read_text())
     cfg = RunConfig.model_validate(spec["config"])
+    t = cfg.train
     torch.set_num_threads(cfg.launch.threads_per_worker)
-    watch = preempt.PreemptWatch.from_env()  # hook: SLURM USR1 / k8s TERM -> checkpoint, exit, requeue
-    dist.init_process_group(cfg.launch.backend, timeout=timedelta(seconds=cfg.launch.timeout_s))
+    device = pick_device()
+    init_distributed(cfg.launch, device)
     rank, world = dist.get_rank(), dist.get_world_size()
-    manifest = Manifest.read(run_dir / "manifest.json")
-    if manifest.hash != spec["manifest_hash"]:
-        raise SystemExit(f"rank {rank}: {run_dir}/manifest.json changed since the run was planned; refusing to train")
-    split = json.loads((run_dir / "split.json").read_text())
-    train_ids = set(split["train"])
-    entries = [e for e in manifest.included if e["item_id"] in train_ids]
+    log = RankLog(run_dir, rank)
+    log_holder.append(log)
 
     recipe = get_recipe(cfg.recipe)
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     prep = recipe.load_prep(run_dir / "prep")
-    reader = GovernedReader(store_from_spec(spec), entries, run_dir / "access" / f"rank{rank}.jsonl")
-    data = recipe.dataset(mcfg, prep, entries, reader, train=True)
-    torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
+    data, n_items = load_data(run_dir, spec, cfg, recipe, mcfg, prep, rank)
+    torch.manual_seed(t.seed)  # same initial weights on every rank
     model = recipe.build_model(mcfg, prep)
     if spec.get("parent"):
-        log(rank, recipe.init_from_parent(model, Path(spec["parent"]["path"]), prep))
-    ddp = DDP(model)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                            fused=torch.cuda.is_available() or None)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg.train.warmup, cfg.train.steps))
-    sampler = StepSampler(len(data), cfg.train.batch_size, rank, world, cfg.train.seed)
-    torch.manual_seed(cfg.train.seed * 1000 + rank + 1)  # augmentation / dropout differ per rank
+        say(recipe.init_from_parent(model, Path(spec["parent"]["path"]), prep), log)
+    n_params = sum(p.numel() for p in model.parameters())
+    flops = recipe.flops_per_sample(mcfg, model)
+    model = parallelize(model, t, device)
+    opt = build_optimizer(model, t, device)
+    sched = build_scheduler(opt, t)
+    sampler = StepSampler(len(data), t.batch_size, rank, world, t.seed)
+    torch.manual_seed(t.seed * 1000 + rank + 1)  # augmentation / dropout differ per rank
+    state = checkpoint.ModelAndOptimizer(unwrap(model), opt)
 
     ckpt_root = run_dir / "checkpoints"
-    start = 0
-    last = checkpoint.latest(ckpt_root)
+    start, last = checkpoint.resume(ckpt_root, state, sched)
     if last is not None:
-        extra = checkpoint.load(last, ddp, opt)
-        start = extra["step"]
-        sched.load_state_dict(extra["scheduler"])
-        torch.set_rng_state(extra["rng"])
-        log(rank, f"resumed from checkpoint {last.name} at step {start}")
-    n_params = sum(p.numel() for p in model.parameters())
-    log(rank, f"training {cfg.recipe} ({n_params / 1e6:.2f}M parameters) on {len(entries)} items, "
-              f"{world} workers, steps {start}->{cfg.train.steps}")
+        say(f"resumed from checkpoint {last.name} at step {start}", log)
+    say(f"training {cfg.recipe} ({n_params / 1e6:.2f}M parameters) on {n_items} items, {world} workers "
+        f"({t.parallel}, {device.type}), steps {start}->{t.steps}", log)
 
-    totals = torch.zeros(3)  # loss sum, samples, natural units (e.g. audio seconds)
-    t0 = time.perf_counter()
-    unit = "samples"
-    since = 0
-    for step in range(start, cfg.train.steps):
-        ddp.train()
-        batch = recipe.collate([data[i] for i in sampler.indices(step)])
-        loss, stats = recipe.loss(ddp, batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(ddp.parameters(), cfg.train.grad_clip)
-        opt.step()
-        sched.step()
-        unit = next((k for k in stats if k != "samples"), "samples")
-        totals += torch.tensor([float(loss.detach()), stats["samples"], stats.get(unit, 0.0)])
+    tracker = None
+    if rank == 0 and t.mlflow and os.environ.get("MLFLOW_TRACKING_URI"):
+        from hearthkit.engine.tracking import MlflowTracker
+
+        tracker = MlflowTracker(run_dir, cfg.name, spec["config"],
+                                {"recipe": cfg.recipe, "manifest_sha256": spec["manifest_hash"]})
+    meter = Meter(run_dir, t.steps, device, flops, peak_tflops(device, t.peak_tflops), tracker)
+    loop = Loop(recipe, model, data, sampler, opt, sched, cfg, device)
+    ctl = stop.control_group(device)
+    watch = preempt.PreemptWatch.from_env()  # SLURM USR1 / k8s TERM -> checkpoint, exit for requeue
+    done = start
+    halt = preempted = False
+    for step in range(start, t.steps):
+        halt = loop.run(step, meter, log, ctl)
+        preempted = watch.should_stop()
+        halt = halt or preempted
         done = step + 1
-        since += 1
-        if done % cfg.train.log_every == 0 or done == cfg.train.steps:
-            dist.all_reduce(totals)
-            dt = time.perf_counter() - t0
-            rec = {"step": done, "steps": cfg.train.steps, "loss": totals[0].item() / (world * since),
-                   "lr": sched.get_last_lr()[0], "samples_per_s": totals[1].item() / dt,
-                   f"{unit}_per_s": totals[2].item() / dt}
-            if rank == 0:
-                with (run_dir / "metrics.jsonl").open("a") as f:
-                    f.write(json.dumps(rec) + "\n")
-            log(rank, "step {step}/{steps} loss {loss:.4f} lr {lr:.2e} samples/s {samples_per_s:.1f} ".format(**rec)
-                + f"{unit}/s {rec[f'{unit}_per_s']:.1f}")
-            totals.zero_()
-            since = 0
-            t0 = time.perf_counter()
-        stop = watch.should_stop()  # hook: all ranks agree to stop after this step
-        if done % cfg.train.checkpoint_every == 0 or done == cfg.train.steps or stop:
-            extra = {"step": done, "scheduler": sched.state_dict(), "rng": torch.get_rng_state()}
-            path = checkpoint.save(ckpt_root, done, ddp, opt, extra, cfg.train.keep_last)
-            log(rank, f"checkpoint {path.name}")
-        if stop and done < cfg.train.steps:
-            watch.exit_for_requeue(rank, done)  # hook
+        if done % t.checkpoint_every == 0 or done == t.steps or halt:
+            path = checkpoint.save(ckpt_root, done, state, checkpoint.loop_state(done, sched, sampler), t.keep_last)
+            say(f"checkpoint {path.name}", log)
+        if preempted and done < t.steps:
+            if tracker is not None:
+                tracker.close("KILLED")
+            watch.exit_for_requeue(rank, done)
+        if halt:
+            say(f"stopping at step {done} as asked; the checkpoint holds everything to resume", log)
+            break
+    status = "stopped" if halt and done < t.steps else "finished"
+    if status == "finished":
+        weights = full_weights(model)  # collective under FSDP2
+        if rank == 0:
+            checkpoint.write_safetensors(weights, run_dir / "final" / "model.safetensors")
     if rank == 0:
-        final = run_dir / "final"
-        final.mkdir(exist_ok=True)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(final / "model.safetensors"))
+        (run_dir / STATE_FILE).write_text(json.dumps({"status": status, "step": done}))
+    if tracker is not None:
+        tracker.close("FINISHED" if status == "finished" else "KILLED")
     dist.barrier()
-    # Every rank has written all it must. Exit now instead of tearing torch down: destroying DDP's reducer joins
-    # gloo's worker threads while holding the GIL, and a thread still freeing the last barrier's tensors needs the
-    # GIL, so the teardown can deadlock (seen under load). The process group needs no goodbye.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    log.write(f"{status} at step {done}")
+    log.close()
+    if exit_process:
+        # A torchrun worker exits here, with the model still referenced: tearing down DDP's reducer joins gloo's
+        # worker threads while holding the GIL, and a thread still freeing the last barrier's tensors needs the
+        # GIL, so destroying the group (or returning, which frees the reducer) can deadlock under load.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    dist.destroy_process_group()
+    return status
 
 
+@record  # torchrun's error file: its closing report then carries this rank's traceback
 def main() -> None:
     """Entry point under torchrun: `python -m hearthkit.engine.trainer RUN_DIR`."""
     run_dir = Path(sys.argv[1])
+    die_with_parent()
+    holder: list[RankLog] = []
     try:
-        train(run_dir)
+        train(run_dir, holder, exit_process=True)  # exits the process itself once everything is written
     except Exception as exc:
         # Name the rank and host so a failure in a group of workers is easy to place.
         rank = os.environ.get("RANK", "?")
         print(f"rank {rank} on {socket.gethostname()}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        log = holder[0] if holder else RankLog(run_dir, int(os.environ.get("RANK", "0")))
+        log.failure(exc)
         raise
 
 

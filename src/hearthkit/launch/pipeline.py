@@ -23,14 +23,15 @@ class RunResult:
 
 
 def train_pipeline(ws: Workspace, catalog: Catalog, cfg: RunConfig, say: Callable[[str], None],
-                   on_line: Callable[[str], None], node=None) -> RunResult | None:
+                   on_line: Callable[[str], None], node=None, max_restarts: int = 0) -> RunResult | None:
     """Run CFG end to end; SAY reports stages, ON_LINE receives the workers' output lines.
 
     With NODE (a multinode.NodePlan), node 0 plans, trains and publishes; other nodes wait for node 0's plan,
     train, and return None.
     """
+    from hearthkit.engine.trainer import STATE_FILE
     from hearthkit.launch import multinode
-    from hearthkit.launch.local import run_torchrun, torchrun_command
+    from hearthkit.launch.local import launch_torchrun, outcome, torchrun_command, worker_env
     from hearthkit.launch.plan import plan_run, record_data_access
 
     follower = node is not None and node.node_rank > 0
@@ -43,19 +44,40 @@ def train_pipeline(ws: Workspace, catalog: Catalog, cfg: RunConfig, say: Callabl
         counts = ", ".join(f"{k} {v}" for k, v in manifest.excluded_counts().items()) or "none"
         say(f"run {cfg.name}: {len(manifest.included)} items permitted, excluded: {counts}")
         say(f"{'resuming' if resumed else 'starting'} in {run_dir}")
-    cmd = torchrun_command(run_dir, cfg.launch) if node is None else multinode.torchrun_multinode_command(
-        run_dir, cfg.launch, node)
+    cmd = torchrun_command(run_dir, cfg.launch, max_restarts) if node is None else \
+        multinode.torchrun_multinode_command(run_dir, cfg.launch, node, max_restarts)
     say(" ".join(cmd))
-    rc = run_torchrun(cmd, cfg.launch, on_line)
+    (run_dir / STATE_FILE).unlink(missing_ok=True)
+    _set_status(catalog, cfg.name, "training", follower)
+    done = launch_torchrun(cmd, cfg.launch, on_line, worker_env(cfg, ws.root))
     if not follower:
         record_data_access(catalog, run_dir, cfg.name)  # what the workers read, even when training failed
-    if rc != 0:
-        raise HearthError(f"training failed (torchrun exit {rc}); see the rank errors above; "
-                          f"re-run the same command to resume from the last checkpoint")
+    try:
+        state = outcome(run_dir, done, cfg.launch.timeout_s, say)
+    except HearthError:
+        _set_status(catalog, cfg.name, "failed", follower)
+        raise
     if follower:
         return None
+    if state["status"] == "stopped":
+        _set_status(catalog, cfg.name, "stopped", follower)
+        raise HearthError(f"stopped at step {state['step']} with a checkpoint; re-run the same command to resume")
     say("evaluating on held-out items …")
     return finish_run(ws, catalog, run_dir)
+
+
+def _set_status(catalog: Catalog, name: str, status: str, follower: bool) -> None:
+    """Record a run's status in the catalog (node 0 only): training, stopped, failed; publishing sets finished."""
+    from sqlalchemy import select
+
+    from hearthkit.catalog.models import Run
+
+    if follower:
+        return
+    with catalog.session() as s:
+        run = s.scalar(select(Run).where(Run.name == name))
+        if run is not None:
+            run.status = status
 
 
 def finish_run(ws: Workspace, catalog: Catalog, run_dir: Path) -> RunResult:

@@ -53,6 +53,10 @@ class Recipe(ABC):
                  reader: GovernedReader) -> list[dict]:
         """Per-item results (reference, hypothesis and the item's metadata) for disaggregated scoring."""
 
+    def flops_per_sample(self, cfg: BaseModel, model: nn.Module) -> float | None:
+        """Training FLOPs (forward + backward) of one sample, for MFU; None where unknown."""
+        return None
+
     def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
         """Copy the parent model's weights wherever name and shape match (a recipe may do better); say what."""
         from safetensors.torch import load_file

@@ -1,0 +1,45 @@
+"""Export a published model: final weights (safetensors), model card, config and preparation, to a new folder."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from sqlalchemy import select
+
+from hearthkit.catalog.db import Catalog
+from hearthkit.catalog.models import Model
+from hearthkit.errors import HearthError
+
+
+def export_model(catalog: Catalog, name: str, dest: Path) -> tuple[Path, list[str]]:
+    """Copy model NAME into DEST (created; never over existing files); return it and the model's restrictions."""
+    with catalog.session() as s:
+        model = s.scalar(select(Model).where(Model.name == name))
+        if model is None:
+            known = ", ".join(s.scalars(select(Model.name).order_by(Model.name))) or "none yet"
+            raise HearthError(f"no model named {name!r} (models: {known})")
+        if model.status != "active":
+            raise HearthError(f"model {name!r} is {model.status}; only active models may be exported")
+        src, restrictions = Path(model.path), list(model.restrictions)
+    for needed in ("model.safetensors", "model_card.md"):
+        if not (src / needed).is_file():
+            raise HearthError(f"{src / needed}: missing; re-run `hearth train` for {name!r} to publish it again")
+    dest = dest.resolve()
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise HearthError(f"{dest}: already exists and is not empty; name a new folder")
+    # Build beside the destination, then rename: an interrupted export leaves no half-written folder.
+    tmp = dest.parent / f".tmp-export-{dest.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy2(src / "model.safetensors", tmp / "model.safetensors")
+    shutil.copy2(src / "model_card.md", tmp / "README.md")  # the Hugging Face name of a model card
+    for extra in ("config.json", "evaluation.json"):
+        if (src / extra).is_file():
+            shutil.copy2(src / extra, tmp / extra)
+    if (src / "prep").is_dir():
+        shutil.copytree(src / "prep", tmp / "prep")
+    if dest.exists():
+        dest.rmdir()
+    tmp.replace(dest)
+    return dest, restrictions
