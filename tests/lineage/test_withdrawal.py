@@ -89,6 +89,10 @@ def test_withdraw_speaker_marks_models_and_retrain(workspace: Path, speech_archi
             with pytest.raises(HearthError, match="revoked"):
                 guard(s, old, "research")
             assert guard(s, new, "research").status == "active"
+    for old in ("A", "B"):
+        proc = hearth("export", old, str(tmp_path / f"export-{old}"), ws=workspace, check=False)
+        assert proc.returncode == 2 and "revoked" in proc.stderr and not (tmp_path / f"export-{old}").exists()
+    assert "exported B-r1" in hearth("export", "B-r1", str(tmp_path / "export-B-r1"), ws=workspace).stdout
     show = hearth("models", "show", "B-r1", ws=workspace).stdout
     assert "parents: A-r1" in show
 
@@ -109,6 +113,8 @@ def test_inheritance_refuses_commercial_use(workspace: Path, speech_archive: Pat
         with pytest.raises(HearthError, match="tk:non_commercial"):
             guard(s, "A", "commercial")
         assert guard(s, "A", "research").name == "A"
+    proc = hearth("export", "A", str(tmp_path / "out"), "--purpose", "commercial", ws=workspace, check=False)
+    assert proc.returncode == 2 and "tk:non_commercial" in proc.stderr and "no commercial use" in proc.stderr
     # Transfer for a commercial purpose from a non-commercial parent is refused before any training.
     cfg = _config(tmp_path, "C", "demo-korero", init_from="A")
     proc = hearth("train", str(cfg), "--set", "request.purpose=commercial", ws=workspace, check=False)

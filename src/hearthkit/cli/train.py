@@ -182,13 +182,16 @@ def _last_metrics(path: Path) -> dict | None:
 def export(
     model: Annotated[str, typer.Argument(help="Model name (see `hearth models`).")],
     dest: Annotated[Path, typer.Argument(help="Folder to create with the weights and the model card.")],
+    purpose: Annotated[str | None, typer.Option(help="What the export is for (default: the run's purpose); "
+                                                     "refused where the model's restrictions forbid it.")] = None,
+    requester: Annotated[str | None, typer.Option(help="Who receives it (default: the run's requester).")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Write a model's final weights (safetensors), its model card (README.md), config and preparation to a folder."""
     from hearthkit.engine.export import export_model
 
     _, catalog = open_catalog(workspace)
-    out, restrictions = export_model(catalog, model, dest)
+    out, restrictions = export_model(catalog, model, dest, purpose, requester)
     console.print(f"exported {model} to {out}")
     if restrictions:
         console.print(f"[bold]restrictions travel with it[/]: {', '.join(restrictions)} (see README.md)")

@@ -12,15 +12,21 @@ from hearthkit.catalog.models import Model
 from hearthkit.errors import HearthError
 
 
-def export_model(catalog: Catalog, name: str, dest: Path) -> tuple[Path, list[str]]:
-    """Copy model NAME into DEST (created; never over existing files); return it and the model's restrictions."""
+def export_model(catalog: Catalog, name: str, dest: Path, purpose: str | None = None,
+                 requester: str | None = None) -> tuple[Path, list[str]]:
+    """Copy model NAME into DEST for PURPOSE (default: its run's) by REQUESTER; refuse what its lineage forbids."""
+    from hearthkit.catalog.models import Run
+    from hearthkit.governance import audit
+    from hearthkit.lineage.registry import guard
+
     with catalog.session() as s:
         model = s.scalar(select(Model).where(Model.name == name))
         if model is None:
             known = ", ".join(s.scalars(select(Model.name).order_by(Model.name))) or "none yet"
             raise HearthError(f"no model named {name!r} (models: {known})")
-        if model.status != "active":
-            raise HearthError(f"model {name!r} is {model.status}; only active models may be exported")
+        run = s.get(Run, model.run_id)
+        purpose, requester = purpose or run.purpose, requester or run.requester
+        guard(s, name, purpose, requester)  # status, inherited restrictions, protocols
         src, restrictions = Path(model.path), list(model.restrictions)
     for needed in ("model.safetensors", "model_card.md"):
         if not (src / needed).is_file():
@@ -42,4 +48,5 @@ def export_model(catalog: Catalog, name: str, dest: Path) -> tuple[Path, list[st
     if dest.exists():
         dest.rmdir()
     tmp.replace(dest)
+    audit.record(catalog, "export", requester, model=name, purpose=purpose, to=str(dest))
     return dest, restrictions

@@ -41,5 +41,14 @@ def guard(s: Session, name: str, purpose: str, requester: str | None = None) -> 
 
     m = get_model(s, name)
     nxt = successor(s, m)
-    check_use(m.name, m.status, m.restrictions or [], purpose, requester, successor=nxt.name if nxt else None)
+    check_use(m.name, m.status, m.restrictions or [], purpose, requester, lambda who: memberships(s, who),
+              successor=nxt.name if nxt else None)
     return m
+
+
+def memberships(s: Session, person: str) -> set[str]:
+    """Names of the protocols PERSON is a member of."""
+    from hearthkit.catalog.models import Person, Protocol, ProtocolMember
+
+    return set(s.scalars(select(Protocol.name).join(ProtocolMember, ProtocolMember.protocol_id == Protocol.id)
+                         .join(Person, Person.id == ProtocolMember.person_id).where(Person.name == person)))
