@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict, set_state_dict
 
 PREFIX = "step_"
 
@@ -65,3 +65,16 @@ def load(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -
     set_state_dict(model, optimizer, model_state_dict=state["model"], optim_state_dict=state["optim"])
     mine = path / f"extra_rank{dist.get_rank()}.pt"
     return torch.load(mine if mine.exists() else path / "extra_rank0.pt", weights_only=False)
+
+
+def average_weights(paths: list[Path], model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Mean of the model weights saved in checkpoints PATHS (collective: every rank calls it)."""
+    total: dict[str, torch.Tensor] = {}
+    for p in paths:
+        sd = {k: v.detach().clone() for k, v in get_model_state_dict(model).items()}
+        state = {"model": sd}
+        dcp.load(state, checkpoint_id=str(p))  # model entries only; the optimizer state is not needed
+        for k, v in state["model"].items():
+            total[k] = total[k] + v.float() if k in total else v.float().clone()
+    ref = get_model_state_dict(model)
+    return {k: (v / len(paths)).to(ref[k].dtype) for k, v in total.items()}

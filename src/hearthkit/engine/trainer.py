@@ -117,6 +117,11 @@ def train(run_dir: Path) -> None:
             extra = {"step": done, "scheduler": sched.state_dict(), "rng": torch.get_rng_state()}
             path = checkpoint.save(ckpt_root, done, ddp, opt, extra, cfg.train.keep_last)
             log(rank, f"checkpoint {path.name}")
+    average = getattr(mcfg, "average_last", 1)  # recipes that offer checkpoint averaging (e.g. mt)
+    if average > 1:
+        paths = checkpoint.checkpoints(ckpt_root)[-average:]
+        model.load_state_dict(checkpoint.average_weights(paths, ddp))
+        log(rank, f"averaged the weights of {len(paths)} checkpoints: {', '.join(p.name for p in paths)}")
     if rank == 0:
         final = run_dir / "final"
         final.mkdir(exist_ok=True)

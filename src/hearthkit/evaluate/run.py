@@ -9,13 +9,10 @@ from safetensors.torch import load_file
 
 from hearthkit.data.loader import GovernedReader
 from hearthkit.engine.config import RunConfig
-from hearthkit.evaluate.metrics import disaggregate, gaps
+from hearthkit.evaluate.metrics import disaggregate, gaps, signatures
 from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes import get_recipe
 from hearthkit.store.cas import ContentStore
-
-GROUP_COLUMNS = ["speaker", "dialect", "gender"]
-
 
 def evaluate_run(run_dir: Path, by: list[str] | None = None) -> dict:
     """Per-item records, per-group rows and gaps of the run's final model on its held-out items."""
@@ -31,6 +28,6 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None) -> dict:
     entries = [e for e in manifest.included if e["item_id"] in test_ids]
     reader = GovernedReader(ContentStore(Path(spec["store"])), entries, run_dir / "access" / "eval.jsonl")
     records = recipe.evaluate(model, mcfg, prep, entries, reader) if entries else []
-    rows = disaggregate(records, by or GROUP_COLUMNS, recipe.metric_names) if records else []
+    rows = disaggregate(records, by or recipe.group_columns(mcfg), recipe.metric_names) if records else []
     return {"records": records, "rows": rows, "gaps": gaps(rows, recipe.metric_names) if rows else {},
-            "metrics": recipe.metric_names}
+            "metrics": recipe.metric_names, "signatures": signatures(recipe.metric_names)}

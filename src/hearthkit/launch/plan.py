@@ -10,12 +10,14 @@ from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Run
+from hearthkit.data.loader import GovernedReader
 from hearthkit.data.split import split_entries
 from hearthkit.engine.config import RunConfig
 from hearthkit.errors import HearthError
 from hearthkit.governance.manifest import Manifest, Request
 from hearthkit.governance.policy import compute_manifest
 from hearthkit.recipes import get_recipe
+from hearthkit.store.cas import ContentStore
 from hearthkit.workspace import Workspace
 
 
@@ -60,7 +62,9 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
     (run_dir / "split.json").write_text(json.dumps({"by": cfg.split.by, "train": [e["item_id"] for e in train],
                                                     "test": [e["item_id"] for e in test]}))
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
-    recipe.prepare(mcfg, train, run_dir / "prep")
+    # Preparation (e.g. a vocabulary) reads training items only, through the governed reader.
+    reader = GovernedReader(ContentStore(ws.store_dir), train, run_dir / "access" / "prepare.jsonl")
+    recipe.prepare(mcfg, train, run_dir / "prep", reader=reader, manifest=manifest)
     spec = {"config": json.loads(cfg.model_dump_json()), "manifest_hash": mhash,
             "as_of": manifest.request.as_of, "store": str(ws.store_dir)}
     spec_path.write_text(json.dumps(spec, indent=1))

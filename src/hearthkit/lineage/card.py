@@ -15,7 +15,7 @@ def _fmt(x: float) -> str:
 
 
 def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test: int, rows: list[dict],
-               gaps: dict, metrics: tuple[str, ...], config: dict) -> str:
+               gaps: dict, metrics: tuple[str, ...], config: dict, signatures: dict | None = None) -> str:
     """The card's Markdown text."""
     results = []
     for r in rows:
@@ -67,6 +67,8 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
         cells = " | ".join(f"{_fmt(r[m])} | [{_fmt(r[m + '_ci'][0])}, {_fmt(r[m + '_ci'][1])}]"
                            if f"{m}_ci" in r else f"{_fmt(r[m])} | –" for m in metrics)
         lines.append(f"| {r['by']} | {r['group']} | {r['n']} | {cells} |")
+    if signatures:
+        lines += ["", "Metric signatures (sacrebleu): " + "; ".join(f"{m.upper()} `{s}`" for m, s in signatures.items())]
     if gaps:
         lines += ["", "Gap between best and worst group: " + "; ".join(
             f"{col}: " + ", ".join(f"{m.upper()} {_fmt(v)}" for m, v in g.items()) for col, g in gaps.items())]

@@ -29,9 +29,11 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
     shutil.copy2(run_dir / "final" / "model.safetensors", tmp / "model.safetensors")
     shutil.copytree(run_dir / "prep", tmp / "prep")
     (tmp / "config.json").write_text(json.dumps(cfg, indent=1, ensure_ascii=False))
-    (tmp / "evaluation.json").write_text(json.dumps({k: evaluation[k] for k in ("rows", "gaps")}, indent=1))
+    (tmp / "evaluation.json").write_text(json.dumps({k: evaluation.get(k) for k in ("rows", "gaps", "signatures")},
+                                                      indent=1))
     card = model_card(name, cfg["recipe"], manifest, len(split["train"]), len(split["test"]), evaluation["rows"],
-                      evaluation["gaps"], tuple(evaluation["metrics"]), cfg)
+                      evaluation["gaps"], tuple(evaluation["metrics"]), cfg,
+                      evaluation.get("signatures"))
     write_card(tmp / "model_card.md", card)
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)

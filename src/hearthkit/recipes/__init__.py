@@ -8,7 +8,11 @@ from hearthkit.errors import HearthError
 from hearthkit.recipes.base import Recipe
 
 # name -> module that defines RECIPE; imported lazily so `hearth --help` stays fast.
-REGISTRY = {"asr": "hearthkit.recipes.asr.recipe"}
+REGISTRY = {
+    "asr": "hearthkit.recipes.asr.recipe",
+    "mt": "hearthkit.recipes.mt.recipe",
+    "lm": "hearthkit.recipes.lm.recipe",
+}
 
 
 def get_recipe(name: str) -> Recipe:

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from hearthkit.data.loader import GovernedReader
+from hearthkit.governance.manifest import Manifest
 
 
 class Recipe(ABC):
@@ -20,8 +21,11 @@ class Recipe(ABC):
     ModelConfig: type[BaseModel]
 
     @abstractmethod
-    def prepare(self, cfg: BaseModel, train_entries: list[dict], out: Path) -> dict:
-        """Fit what comes from training data only (e.g. a vocabulary); save under OUT; return it."""
+    def prepare(self, cfg: BaseModel, train_entries: list[dict], out: Path, reader: GovernedReader | None = None,
+                manifest: Manifest | None = None) -> dict:
+        """Fit what comes from training data only (e.g. a vocabulary); save under OUT; return it.
+
+        READER reads the bytes of TRAIN_ENTRIES (and nothing else); MANIFEST gives excluded items' reasons."""
 
     @abstractmethod
     def load_prep(self, folder: Path) -> dict:
@@ -50,3 +54,7 @@ class Recipe(ABC):
         """Per-item results (reference, hypothesis and the item's metadata) for disaggregated scoring."""
 
     metric_names: tuple[str, ...] = ()
+
+    def group_columns(self, cfg: BaseModel) -> list[str]:
+        """Item metadata columns the evaluation is disaggregated by."""
+        return ["speaker", "dialect", "gender"]
