@@ -9,6 +9,7 @@ import typer
 
 from hearthkit.cli import data as data_cmds
 from hearthkit.cli import train as train_cmds
+from hearthkit.cli import use as use_cmds
 from hearthkit.cli.common import console, user_errors
 
 app = typer.Typer(
@@ -21,6 +22,10 @@ app.add_typer(data_cmds.demo_app, name="demo-data")
 app.command("plan", help=train_cmds.plan.__doc__ + train_cmds.PLAN_EXAMPLE)(train_cmds.plan)
 app.command("train", help=train_cmds.train.__doc__ + train_cmds.TRAIN_EXAMPLE)(train_cmds.train)
 app.command("models", help=train_cmds.models.__doc__ + "\n\nExample: hearth models")(train_cmds.models)
+app.command("translate", help=use_cmds.translate.__doc__ + "\n\nExample: hearth translate es-nah --to nah < input.txt"
+            )(use_cmds.translate)
+app.command("generate", help=use_cmds.generate.__doc__ + "\n\nExample: hearth generate nah-lm --prompt 'In '"
+            )(use_cmds.generate)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"

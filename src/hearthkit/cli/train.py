@@ -87,6 +87,8 @@ def train(
     for r in evaluation["rows"]:
         table.add_row(r["by"], r["group"], str(r["n"]), *[f"{r[m]:.3f}" for m in evaluation["metrics"]])
     console.print(table)
+    for m, sig in (evaluation.get("signatures") or {}).items():
+        console.print(f"{m.upper()} signature (sacrebleu): {sig}", highlight=False)
     console.print(f"model card: {card}")
 
 
