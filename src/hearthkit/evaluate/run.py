@@ -14,6 +14,7 @@ from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes import get_recipe
 from hearthkit.store.cas import ContentStore
 
+
 def evaluate_run(run_dir: Path, by: list[str] | None = None) -> dict:
     """Per-item records, per-group rows and gaps of the run's final model on its held-out items."""
     spec = json.loads((run_dir / "run.json").read_text())

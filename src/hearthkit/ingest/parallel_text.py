@@ -9,6 +9,7 @@ Item.text stays empty: the text reaches a run only through the governed reader.
 from __future__ import annotations
 
 import csv
+import os
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -126,7 +127,9 @@ def import_parallel(catalog: Catalog, store: ContentStore, folder: Path, src: st
     sides, problems = read_parallel(folder, src, tgt, corpus or folder.name)
     report = ImportReport(collection=info.collection.name, problems=problems)
     # Everything is read and checked before anything is stored or committed.
-    digests = [store.put(s.data) for s in sides]
+    # Many small objects: write them without a flush each, then flush once before the catalog refers to them.
+    digests = [store.put(s.data, sync=False) for s in sides]
+    os.sync()
     _commit(catalog, info, sides, digests, coll_labels, report)
     return report
 

@@ -68,7 +68,8 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
                            if f"{m}_ci" in r else f"{_fmt(r[m])} | –" for m in metrics)
         lines.append(f"| {r['by']} | {r['group']} | {r['n']} | {cells} |")
     if signatures:
-        lines += ["", "Metric signatures (sacrebleu): " + "; ".join(f"{m.upper()} `{s}`" for m, s in signatures.items())]
+        lines += ["", "Metric signatures (sacrebleu): "
+                  + "; ".join(f"{m.upper()} `{s}`" for m, s in signatures.items())]
     if gaps:
         lines += ["", "Gap between best and worst group: " + "; ".join(
             f"{col}: " + ", ".join(f"{m.upper()} {_fmt(v)}" for m, v in g.items()) for col, g in gaps.items())]

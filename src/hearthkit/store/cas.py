@@ -34,8 +34,11 @@ class ContentStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
-    def put(self, data: bytes) -> str:
-        """Store DATA, return its hash; the same content is stored once."""
+    def put(self, data: bytes, sync: bool = True) -> str:
+        """Store DATA, return its hash; the same content is stored once.
+
+        SYNC=False skips the per-object fsync for bulk imports, which must call `os.sync()` before the
+        catalog refers to the objects (one flush instead of one per object)."""
         digest = sha256_bytes(data)
         dest = self.path(digest)
         if dest.is_file():
@@ -47,7 +50,8 @@ class ContentStore:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
+                if sync:
+                    os.fsync(f.fileno())
             os.replace(tmp, dest)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

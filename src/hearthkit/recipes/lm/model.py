@@ -77,7 +77,10 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    """Token + position embeddings, N blocks, final LayerNorm, output tied to the token embedding."""
+    """Token + position embeddings, N blocks, final LayerNorm, output tied to the token embedding.
+
+    The tie is a matmul with wte.weight rather than a shared Parameter, so safetensors stores it once.
+    """
 
     def __init__(self, cfg: LMConfig, vocab: int):
         super().__init__()
@@ -87,8 +90,6 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.h = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
-        self.lm_head = nn.Linear(cfg.n_embd, vocab, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying
         self.apply(self._init)
         for name, p in self.named_parameters():  # GPT-2: scale residual projections by depth
             if name.endswith("c_proj.weight"):
@@ -116,7 +117,7 @@ class GPT(nn.Module):
         x = self.drop(self.wte(idx) + self.wpe(pos))  # (B, T, C)
         for block in self.h:
             x = block(x)
-        return self.lm_head(self.ln_f(x))  # (B, T, V)
+        return self.ln_f(x) @ self.wte.weight.T  # output tied to the token embedding: (B, T, V)
 
     def flops_per_token(self, T: int | None = None) -> float:
         """Training FLOPs per token: 6N for the matmuls plus 12·L·C·T for attention scores (PaLM appendix B)."""
