@@ -81,3 +81,35 @@ def test_mt_trains_evaluates_translates_and_matches_sacrebleu(trained_mt):
     assert len(dropped) == 6 and all("tk:secret_sacred" in d["reason"] for d in dropped)
     # The checkpoint averaging ran over the last two checkpoints.
     assert "averaged the weights of 2 checkpoints: step_00000120, step_00000160" in train_out
+
+
+def test_multilingual_and_reverse_directions_share_one_vocabulary_with_target_tags(workspace: Path, tmp_path: Path):
+    from hearthkit.catalog.db import Catalog
+    from hearthkit.data.loader import GovernedReader
+    from hearthkit.governance.manifest import Request
+    from hearthkit.governance.policy import compute_manifest
+    from hearthkit.recipes.mt.model import MTConfig
+    from hearthkit.recipes.mt.recipe import RECIPE, tag
+    from hearthkit.store.cas import ContentStore
+
+    for name, seed in (("toy-a", 1), ("toy-b", 2)):
+        folder = make_parallel_corpus(tmp_path / name, n_train=30, n_dev=0, seed=seed)
+        if name == "toy-b":  # a second language: same corpus shape, its own code
+            (folder / "train.xx").rename(folder / "train.yy")
+            (folder / "train.meta.csv").unlink()
+        hearth("data", "import-parallel", str(folder), "--src", "es", "--tgt", "xx" if name == "toy-a" else "yy",
+               "--collection", name, "--community", "Toy community", "--purpose", "research", ws=workspace)
+    root = find_workspace(workspace)
+    man = compute_manifest(Catalog.open(root.db_url), Request("research", "t", ("toy-a", "toy-b"), "2026-11-27"))
+    cfg = MTConfig(pairs=["es-xx", "es-yy", "xx-es"], vocab_size=60, d_model=32, n_heads=2, enc_layers=1,
+                   dec_layers=1, d_ff=64)
+    reader = GovernedReader(ContentStore(root.store_dir), man.included)
+    prep = RECIPE.prepare(cfg, man.included, tmp_path / "prep", reader=reader, manifest=man)
+    vocab = prep["vocab"]
+    data = RECIPE.dataset(cfg, prep, man.included, reader, train=True)
+    assert len(data) == 30 + 30 + 30  # es->xx and xx->es from toy-a, es->yy from toy-b
+    first_tokens = {int(data[i]["src"][0]) for i in range(len(data))}
+    assert first_tokens == {vocab.piece_id(tag(x)) for x in ("xx", "yy", "es")}
+    model = RECIPE.build_model(cfg, prep)
+    loss, stats = RECIPE.loss(model, RECIPE.collate([data[i] for i in range(4)]))
+    assert loss.item() > 0 and stats["samples"] == 4

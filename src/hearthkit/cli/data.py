@@ -143,3 +143,20 @@ def import_parallel_(
     console.print(f"collection {report.collection}: {report.imported} text items imported "
                   f"({report.imported // 2} pairs), {report.unchanged} already present, "
                   f"{len(report.problems)} problems")
+
+
+@demo_app.command("parallel", help="Write a synthetic Spanish <-> invented-language parallel corpus (train/dev, "
+                                   "domains, a few tk:secret_sacred lines) for `hearth data import-parallel`.\n\n"
+                                   "Example: hearth demo-data parallel ./toy --pairs 400")
+@user_errors
+def parallel(
+    folder: Annotated[Path, typer.Argument(help="Where to write the corpus.")],
+    pairs: Annotated[int, typer.Option(help="Training pairs.")] = 400,
+    dev: Annotated[int, typer.Option(help="Dev pairs.")] = 40,
+    secret: Annotated[int, typer.Option(help="Training pairs whose xx side is tk:secret_sacred.")] = 5,
+) -> None:
+    """Write the demo parallel corpus."""
+    from hearthkit.demo.parallel import make_parallel_corpus
+
+    make_parallel_corpus(folder, pairs, dev, secret=secret)
+    console.print(f"wrote {pairs} training and {dev} dev pairs (es, xx) to {folder}")
