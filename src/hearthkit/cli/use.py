@@ -17,11 +17,15 @@ def translate(
     model: ModelArg,
     to: Annotated[str, typer.Option("--to", help="Target language code, e.g. nah.")],
     beam: Annotated[int | None, typer.Option(help="Beam size (1 = greedy; default: the model's).")] = None,
+    threads: Annotated[int, typer.Option(help="Torch threads (more only helps on an idle machine).")] = 1,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Translate standard input, one sentence a line, into language --to with an mt model."""
+    import torch
+
     from hearthkit.recipes.load import load_model_dir, resolve_model
 
+    torch.set_num_threads(threads)
     recipe, cfg, prep, net = load_model_dir(resolve_model(model, workspace), "mt")
     lines = [line.strip() for line in sys.stdin.read().splitlines()]
     out = recipe.translate(net, cfg, prep, [x for x in lines if x], to, beam)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file
 
 from hearthkit.data.loader import GovernedReader
@@ -19,6 +20,8 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None) -> dict:
     """Per-item records, per-group rows and gaps of the run's final model on its held-out items."""
     spec = json.loads((run_dir / "run.json").read_text())
     cfg = RunConfig.model_validate(spec["config"])
+    # Same thread count as a training worker: on a busy machine extra threads slow small ops down, not up.
+    torch.set_num_threads(cfg.launch.threads_per_worker)
     recipe = get_recipe(cfg.recipe)
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     prep = recipe.load_prep(run_dir / "prep")
