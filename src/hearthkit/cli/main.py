@@ -14,6 +14,7 @@ from hearthkit.cli import lineage as lineage_cmds
 from hearthkit.cli import monitor as monitor_cmds
 from hearthkit.cli import submit as submit_cmds
 from hearthkit.cli import train as train_cmds
+from hearthkit.cli import use as use_cmds
 from hearthkit.cli.common import console, user_errors
 
 app = typer.Typer(
@@ -45,6 +46,10 @@ app.command("request", help=gov_cmds.request.__doc__ + gov_cmds.REQUEST_EXAMPLE)
 app.command("approve", help=gov_cmds.approve.__doc__ + gov_cmds.APPROVE_EXAMPLE)(gov_cmds.approve)
 app.command("deny", help=gov_cmds.deny.__doc__ + gov_cmds.DENY_EXAMPLE)(gov_cmds.deny)
 app.command("monitor", help=monitor_cmds.monitor.__doc__ + monitor_cmds.MONITOR_EXAMPLE)(monitor_cmds.monitor)
+app.command("translate", help=use_cmds.translate.__doc__ + "\n\nExample: hearth translate es-nah --to nah < input.txt"
+            )(use_cmds.translate)
+app.command("generate", help=use_cmds.generate.__doc__ + "\n\nExample: hearth generate nah-lm --prompt 'In '"
+            )(use_cmds.generate)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"

@@ -129,6 +129,8 @@ def train(
         console.print(f"node {node.node_rank}: training finished; node 0 evaluates and writes the model card")
         return
     console.print(_results_table(result.evaluation))
+    for m, sig in (result.evaluation.get("signatures") or {}).items():
+        console.print(f"{m.upper()} signature (sacrebleu): {sig}", highlight=False)
     console.print(f"model card: {result.card}")
 
 

@@ -20,7 +20,12 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
-from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+from torch.distributed.checkpoint.state_dict import (
+    get_model_state_dict,
+    get_state_dict,
+    set_model_state_dict,
+    set_state_dict,
+)
 from torch.distributed.checkpoint.stateful import Stateful
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -156,3 +161,15 @@ def load(path: Path, state: ModelAndOptimizer) -> dict:
     dcp.load({"train": state}, checkpoint_id=str(path))
     with (path / f"rank{dist.get_rank()}.pt").open("rb") as f:
         return torch.load(f, weights_only=False)
+
+
+def load_average(paths: list[Path], model: nn.Module) -> None:
+    """Set MODEL's weights to the mean of those saved in checkpoints PATHS (collective: every rank calls it)."""
+    total: dict[str, torch.Tensor] = {}
+    for p in paths:
+        sd = {k: v.detach().clone() for k, v in get_model_state_dict(model).items()}
+        dcp.load({"train": {"model": sd}}, checkpoint_id=str(p))  # model entries only, not the optimizer's
+        for k, v in sd.items():
+            total[k] = total[k] + v.float() if k in total else v.float().clone()
+    ref = get_model_state_dict(model)
+    set_model_state_dict(model, {k: (v / len(paths)).to(ref[k].dtype) for k, v in total.items()})

@@ -25,7 +25,7 @@ from hearthkit.errors import HearthError
 from hearthkit.governance.vocabulary import LABELS
 from hearthkit.ingest.archive import ArchiveInfo, read_archive_info
 from hearthkit.ingest.speech_folder import ImportReport
-from hearthkit.store.cas import ContentStore
+from hearthkit.store.vault import Store
 
 BANDS = ("B02", "B03", "B04", "B08")
 BAND_NAMES = {"B02": "blue", "B03": "green", "B04": "red", "B08": "nir"}
@@ -211,7 +211,7 @@ def _collection_info(folder: Path) -> tuple[ArchiveInfo, list[dict], list[str]]:
     return info, labels, [str(c) for c in raw.get("classes") or []]
 
 
-def import_geotiff_folder(catalog: Catalog, store: ContentStore, folder: Path, layout: str = "oscd",
+def import_geotiff_folder(catalog: Catalog, store: Store, folder: Path, layout: str = "oscd",
                           progress=None) -> ImportReport:
     """Import every scene of FOLDER; bad scenes are reported (one line per file) and skipped, atomically."""
     folder = Path(folder)
@@ -238,7 +238,7 @@ def import_geotiff_folder(catalog: Catalog, store: ContentStore, folder: Path, l
     return report
 
 
-def _commit(catalog: Catalog, store: ContentStore, info: ArchiveInfo, labels: list[dict], pending: list[_File],
+def _commit(catalog: Catalog, store: Store, info: ArchiveInfo, labels: list[dict], pending: list[_File],
             report: ImportReport) -> None:
     """Store the bytes, then write collection, consent, labels and items in one transaction."""
     c = info.collection

@@ -89,8 +89,9 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
     (run_dir / "split.json").write_text(json.dumps({"by": cfg.split.by, "train": [e["item_id"] for e in train],
                                                     "test": [e["item_id"] for e in test]}))
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
+    # Preparation (e.g. a vocabulary) reads training items only, through the governed reader.
     reader = GovernedReader(workspace_store(ws), train, run_dir / "access" / "prepare.jsonl")
-    recipe.prepare(mcfg, train, run_dir / "prep", reader=reader)
+    recipe.prepare(mcfg, train, run_dir / "prep", reader=reader, manifest=manifest)
     spec = {"config": json.loads(cfg.model_dump_json()), "manifest_hash": mhash,
             "as_of": manifest.request.as_of, "store": str(ws.store_dir), "parent": parent,
             "keys": str(ws.keys_dir)}

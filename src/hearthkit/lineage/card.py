@@ -22,7 +22,8 @@ def _split_unit(config: dict) -> str:
 
 def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test: int, rows: list[dict],
                gaps: dict, metrics: tuple[str, ...], config: dict, restrictions: list[str] | None = None,
-               attribution: list[str] | None = None, lineage: list[dict] | None = None) -> str:
+               attribution: list[str] | None = None, lineage: list[dict] | None = None,
+               signatures: dict | None = None) -> str:
     """The card's Markdown text; RESTRICTIONS/ATTRIBUTION default to the manifest's (no parent)."""
     restrictions = manifest.restrictions if restrictions is None else restrictions
     attribution = manifest.attribution if attribution is None else attribution
@@ -83,6 +84,9 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
         cells = " | ".join(f"{_fmt(r[m])} | [{_fmt(r[m + '_ci'][0])}, {_fmt(r[m + '_ci'][1])}]"
                            if f"{m}_ci" in r else f"{_fmt(r[m])} | –" for m in metrics)
         lines.append(f"| {r['by']} | {r['group']} | {r['n']} | {cells} |")
+    if signatures:
+        lines += ["", "Metric signatures (sacrebleu): "
+                  + "; ".join(f"{m.upper()} `{s}`" for m, s in signatures.items())]
     if gaps:
         lines += ["", "Gap between best and worst group: " + "; ".join(
             f"{col}: " + ", ".join(f"{m.upper()} {_fmt(v)}" for m, v in g.items()) for col, g in gaps.items())]

@@ -29,7 +29,8 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
     shutil.copy2(run_dir / "final" / "model.safetensors", tmp / "model.safetensors")
     shutil.copytree(run_dir / "prep", tmp / "prep")
     (tmp / "config.json").write_text(json.dumps(cfg, indent=1, ensure_ascii=False))
-    (tmp / "evaluation.json").write_text(json.dumps({k: evaluation[k] for k in ("rows", "gaps")}, indent=1))
+    (tmp / "evaluation.json").write_text(json.dumps({k: evaluation.get(k) for k in ("rows", "gaps", "signatures")},
+                                                      indent=1))
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     overall = next((r for r in evaluation["rows"] if r["by"] == "overall"), {})
@@ -54,7 +55,7 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
         restrictions, attribution = model.restrictions, model.attribution
     card = model_card(name, cfg["recipe"], manifest, len(split["train"]), len(split["test"]), evaluation["rows"],
                       evaluation["gaps"], tuple(evaluation["metrics"]), cfg, restrictions=restrictions,
-                      attribution=attribution, lineage=lineage)
+                      attribution=attribution, lineage=lineage, signatures=evaluation.get("signatures"))
     write_card(out / "model_card.md", card)
     return out / "model_card.md"
 

@@ -8,8 +8,13 @@ from hearthkit.errors import HearthError
 from hearthkit.recipes.base import Recipe
 
 # name -> module that defines RECIPE; imported lazily so `hearth --help` stays fast.
-REGISTRY = {"asr": "hearthkit.recipes.asr.recipe", "change": "hearthkit.recipes.change.recipe",
-            "landcover": "hearthkit.recipes.landcover.recipe"}
+REGISTRY = {
+    "asr": "hearthkit.recipes.asr.recipe",
+    "mt": "hearthkit.recipes.mt.recipe",
+    "lm": "hearthkit.recipes.lm.recipe",
+    "change": "hearthkit.recipes.change.recipe",
+    "landcover": "hearthkit.recipes.landcover.recipe",
+}
 
 
 def get_recipe(name: str) -> Recipe:

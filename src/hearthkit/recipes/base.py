@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from hearthkit.data.loader import GovernedReader
+from hearthkit.governance.manifest import Manifest
 
 
 class Recipe(ABC):
@@ -20,11 +21,12 @@ class Recipe(ABC):
     ModelConfig: type[BaseModel]
 
     @abstractmethod
-    def prepare(self, cfg: BaseModel, train_entries: list[dict], out: Path,
-                reader: GovernedReader | None = None) -> dict:
+    def prepare(self, cfg: BaseModel, train_entries: list[dict], out: Path, reader: GovernedReader | None = None,
+                manifest: Manifest | None = None) -> dict:
         """Fit what comes from training data only (e.g. a vocabulary, band statistics); save under OUT; return it.
 
-        READER reads the training items' bytes (governed, logged) for recipes that need pixels or samples.
+        READER reads the training items' bytes (governed, logged) for recipes that need pixels or samples;
+        MANIFEST gives excluded items' reasons.
         """
 
     @abstractmethod
@@ -76,4 +78,8 @@ class Recipe(ABC):
         return {}
 
     metric_names: tuple[str, ...] = ()
-    group_columns: tuple[str, ...] = ("speaker", "dialect", "gender")  # evaluation is disaggregated by these
+    groups: tuple[str, ...] = ("speaker", "dialect", "gender")  # evaluation is disaggregated by these
+
+    def group_columns(self, cfg: BaseModel) -> list[str]:
+        """Item metadata columns the evaluation is disaggregated by (default: the recipe's `groups`)."""
+        return list(self.groups)

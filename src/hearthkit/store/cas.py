@@ -24,7 +24,7 @@ TMP_PREFIX = ".tmp-"
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-def atomic_write(dest: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(dest: Path, data: bytes, mode: int = 0o644, sync: bool = True) -> None:
     """Write DATA to DEST via a temp file in the same folder, fsync, rename: a crash never leaves half a file."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     # The writer's pid is in the temp name, so `sweep_partial` can tell a dead writer's leftovers from live ones.
@@ -34,7 +34,8 @@ def atomic_write(dest: Path, data: bytes, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:  # bulk importers pass False and call os.sync() once before the catalog commit
+                os.fsync(f.fileno())
         os.replace(tmp, dest)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -93,12 +94,15 @@ class ContentStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
-    def put(self, data: bytes) -> str:
-        """Store DATA, return its hash; the same content is stored once."""
+    def put(self, data: bytes, sync: bool = True) -> str:
+        """Store DATA, return its hash; the same content is stored once.
+
+        SYNC=False skips the per-object fsync for bulk imports, which must call `os.sync()` before the
+        catalog refers to the objects (one flush instead of one per object)."""
         digest = sha256_bytes(data)
         dest = self.path(digest)
         if not dest.is_file():
-            atomic_write(dest, data)
+            atomic_write(dest, data, sync=sync)
         return digest
 
     def get(self, digest: str, verify: bool = True) -> bytes:

@@ -21,12 +21,12 @@ class Store:
     def has(self, digest: str) -> bool:
         return self.plain.has(digest) or self.sealed.has(digest)
 
-    def put(self, data: bytes, seal_for: tuple[str, str] | None = None) -> str:
+    def put(self, data: bytes, seal_for: tuple[str, str] | None = None, sync: bool = True) -> str:
         """Store DATA; SEAL_FOR=(collection, community) encrypts it with that collection's data key."""
         if seal_for is None:
             digest = sha256_bytes(data)
             # A recording some restricted collection holds stays sealed, whoever else imports it.
-            return digest if self.sealed.has(digest) else self.plain.put(data)
+            return digest if self.sealed.has(digest) else self.plain.put(data, sync=sync)
         return self.sealed.put(data, *seal_for, digest=sha256_bytes(data))
 
     def get(self, digest: str, verify: bool = True) -> bytes:

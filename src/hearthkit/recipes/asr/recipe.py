@@ -65,7 +65,7 @@ class ASRRecipe(Recipe):
     ModelConfig = ASRConfig
     metric_names = ("cer", "wer")
 
-    def prepare(self, cfg: ASRConfig, train_entries: list[dict], out: Path, reader=None) -> dict:
+    def prepare(self, cfg: ASRConfig, train_entries: list[dict], out: Path, reader=None, manifest=None) -> dict:
         tok = CharTokenizer.fit([e["text"] or "" for e in train_entries])
         out.mkdir(parents=True, exist_ok=True)
         tok.save(out / "tokenizer.json")

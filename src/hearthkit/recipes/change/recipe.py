@@ -108,7 +108,7 @@ class ChangeRecipe(Recipe):
     name = "change"
     ModelConfig = ChangeConfig
     metric_names = ("f1", "precision", "recall", "iou")
-    group_columns = ("scene",)
+    groups = ("scene",)
 
     def prepare(self, cfg: ChangeConfig, train_entries: list[dict], out: Path, reader=None) -> dict:
         scenes = geo.open_scenes(train_entries, reader, tuple(cfg.bands))

@@ -97,7 +97,7 @@ class LandcoverRecipe(Recipe):
     name = "landcover"
     ModelConfig = LandcoverConfig
     metric_names = ("accuracy", "miou")
-    group_columns = ("scene",)
+    groups = ("scene",)
 
     def prepare(self, cfg: LandcoverConfig, train_entries: list[dict], out: Path, reader=None) -> dict:
         scenes = geo.open_scenes(train_entries, reader, tuple(cfg.bands), need=("before", "landcover"))

@@ -1,0 +1,203 @@
+"""The mt recipe: governed parallel text -> shared sentencepiece -> Transformer; beam search; chrF/BLEU per item."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hearthkit.data.loader import GovernedReader
+from hearthkit.errors import HearthError
+from hearthkit.governance.manifest import Manifest
+from hearthkit.recipes.base import Recipe
+from hearthkit.recipes.mt.beam import beam_search, greedy
+from hearthkit.recipes.mt.model import MTConfig, Seq2Seq
+from hearthkit.recipes.sentencepiece_vocab import BOS, EOS, PAD, SentencePieceVocab
+
+
+def tag(lang: str) -> str:
+    """The target-language tag that starts every source sentence."""
+    return f"<2{lang}>"
+
+
+def directions(cfg: MTConfig) -> list[tuple[str, str]]:
+    """(src, tgt) language pairs of the config, validated."""
+    out = []
+    for d in cfg.pairs:
+        parts = d.split("-")
+        if len(parts) != 2 or not all(parts):
+            raise HearthError(f"model.pairs: {d!r} is not SRC-TGT, e.g. es-nah")
+        out.append((parts[0], parts[1]))
+    return out
+
+
+def pair_up(entries: list[dict], dirs: list[tuple[str, str]], manifest: Manifest | None = None
+            ) -> tuple[list[tuple[dict, dict, str]], list[dict]]:
+    """(source entry, target entry, target lang) per direction of each complete pair; dropped pairs with reasons.
+
+    A pair is complete when both of its sides are among ENTRIES; otherwise it is dropped, with the policy's
+    reason for the missing side where the manifest excluded it.
+    """
+    sides: dict[tuple[str, str], dict[str, dict]] = defaultdict(dict)
+    for e in entries:
+        meta = e.get("meta") or {}
+        if "pair" in meta and "lang" in meta:
+            sides[(e["collection"], meta["pair"])][meta["lang"]] = e
+    excluded = {(x["collection"], x["external_id"]): x for x in (manifest.excluded if manifest else [])}
+    wanted = {lang for d in dirs for lang in d}
+    examples, dropped = [], []
+    for (coll, pair), by_lang in sorted(sides.items()):
+        complete = [(s, t) for s, t in dirs if s in by_lang and t in by_lang]
+        for s, t in complete:
+            examples.append((by_lang[s], by_lang[t], t))
+        if complete or not (set(by_lang) & wanted):
+            continue
+        have = next(iter(by_lang.values()))
+        corpus, split, line = pair.split("/")
+        missing = [f"{corpus}/{split}.{lang}/{line}" for s, t in dirs for lang in (s, t) if lang not in by_lang
+                   and (s in by_lang or t in by_lang)]
+        why = [f"{x['external_id']}: {x['reason']}" for m in missing if (x := excluded.get((coll, m)))]
+        dropped.append({"pair": pair, "collection": coll, "kept_out_side": have["external_id"],
+                        "reason": "; ".join(why) or "the other side is not in this part of the manifest"})
+    return examples, dropped
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """(source ids, target ids) per complete pair, texts read once through the governed reader."""
+
+    def __init__(self, cfg: MTConfig, vocab: SentencePieceVocab, examples: list[tuple[dict, dict, str]],
+                 reader: GovernedReader):
+        self.cfg, self.vocab = cfg, vocab
+        cache: dict[str, str] = {}
+
+        def text(e: dict) -> str:
+            if e["content_hash"] not in cache:
+                cache[e["content_hash"]] = reader.read(e["content_hash"]).decode("utf-8")
+            return cache[e["content_hash"]]
+
+        self.items = [(encode_source(vocab, text(s), t, cfg.max_tokens),
+                       encode_target(vocab, text(g), cfg.max_tokens)) for s, g, t in examples]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        src, tgt = self.items[i]
+        return {"src": torch.tensor(src), "tgt": torch.tensor(tgt)}
+
+
+def encode_source(vocab: SentencePieceVocab, text: str, tgt_lang: str, max_tokens: int) -> list[int]:
+    """<2tgt> pieces… </s>, cut to MAX_TOKENS."""
+    return [vocab.piece_id(tag(tgt_lang))] + vocab.encode(text)[: max_tokens - 2] + [EOS]
+
+
+def encode_target(vocab: SentencePieceVocab, text: str, max_tokens: int) -> list[int]:
+    """<s> pieces… </s>, cut to MAX_TOKENS."""
+    return [BOS] + vocab.encode(text)[: max_tokens - 2] + [EOS]
+
+
+class MTRecipe(Recipe):
+    """Sentence translation between the languages of line-aligned parallel text items."""
+
+    name = "mt"
+    ModelConfig = MTConfig
+    metric_names = ("chrf", "bleu")
+
+    def group_columns(self, cfg: MTConfig) -> list[str]:
+        return list(cfg.group_by)
+
+    def prepare(self, cfg: MTConfig, train_entries: list[dict], out: Path, reader: GovernedReader | None = None,
+                manifest: Manifest | None = None) -> dict:
+        if reader is None:
+            raise HearthError("the mt recipe reads its training text through a governed reader")
+        dirs = directions(cfg)
+        examples, dropped = pair_up(train_entries, dirs, manifest)
+        if not examples:
+            raise HearthError(f"no complete training pair for {', '.join(cfg.pairs)}; "
+                              f"{len(dropped)} pairs lost a side to policy (see `hearth plan`)")
+        # The vocabulary sees the two sides of permitted training pairs and nothing else.
+        seen: dict[str, str] = {}
+        for s, t, _ in examples:
+            for e in (s, t):
+                seen.setdefault(e["content_hash"], reader.read(e["content_hash"]).decode("utf-8"))
+        langs = sorted({lang for d in dirs for lang in d})
+        vocab = SentencePieceVocab.fit(list(seen.values()), cfg.vocab_size, cfg.sp_model_type,
+                                       symbols=[tag(lang) for lang in langs])
+        vocab.save(out, list(seen))
+        (out / "dropped_pairs.json").write_text(json.dumps(dropped, indent=1, ensure_ascii=False))
+        return {"vocab": vocab}
+
+    def load_prep(self, folder: Path) -> dict:
+        return {"vocab": SentencePieceVocab.load(folder)}
+
+    def build_model(self, cfg: MTConfig, prep: dict) -> nn.Module:
+        return Seq2Seq(cfg, len(prep["vocab"]), PAD)
+
+    def dataset(self, cfg, prep, entries, reader, train):
+        examples, dropped = pair_up(entries, directions(cfg))
+        return PairDataset(cfg, prep["vocab"], examples, reader)
+
+    def collate(self, batch: list[dict]) -> dict:
+        src = nn.utils.rnn.pad_sequence([b["src"] for b in batch], batch_first=True, padding_value=PAD)  # (B, S)
+        tgt = nn.utils.rnn.pad_sequence([b["tgt"] for b in batch], batch_first=True, padding_value=PAD)  # (B, T+1)
+        return {"src": src, "tgt_in": tgt[:, :-1], "tgt_out": tgt[:, 1:]}
+
+    def loss(self, model, batch):
+        logits = model(batch["src"], batch["tgt_in"])  # (B, T, V)
+        cfg: MTConfig = (model.module if hasattr(model, "module") else model).cfg
+        loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=PAD,
+                               label_smoothing=cfg.label_smoothing)
+        tokens = float((batch["tgt_out"] != PAD).sum())
+        return loss, {"samples": float(batch["src"].size(0)), "tokens": tokens}
+
+    @torch.no_grad()
+    def translate(self, model: Seq2Seq, cfg: MTConfig, prep: dict, texts: list[str], tgt_lang: str,
+                  beam: int | None = None) -> list[str]:
+        """Translations of TEXTS into TGT_LANG (beam search; beam 1 is greedy), in input order."""
+        vocab: SentencePieceVocab = prep["vocab"]
+        if vocab.piece_id(tag(tgt_lang)) == vocab.piece_id("<unk>"):
+            raise HearthError(f"this model does not translate into {tgt_lang!r}; it knows "
+                              f"{', '.join(sorted({d.split('-')[1] for d in cfg.pairs}))}")
+        model.eval()
+        k = beam or cfg.beam
+        srcs = [encode_source(vocab, t, tgt_lang, cfg.max_tokens) for t in texts]
+        order = sorted(range(len(srcs)), key=lambda i: len(srcs[i]))  # similar lengths share a batch
+        out: list[str] = [""] * len(srcs)
+        for i in range(0, len(order), cfg.eval_batch):
+            idx = order[i:i + cfg.eval_batch]
+            src = nn.utils.rnn.pad_sequence([torch.tensor(srcs[j]) for j in idx], batch_first=True,
+                                            padding_value=PAD)
+            max_len = min(cfg.max_tokens, int(src.size(1) * 2) + 10)
+            state = model.start(src)
+            if k == 1:
+                ids = greedy(model.step, state, len(idx), BOS, EOS, max_len)
+            else:
+                ids = beam_search(model.step, model.reorder, state, len(idx), BOS, EOS, max_len, k,
+                                  cfg.length_penalty)
+            for j, seq in zip(idx, ids, strict=True):
+                out[j] = vocab.decode(seq)
+        return out
+
+    def evaluate(self, model, cfg, prep, entries, reader):
+        examples, _ = pair_up(entries, directions(cfg))
+        text = {e["content_hash"]: reader.read(e["content_hash"]).decode("utf-8")
+                for s, t, _ in examples for e in (s, t)}
+        records = []
+        for s_lang, t_lang in directions(cfg):
+            mine = [(s, t) for s, t, lang in examples if lang == t_lang and s["meta"]["lang"] == s_lang]
+            hyps = self.translate(model, cfg, prep, [text[s["content_hash"]] for s, _ in mine], t_lang)
+            for (s, t), h in zip(mine, hyps, strict=True):
+                meta = t.get("meta") or {}
+                records.append({"item_id": t["item_id"], "external_id": t["external_id"], "pair": meta.get("pair"),
+                                "direction": f"{s_lang}-{t_lang}",
+                                **{k: meta.get(k) for k in ("domain", "variant", "document") if k in meta},
+                                "source": text[s["content_hash"]], "reference": text[t["content_hash"]],
+                                "hypothesis": h})
+        return records
+
+
+RECIPE = MTRecipe()

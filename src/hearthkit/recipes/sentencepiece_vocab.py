@@ -1,0 +1,59 @@
+"""A shared sentencepiece vocabulary fitted on training text only; records which items it saw."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import sentencepiece as spm
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+
+
+class SentencePieceVocab:
+    """sentencepiece model with pad=0, unk=1, bos=2, eos=3 and optional user symbols (language tags)."""
+
+    def __init__(self, model_proto: bytes):
+        self.proto = model_proto
+        self.sp = spm.SentencePieceProcessor(model_proto=model_proto)
+
+    @classmethod
+    def fit(cls, texts: list[str], vocab_size: int, model_type: str = "unigram",
+            symbols: list[str] | None = None) -> SentencePieceVocab:
+        """Train on TEXTS only (in memory; nothing else is read); vocab_size is an upper bound on tiny data."""
+        buf = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts), model_writer=buf, vocab_size=vocab_size, model_type=model_type,
+            character_coverage=1.0, pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, hard_vocab_limit=False,
+            user_defined_symbols=symbols or [], normalization_rule_name="identity", minloglevel=2,
+            num_threads=1, input_sentence_size=2_000_000, shuffle_input_sentence=False)
+        return cls(buf.getvalue())
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        return self.sp.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.sp.decode([i for i in ids if i > EOS])
+
+    def piece_id(self, piece: str) -> int:
+        return self.sp.piece_to_id(piece)
+
+    def pieces(self) -> list[str]:
+        return [self.sp.id_to_piece(i) for i in range(len(self))]
+
+    def save(self, folder: Path, sources: list[str]) -> None:
+        """Write the model and the content hashes of the items it was fitted on (an audit of its inputs)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "spm.model").write_bytes(self.proto)
+        (folder / "spm_sources.json").write_text(json.dumps(
+            {"items": len(sources), "content_hashes": sorted(set(sources)),
+             "model_sha256": hashlib.sha256(self.proto).hexdigest()}))
+
+    @classmethod
+    def load(cls, folder: Path) -> SentencePieceVocab:
+        return cls((folder / "spm.model").read_bytes())
