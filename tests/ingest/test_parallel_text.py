@@ -6,7 +6,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from conftest import hearth
 from sqlalchemy import func, select
 
 from hearthkit.catalog.db import Catalog
@@ -16,6 +15,7 @@ from hearthkit.governance.manifest import Request
 from hearthkit.governance.policy import compute_manifest
 from hearthkit.recipes.mt.recipe import pair_up
 from hearthkit.workspace import find_workspace
+from tests.conftest import hearth
 
 IMPORT = ["data", "import-parallel", "--src", "es", "--tgt", "xx", "--collection", "toy", "--community",
           "Toy community", "--purpose", "research", "--licence", "research only", "--citation", "Toy corpus 2026",

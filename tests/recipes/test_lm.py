@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import hearth
 
 from hearthkit.demo.parallel import make_parallel_corpus
 from hearthkit.recipes.lm.model import GPT, LMConfig
@@ -17,6 +16,7 @@ from hearthkit.recipes.lm.recipe import RECIPE, CharUnits, LMScorer
 from hearthkit.recipes.load import load_model_dir
 from hearthkit.recipes.sentencepiece_vocab import SentencePieceVocab
 from hearthkit.workspace import find_workspace
+from tests.conftest import hearth
 
 MARKER = "Ʃʘ"
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HEARTH, hearth
 from sacrebleu.metrics import CHRF
 
 from hearthkit.demo.parallel import make_parallel_corpus
 from hearthkit.recipes.sentencepiece_vocab import SentencePieceVocab
 from hearthkit.workspace import find_workspace
+from tests.conftest import HEARTH, hearth
 
 MARKER = "Ʃʘ"  # appears only in the pairs whose xx side is tk:secret_sacred
 
