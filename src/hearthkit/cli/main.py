@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from hearthkit.cli import data as data_cmds
+from hearthkit.cli import evaluate as eval_cmds
 from hearthkit.cli import train as train_cmds
+from hearthkit.cli import transcribe as transcribe_cmds
 from hearthkit.cli.common import console, user_errors
 
 app = typer.Typer(
@@ -21,6 +23,9 @@ app.add_typer(data_cmds.demo_app, name="demo-data")
 app.command("plan", help=train_cmds.plan.__doc__ + train_cmds.PLAN_EXAMPLE)(train_cmds.plan)
 app.command("train", help=train_cmds.train.__doc__ + train_cmds.TRAIN_EXAMPLE)(train_cmds.train)
 app.command("models", help=train_cmds.models.__doc__ + "\n\nExample: hearth models")(train_cmds.models)
+app.command("eval", help=eval_cmds.eval_.__doc__ + eval_cmds.EXAMPLE)(eval_cmds.eval_)
+app.command("transcribe", help=transcribe_cmds.transcribe.__doc__ + transcribe_cmds.EXAMPLE)(
+    transcribe_cmds.transcribe)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"

@@ -62,6 +62,7 @@ def train(run_dir: Path) -> None:
     data = recipe.dataset(mcfg, prep, entries, reader, train=True)
     torch.manual_seed(cfg.train.seed)  # same initial weights on every rank
     model = recipe.build_model(mcfg, prep)
+    recipe.initialise(model, mcfg, prep)  # e.g. transfer from a parent model; a checkpoint overrides it below
     ddp = DDP(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
                             fused=torch.cuda.is_available() or None)

@@ -17,12 +17,14 @@ from hearthkit.store.cas import ContentStore
 GROUP_COLUMNS = ["speaker", "dialect", "gender"]
 
 
-def evaluate_run(run_dir: Path, by: list[str] | None = None) -> dict:
+def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = None) -> dict:
     """Per-item records, per-group rows and gaps of the run's final model on its held-out items."""
     spec = json.loads((run_dir / "run.json").read_text())
     cfg = RunConfig.model_validate(spec["config"])
     recipe = get_recipe(cfg.recipe)
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
+    if beam is not None and hasattr(mcfg, "decode"):
+        mcfg.decode.beam = beam  # evaluate with another beam width than the config's
     prep = recipe.load_prep(run_dir / "prep")
     model = recipe.build_model(mcfg, prep)
     model.load_state_dict(load_file(str(run_dir / "final" / "model.safetensors")))

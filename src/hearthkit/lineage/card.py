@@ -14,9 +14,27 @@ def _fmt(x: float) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
+def parent_info(folder: Path) -> dict:
+    """Lineage of a parent model folder (models/NAME): its name, recipe, data and restrictions, from its card."""
+    folder = Path(folder)
+    info: dict = {"path": str(folder.resolve()), "name": folder.name}
+    card = folder / "model_card.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        if text.startswith("---"):
+            front = yaml.safe_load(text.split("---", 2)[1]) or {}
+            hk = front.get("hearthkit", {})
+            info.update(name=front.get("model_name", folder.name), recipe=hk.get("recipe"),
+                        datasets=front.get("datasets", []), manifest_sha256=hk.get("manifest_sha256"),
+                        purpose=hk.get("purpose"), restrictions=hk.get("restrictions", []),
+                        parent=hk.get("parent"))
+    return info
+
+
 def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test: int, rows: list[dict],
-               gaps: dict, metrics: tuple[str, ...], config: dict) -> str:
-    """The card's Markdown text."""
+               gaps: dict, metrics: tuple[str, ...], config: dict, parent: dict | None = None) -> str:
+    """The card's Markdown text (PARENT: lineage of the model this one was initialised from)."""
+    restrictions = sorted(set(manifest.restrictions) | set((parent or {}).get("restrictions") or []))
     results = []
     for r in rows:
         for m in metrics:
@@ -33,10 +51,12 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
             "purpose": manifest.request.purpose,
             "requester": manifest.request.requester,
             "manifest_sha256": manifest.hash,
-            "restrictions": manifest.restrictions,
+            "restrictions": restrictions,
             "notices": manifest.notices,
+            **({"parent": parent} if parent else {}),
         },
-        "datasets": list(manifest.request.collections),
+        "datasets": list(manifest.request.collections) + [d for d in (parent or {}).get("datasets") or []
+                                                          if d not in manifest.request.collections],
         "model-index": [{"name": name, "results": results}],
     }
     lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
@@ -44,13 +64,22 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
              f"A `{recipe}` model trained by hearthkit for purpose **{manifest.request.purpose}**, "
              f"requested by {manifest.request.requester}.", "",
              "## Restrictions inherited from the training data", ""]
-    if manifest.restrictions:
-        lines += [f"- `{r}`" for r in manifest.restrictions]
-        if any(r.endswith("non_commercial") or r == "bc:research" for r in manifest.restrictions):
+    if restrictions:
+        lines += [f"- `{r}`" for r in restrictions]
+        if any(r.endswith("non_commercial") or r == "bc:research" for r in restrictions):
             lines.append("- This model is **non-commercial**: it may not be used or exported for commercial purposes.")
     else:
         lines.append("- none")
     lines += ["", "## Attribution", ""] + ([f"- {a}" for a in manifest.attribution] or ["- none recorded"])
+    if parent:
+        lines += ["", "## Parent model (transfer)", "",
+                  f"- Initialised from **{parent.get('name')}** ({parent.get('path')}); the output layer was re-made "
+                  "for this model's units, rows of shared units copied from the parent.",
+                  f"- Parent's data: {', '.join(parent.get('datasets') or []) or 'unknown'} "
+                  f"(manifest sha256 {parent.get('manifest_sha256') or 'unknown'}, purpose {parent.get('purpose')})",
+                  f"- Parent's restrictions, inherited here: {', '.join(parent.get('restrictions') or []) or 'none'}"]
+        if parent.get("parent"):
+            lines.append(f"- The parent itself descends from {parent['parent'].get('name')} (see its card)")
     counts = manifest.excluded_counts()
     lines += ["", "## Data", "",
               f"- Collections: {', '.join(manifest.request.collections)} "

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Model, Run
 from hearthkit.governance.manifest import Manifest
-from hearthkit.lineage.card import model_card, write_card
+from hearthkit.lineage.card import model_card, parent_info, write_card
 from hearthkit.workspace import Workspace
 
 
@@ -30,8 +30,10 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
     shutil.copytree(run_dir / "prep", tmp / "prep")
     (tmp / "config.json").write_text(json.dumps(cfg, indent=1, ensure_ascii=False))
     (tmp / "evaluation.json").write_text(json.dumps({k: evaluation[k] for k in ("rows", "gaps")}, indent=1))
+    init_from = (cfg.get("model") or {}).get("init_from")
+    parent = parent_info(Path(init_from)) if init_from else None
     card = model_card(name, cfg["recipe"], manifest, len(split["train"]), len(split["test"]), evaluation["rows"],
-                      evaluation["gaps"], tuple(evaluation["metrics"]), cfg)
+                      evaluation["gaps"], tuple(evaluation["metrics"]), cfg, parent)
     write_card(tmp / "model_card.md", card)
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
@@ -44,7 +46,8 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
             model = Model(name=name, run_id=run.id, path=str(out))
             s.add(model)
         model.card_path = str(out / "model_card.md")
-        model.restrictions = manifest.restrictions
+        # A model initialised from a parent carries the parent's restrictions too.
+        model.restrictions = sorted(set(manifest.restrictions) | set((parent or {}).get("restrictions") or []))
         model.metrics = {m: overall.get(m) for m in evaluation["metrics"]}
         model.status = "active"
     return out / "model_card.md"
