@@ -52,3 +52,48 @@ def speech_archive(tiny_speech_archive: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "archive"
     shutil.copytree(tiny_speech_archive, dest)
     return dest
+
+
+TINY_ASR_CONFIG = """\
+name: tiny-asr
+recipe: asr
+request:
+  purpose: language_revitalization
+  requester: test
+  collections: [demo-korero]
+split:
+  by: text
+  test_fraction: 0.25
+model:
+  arch: conformer
+  d_model: 32
+  heads: 2
+  conv_channels: 16
+  layers: 1
+  conv_kernel: 7
+  decode:
+    beam: 4
+    lm: {kind: ngram, order: 3, weight: 0.3}
+train:
+  steps: 40
+  batch_size: 8
+  lr: 0.003
+  warmup: 5
+  checkpoint_every: 20
+  log_every: 10
+launch:
+  nproc: 1
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_model(tiny_speech_archive: Path, tmp_path_factory) -> tuple[Path, str, Path]:
+    """A tiny Conformer-CTC trained end to end by `hearth train` on the tiny archive: (workspace, stdout, config)."""
+    root = tmp_path_factory.mktemp("asr")
+    ws = root / "ws"
+    hearth("init", str(ws))
+    hearth("data", "import", str(tiny_speech_archive), ws=ws)
+    cfg = root / "tiny-asr.yaml"
+    cfg.write_text(TINY_ASR_CONFIG, encoding="utf-8")
+    out = hearth("train", str(cfg), ws=ws, timeout=300).stdout
+    return ws, out, cfg

@@ -41,7 +41,8 @@ class DecodeConfig(BaseModel):
     """How evaluation and transcription turn per-frame probabilities into text."""
 
     model_config = ConfigDict(extra="forbid")
-    beam: int = Field(1, ge=1, description="1 = greedy; more = CTC prefix beam search of this width.")
+    beam: int = Field(1, ge=1, description="1 = greedy; more = CTC prefix beam search of this width "
+                      "(the language model below is only used in beam search).")
     lm: LMConfig = LMConfig()
 
 

@@ -110,6 +110,10 @@ class ASRRecipe(Recipe):
     metric_names = ("cer", "wer")
 
     def prepare(self, cfg: ASRConfig, train_entries: list[dict], out: Path) -> dict:
+        if cfg.init_from:  # fail at planning, in one line, rather than inside the workers
+            from hearthkit.recipes.asr.transfer import check_parent
+
+            check_parent(cfg, Path(cfg.init_from))
         texts = [e["text"] or "" for e in train_entries]
         tok = PieceTokenizer.fit(texts, cfg.sp_vocab) if cfg.units == "sentencepiece" else CharTokenizer.fit(texts)
         out.mkdir(parents=True, exist_ok=True)
@@ -163,7 +167,7 @@ class ASRRecipe(Recipe):
         model.eval()
         tok: CharTokenizer = prep["tokenizer"]
         dec = cfg.decode if cfg is not None else None
-        scorer = load_scorer(cfg, prep) if cfg is not None else None
+        scorer = load_scorer(cfg, prep) if cfg is not None and cfg.decode.beam > 1 else None
         # Sort by length so that batches carry little padding; restore the order at the end.
         order = sorted(range(len(feats)), key=lambda i: len(feats[i]))
         out: dict[int, str] = {}
@@ -174,10 +178,10 @@ class ASRRecipe(Recipe):
             logp, lens = model(x, torch.tensor([len(f) for f in chunk]))
             for j, i in enumerate(idx):
                 lp = logp[j, : lens[j]]
-                if dec is None or (dec.beam == 1 and scorer is None):
+                if dec is None or dec.beam == 1:  # greedy; a language model only acts inside a beam
                     out[i] = tok.decode(ctc.greedy(lp))
                 else:
-                    out[i] = ctc.prefix_beam_search(lp, tok.piece, max(dec.beam, 2), scorer, dec.lm.weight,
+                    out[i] = ctc.prefix_beam_search(lp, tok.piece, dec.beam, scorer, dec.lm.weight,
                                                     dec.lm.bonus if scorer is not None else 0.0)
             if progress:
                 progress(min(b + batch_size, len(order)), len(order))

@@ -32,15 +32,22 @@ def read_parent(folder: Path) -> tuple[ASRConfig, CharTokenizer, dict[str, torch
     return pcfg, load_tokenizer(folder / "prep" / "tokenizer.json"), load_file(str(folder / "model.safetensors"))
 
 
-def init_from_parent(model: nn.Module, cfg: ASRConfig, tok: CharTokenizer, folder: Path) -> dict:
-    """Load the parent's encoder into MODEL; copy output rows of units both vocabularies share; return counts."""
-    pcfg, ptok, weights = read_parent(folder)
+def check_parent(cfg: ASRConfig, folder: Path) -> ASRConfig:
+    """The parent's config, after checking that its encoder has the shape CFG asks for."""
+    pcfg, _, _ = read_parent(folder)
     diff = [f"{f}: parent {getattr(pcfg, f)} vs {getattr(cfg, f)}" for f in SHAPE_FIELDS
             if getattr(pcfg, f) != getattr(cfg, f) and not (f == "hidden" and cfg.arch == "conformer")
             and not (f in ("d_model", "heads", "ff_mult", "conv_kernel") and cfg.arch == "bigru")]
     if diff:
         raise HearthError(f"model.init_from {folder}: the encoder shape differs ({'; '.join(diff)}); "
                           "use the parent's model settings")
+    return pcfg
+
+
+def init_from_parent(model: nn.Module, cfg: ASRConfig, tok: CharTokenizer, folder: Path) -> dict:
+    """Load the parent's encoder into MODEL; copy output rows of units both vocabularies share; return counts."""
+    check_parent(cfg, folder)
+    _, ptok, weights = read_parent(folder)
     state = model.state_dict()
     encoder = {k: v for k, v in weights.items() if not k.startswith("out.")}
     state.update(encoder)
