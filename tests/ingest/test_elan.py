@@ -123,7 +123,8 @@ def _review_folder(tmp_path: Path) -> Path:
 
 def _items(ws: Path) -> list[tuple]:
     with sqlite3.connect(ws / "catalog.sqlite") as db:
-        return db.execute("select external_id, text, speaker, duration_s, meta from items order by external_id").fetchall()
+        return db.execute("select external_id, text, speaker, duration_s, meta from items "
+                          "order by external_id").fetchall()
 
 
 def _store_files(ws: Path) -> set[Path]:

@@ -8,9 +8,8 @@ import math
 
 import pytest
 import yaml
-from safetensors.torch import load_file
-
 from conftest import hearth
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
 

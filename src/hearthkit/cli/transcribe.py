@@ -51,7 +51,7 @@ def transcribe(
     t0 = time.perf_counter()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console) as bar:
-        task = bar.add_task("reading", total=None)
+        task = bar.add_task("reading", total=1)
         segments = transcribe_file(lm, recording, batch_size, VADConfig(min_pause_s=min_pause,
                                                                         max_segment_s=max_segment),
                                    progress=lambda what, done, total: bar.update(task, description=what,
