@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import yaml
-from conftest import hearth
+from typer.testing import CliRunner
 
+from hearthkit.cli.main import app
 from hearthkit.ingest.elan import read_eaf
 from hearthkit.ingest.textgrid import read_textgrid
 from hearthkit.transcribe.formats import Segment, to_eaf
@@ -104,6 +105,19 @@ Object class = "TextGrid"
 4
 "he pai"
 '''
+
+
+class _Result:
+    def __init__(self, r):
+        self.returncode, self.stdout, self.stderr = r.exit_code, r.stdout, r.stderr
+
+
+def hearth(*args: str, ws: Path, check: bool = True) -> _Result:
+    """The real CLI, in-process (these tests call it often; a subprocess each time would dominate their time)."""
+    res = _Result(CliRunner().invoke(app, list(args), env={"HEARTH_WORKSPACE": str(ws), "COLUMNS": "200"}))
+    if check and res.returncode != 0:
+        raise AssertionError(f"hearth {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res
 
 
 def _recording(path: Path, seconds: float = 4.0) -> Path:
