@@ -66,8 +66,8 @@ def test_transcribe_writes_vtt_srt_eaf_that_import_back(long_recording, tiny_asr
     ws, _, _ = tiny_asr_model
     path, truth = long_recording
     out = tmp_path / "drafts"
-    proc = hearth("transcribe", "tiny-asr", str(path), "-f", "vtt", "-f", "srt", "-f", "eaf", "--out", str(out), "--beam", "1",
-                  ws=ws, timeout=600)
+    proc = hearth("transcribe", "tiny-asr", str(path), "-f", "vtt", "-f", "srt", "-f", "eaf", "--out", str(out),
+                  "--beam", "1", ws=ws, timeout=600)
     assert "real-time factor" in proc.stdout
     vtt = parse_vtt((out / "korero.vtt").read_text())
     srt = parse_vtt((out / "korero.srt").read_text())
