@@ -64,7 +64,12 @@ def test_segments_split_at_the_known_pauses(long_recording):
 
 def test_transcribe_writes_vtt_srt_eaf_that_import_back(long_recording, tiny_asr_model, tmp_path):
     ws, _, _ = tiny_asr_model
-    path, truth = long_recording
+    full, truth = long_recording
+    # The first two minutes are enough for the round trip (the segmentation test above covers all ten).
+    truth = [t for t in truth if t[1] < 120.0]
+    audio, _ = sf.read(full, dtype="float32", frames=int((truth[-1][1] + 1.0) * SR))
+    path = tmp_path / "korero.wav"
+    sf.write(path, audio, SR, subtype="PCM_16")
     out = tmp_path / "drafts"
     proc = hearth("transcribe", "tiny-asr", str(path), "-f", "vtt", "-f", "srt", "-f", "eaf", "--out", str(out),
                   "--beam", "1", ws=ws, timeout=600)
