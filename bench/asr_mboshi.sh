@@ -15,10 +15,11 @@ $HEARTH data import "$OUT/mboshi-archive" | tail -1
 start=$(date +%s)
 $HEARTH train configs/mboshi-asr.yaml "$@"
 echo "train+eval wall time: $(( $(date +%s) - start )) s"
-$HEARTH eval mboshi-asr --by speaker --by source
+NAME=$(.venv/bin/python -c "import yaml; print(yaml.safe_load(open('configs/mboshi-asr.yaml'))['name'])")
+$HEARTH eval "$NAME" --by speaker --by source
 # Speaker-disjoint: never hear martial in training (abiayi and kouarata, train and dev), test on all of martial.
 if [ "${DISJOINT:-0}" = 1 ]; then
-  $HEARTH train configs/mboshi-asr.yaml --set name=mboshi-asr-disjoint --set split.by=speaker \
+  $HEARTH train configs/mboshi-asr.yaml --set name="$NAME-disjoint" --set split.by=speaker \
     --set "split.test_values=[martial]" "$@"
-  $HEARTH eval mboshi-asr-disjoint --by speaker --by source
+  $HEARTH eval "$NAME-disjoint" --by speaker --by source
 fi
