@@ -80,3 +80,48 @@ def trained_change(geo_scenes: Path, tmp_path_factory) -> Path:
            "--set", f"split.test_values={GEO_TEST_SCENES}", "--set", "model.patch=32",
            "--set", "train.steps=100", "--set", "train.checkpoint_every=100", ws=ws)
     return ws
+
+
+TINY_ASR_CONFIG = """\
+name: tiny-asr
+recipe: asr
+request:
+  purpose: language_revitalization
+  requester: test
+  collections: [demo-korero]
+split:
+  by: text
+  test_fraction: 0.25
+model:
+  arch: conformer
+  d_model: 32
+  heads: 2
+  conv_channels: 16
+  layers: 1
+  conv_kernel: 7
+  decode:
+    beam: 4
+    lm: {kind: ngram, order: 3, weight: 0.3}
+train:
+  steps: 40
+  batch_size: 8
+  lr: 0.003
+  warmup: 5
+  checkpoint_every: 20
+  log_every: 10
+launch:
+  nproc: 1
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_asr_model(tiny_speech_archive: Path, tmp_path_factory) -> tuple[Path, str, Path]:
+    """A tiny Conformer-CTC trained end to end by `hearth train` on the tiny archive: (workspace, stdout, config)."""
+    root = tmp_path_factory.mktemp("asr")
+    ws = root / "ws"
+    hearth("init", str(ws))
+    hearth("data", "import", str(tiny_speech_archive), ws=ws)
+    cfg = root / "tiny-asr.yaml"
+    cfg.write_text(TINY_ASR_CONFIG, encoding="utf-8")
+    out = hearth("train", str(cfg), ws=ws, timeout=300).stdout
+    return ws, out, cfg

@@ -92,6 +92,9 @@ def test_withdraw_speaker_marks_models_and_retrain(workspace: Path, speech_archi
     for old in ("A", "B"):
         proc = hearth("export", old, str(tmp_path / f"export-{old}"), ws=workspace, check=False)
         assert proc.returncode == 2 and "revoked" in proc.stderr and not (tmp_path / f"export-{old}").exists()
+        wav = next(second.glob("mere_*.wav"))
+        proc = hearth("transcribe", old, str(wav), "--out", str(tmp_path / f"tx-{old}"), ws=workspace, check=False)
+        assert proc.returncode == 2 and "revoked" in proc.stderr
     assert "exported B-r1" in hearth("export", "B-r1", str(tmp_path / "export-B-r1"), ws=workspace).stdout
     show = hearth("models", "show", "B-r1", ws=workspace).stdout
     assert "parents: A-r1" in show

@@ -58,6 +58,62 @@ def import_(
         raise typer.Exit(1)
 
 
+@data_app.command("import-eaf", help="Import time-aligned transcripts as training items: ELAN .eaf or Praat "
+                                     ".TextGrid files (e.g. drafts from `hearth transcribe`, corrected in ELAN). "
+                                     "Each annotated segment becomes an item holding its cut audio; consent and "
+                                     "collection come from archive.yaml; re-importing a corrected file updates the "
+                                     "transcripts of the same segments.\n\n"
+                                     "Example: hearth data import-eaf interview.eaf --archive archive.yaml")
+@user_errors
+def import_eaf(
+    files: Annotated[list[Path], typer.Argument(help=".eaf or .TextGrid files.")],
+    archive: Annotated[Path | None, typer.Option(help="archive.yaml with collection and consent (default: the one "
+                                                      "beside the first file).")] = None,
+    audio: Annotated[Path | None, typer.Option(help="The recording (default: named in the file, or same name "
+                                                    "beside it).")] = None,
+    tier: Annotated[list[str] | None,
+                    typer.Option(help="Tier(s) to import (default: every time-aligned tier).")] = None,
+    speaker: Annotated[str | None, typer.Option(help="Speaker of tiers that name no participant.")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Import ELAN / Praat files."""
+    from hearthkit.errors import HearthError
+    from hearthkit.ingest.archive import read_archive_info
+    from hearthkit.ingest.elan import read_eaf
+    from hearthkit.ingest.segments import find_audio, import_annotations
+    from hearthkit.ingest.textgrid import read_textgrid
+    from hearthkit.store.vault import workspace_store
+
+    ws, catalog = open_catalog(workspace)
+    yaml_path = archive or files[0].parent / "archive.yaml"
+    if not yaml_path.is_file():
+        raise HearthError(f"{yaml_path}: no archive.yaml (collection and consent); pass --archive")
+    info = read_archive_info(yaml_path.parent) if yaml_path.name == "archive.yaml" else None
+    if info is None:
+        raise HearthError(f"{yaml_path}: the archive description must be named archive.yaml")
+    # Parse every file first: a malformed or hostile file stops the import before anything is stored.
+    parsed = []
+    for f in files:
+        if f.suffix.lower() == ".eaf":
+            anns, media = read_eaf(f, tier)
+        elif f.suffix.lower() == ".textgrid":
+            anns, media = read_textgrid(f, tier), []
+        else:
+            raise HearthError(f"{f}: not an .eaf or .TextGrid file")
+        parsed.append((f, anns, find_audio(f, media, audio)))
+    problems = 0
+    for f, anns, rec in parsed:
+        report = import_annotations(catalog, workspace_store(ws), info, anns, rec, f, speaker)
+        for name, reason in report.problems:
+            console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False, soft_wrap=True)
+        problems += len(report.problems)
+        console.print(f"{f.name} -> collection {report.collection}: {report.imported} segments imported, "
+                      f"{report.corrected} corrected, {report.unchanged} unchanged, {len(report.problems)} skipped",
+                      highlight=False)
+    if problems:
+        raise typer.Exit(1)
+
+
 @data_app.command("ls", help="List collections with item counts, consent and labels.\n\nExample: hearth data ls")
 @user_errors
 def ls(workspace: WorkspaceOpt = None) -> None:

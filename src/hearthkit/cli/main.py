@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from hearthkit.cli import data as data_cmds
+from hearthkit.cli import evaluate as eval_cmds
 from hearthkit.cli import governance as gov_cmds
 from hearthkit.cli import keys as keys_cmds
 from hearthkit.cli import lineage as lineage_cmds
 from hearthkit.cli import monitor as monitor_cmds
 from hearthkit.cli import submit as submit_cmds
 from hearthkit.cli import train as train_cmds
+from hearthkit.cli import transcribe as transcribe_cmds
 from hearthkit.cli import use as use_cmds
 from hearthkit.cli.common import console, user_errors
 
@@ -50,6 +52,9 @@ app.command("translate", help=use_cmds.translate.__doc__ + "\n\nExample: hearth 
             )(use_cmds.translate)
 app.command("generate", help=use_cmds.generate.__doc__ + "\n\nExample: hearth generate nah-lm --prompt 'In '"
             )(use_cmds.generate)
+app.command("eval", help=eval_cmds.eval_.__doc__ + eval_cmds.EXAMPLE)(eval_cmds.eval_)
+app.command("transcribe", help=transcribe_cmds.transcribe.__doc__ + transcribe_cmds.EXAMPLE)(
+    transcribe_cmds.transcribe)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"

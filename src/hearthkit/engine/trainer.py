@@ -129,7 +129,8 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
     torch.manual_seed(t.seed)  # same initial weights on every rank
     model = recipe.build_model(mcfg, prep)
     if spec.get("parent"):
-        say(recipe.init_from_parent(model, Path(spec["parent"]["path"]), prep), log)
+        say(recipe.init_from_parent(model, Path(spec["parent"]["path"]), prep), log)  # a registered parent model
+    recipe.initialise(model, mcfg, prep)  # e.g. asr's model.init_from: a model folder; a checkpoint overrides both
     n_params = sum(p.numel() for p in model.parameters())
     flops = recipe.flops_per_sample(mcfg, model)
     model = parallelize(model, t, device)

@@ -16,7 +16,7 @@ from hearthkit.recipes import get_recipe
 from hearthkit.store.vault import store_from_spec
 
 
-def evaluate_run(run_dir: Path, by: list[str] | None = None) -> dict:
+def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = None) -> dict:
     """Per-item records, per-group rows and gaps of the run's final model on its held-out items."""
     spec = json.loads((run_dir / "run.json").read_text())
     cfg = RunConfig.model_validate(spec["config"])
@@ -24,6 +24,8 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None) -> dict:
     torch.set_num_threads(cfg.launch.threads_per_worker)
     recipe = get_recipe(cfg.recipe)
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
+    if beam is not None and hasattr(mcfg, "decode"):
+        mcfg.decode.beam = beam  # evaluate with another beam width than the config's
     prep = recipe.load_prep(run_dir / "prep")
     model = recipe.build_model(mcfg, prep)
     model.load_state_dict(load_file(str(run_dir / "final" / "model.safetensors")))

@@ -20,12 +20,30 @@ def _split_unit(config: dict) -> str:
     return "sentence" if by == "text" else by
 
 
+def parent_info(folder: Path) -> dict:
+    """Lineage of a parent model folder (models/NAME): its name, recipe, data and restrictions, from its card."""
+    folder = Path(folder)
+    info: dict = {"path": str(folder.resolve()), "name": folder.name}
+    card = folder / "model_card.md"
+    if card.is_file():
+        text = card.read_text(encoding="utf-8")
+        if text.startswith("---"):
+            front = yaml.safe_load(text.split("---", 2)[1]) or {}
+            hk = front.get("hearthkit", {})
+            info.update(name=front.get("model_name", folder.name), recipe=hk.get("recipe"),
+                        datasets=front.get("datasets", []), manifest_sha256=hk.get("manifest_sha256"),
+                        purpose=hk.get("purpose"), restrictions=hk.get("restrictions", []),
+                        parent=hk.get("parent"))
+    return info
+
+
 def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test: int, rows: list[dict],
                gaps: dict, metrics: tuple[str, ...], config: dict, restrictions: list[str] | None = None,
                attribution: list[str] | None = None, lineage: list[dict] | None = None,
-               signatures: dict | None = None) -> str:
+               signatures: dict | None = None, parent: dict | None = None) -> str:
     """The card's Markdown text; RESTRICTIONS/ATTRIBUTION default to the manifest's (no parent)."""
     restrictions = manifest.restrictions if restrictions is None else restrictions
+    restrictions = sorted(set(restrictions) | set((parent or {}).get("restrictions") or []))
     attribution = manifest.attribution if attribution is None else attribution
     lineage = lineage or []
     results = []
@@ -48,8 +66,10 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
             "notices": manifest.notices,
             "attribution": attribution,
             "parents": lineage,
+            **({"parent": parent} if parent else {}),
         },
-        "datasets": list(manifest.request.collections),
+        "datasets": list(manifest.request.collections) + [d for d in (parent or {}).get("datasets") or []
+                                                          if d not in manifest.request.collections],
         "model-index": [{"name": name, "results": results}],
     }
     lines = ["---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
@@ -68,6 +88,15 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
     lines += [f"- Initialised from `{p['model']}` ({p['recipe']}, manifest `{(p['manifest_sha256'] or '')[:16]}…`)"
               if i == 0 else f"- … which descends from `{p['model']}` (manifest `{(p['manifest_sha256'] or '')[:16]}…`)"
               for i, p in enumerate(lineage)] or ["- Trained from scratch (no parent model)"]
+    if parent:
+        lines += ["", "## Parent model (transfer)", "",
+                  f"- Initialised from **{parent.get('name')}** ({parent.get('path')}); the output layer was re-made "
+                  "for this model's units, rows of shared units copied from the parent.",
+                  f"- Parent's data: {', '.join(parent.get('datasets') or []) or 'unknown'} "
+                  f"(manifest sha256 {parent.get('manifest_sha256') or 'unknown'}, purpose {parent.get('purpose')})",
+                  f"- Parent's restrictions, inherited here: {', '.join(parent.get('restrictions') or []) or 'none'}"]
+        if parent.get("parent"):
+            lines.append(f"- The parent itself descends from {parent['parent'].get('name')} (see its card)")
     counts = manifest.excluded_counts()
     lines += ["", "## Data", "",
               f"- Collections: {', '.join(manifest.request.collections)} "

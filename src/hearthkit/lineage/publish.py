@@ -11,7 +11,7 @@ from sqlalchemy import select
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Model, Run
 from hearthkit.governance.manifest import Manifest
-from hearthkit.lineage.card import model_card, write_card
+from hearthkit.lineage.card import model_card, parent_info, write_card
 from hearthkit.workspace import Workspace
 
 
@@ -31,6 +31,8 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
     (tmp / "config.json").write_text(json.dumps(cfg, indent=1, ensure_ascii=False))
     (tmp / "evaluation.json").write_text(json.dumps({k: evaluation.get(k) for k in ("rows", "gaps", "signatures")},
                                                       indent=1))
+    init_from = (cfg.get("model") or {}).get("init_from")
+    parent_folder = parent_info(Path(init_from)) if init_from else None
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     overall = next((r for r in evaluation["rows"] if r["by"] == "overall"), {})
@@ -47,15 +49,19 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
         model.metrics = {m: overall.get(m) for m in evaluation["metrics"]}
         model.status = "active"
         parent = s.scalar(select(Model).where(Model.name == spec["parent"]["name"])) if spec.get("parent") else None
+        if parent is None and parent_folder:  # a recipe's own init_from naming a model folder of this workspace
+            parent = s.scalar(select(Model).where(Model.path == parent_folder["path"]))
         # Inheritance: the union of the training items' restrictions/attribution and the parent's.
         model.parent_id = parent.id if parent else None
-        model.restrictions = sorted(set(manifest.restrictions) | set(parent.restrictions if parent else []))
+        model.restrictions = sorted(set(manifest.restrictions) | set(parent.restrictions if parent else [])
+                                    | set((parent_folder or {}).get("restrictions") or []))
         model.attribution = sorted(set(manifest.attribution) | set(parent.attribution if parent else []))
         lineage = _lineage(s, parent)
         restrictions, attribution = model.restrictions, model.attribution
     card = model_card(name, cfg["recipe"], manifest, len(split["train"]), len(split["test"]), evaluation["rows"],
                       evaluation["gaps"], tuple(evaluation["metrics"]), cfg, restrictions=restrictions,
-                      attribution=attribution, lineage=lineage, signatures=evaluation.get("signatures"))
+                      attribution=attribution, lineage=lineage, signatures=evaluation.get("signatures"),
+                      parent=parent_folder)
     write_card(out / "model_card.md", card)
     return out / "model_card.md"
 

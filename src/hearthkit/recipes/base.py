@@ -37,6 +37,10 @@ class Recipe(ABC):
     def build_model(self, cfg: BaseModel, prep: dict) -> nn.Module:
         """A fresh model for CFG and PREP."""
 
+    def initialise(self, model: nn.Module, cfg: BaseModel, prep: dict) -> None:
+        """Set MODEL's starting weights before training (default: keep the fresh ones)."""
+        return None
+
     @abstractmethod
     def dataset(self, cfg: BaseModel, prep: dict, entries: list[dict], reader: GovernedReader,
                 train: bool) -> torch.utils.data.Dataset:

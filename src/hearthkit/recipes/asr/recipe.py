@@ -1,81 +1,152 @@
-"""The asr recipe: governed audio -> log-mel -> CTC; greedy decoding; CER/WER per item."""
+"""The asr recipe: governed audio -> (speed perturbation) -> log-mel -> (SpecAugment) -> CTC; CER/WER per item.
+
+Feature caching: decoded waveforms are kept in each worker's memory only (speed perturbation needs the
+waveform, and features of a 16 kHz recording cost little next to a training step); nothing derived from an
+item is written to disk, so restricted (encrypted) items never leave the store as plaintext features.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hearthkit.data.features import log_mel
 from hearthkit.data.loader import GovernedReader
-from hearthkit.ingest.audio import decode
-from hearthkit.recipes.asr.model import ASRConfig, CTCModel
-from hearthkit.recipes.asr.tokenizer import CharTokenizer
+from hearthkit.errors import HearthError
+from hearthkit.ingest.audio import decode, resample
+from hearthkit.recipes.asr import decode as ctc
+from hearthkit.recipes.asr.model import ASRConfig, AugmentConfig, build
+from hearthkit.recipes.asr.ngram import CharNgramLM
+from hearthkit.recipes.asr.tokenizer import CharTokenizer, PieceTokenizer, load_tokenizer
 from hearthkit.recipes.base import Recipe
 
 SAMPLE_RATE = 16000
 
 
-class AudioDataset(torch.utils.data.Dataset):
-    """(features, token ids) per manifest entry; features are computed once per process and kept."""
-
-    def __init__(self, cfg: ASRConfig, tok: CharTokenizer, entries: list[dict], reader: GovernedReader,
-                 train: bool):
-        self.cfg, self.tok, self.entries, self.reader, self.train = cfg, tok, entries, reader, train
-        self._cache: dict[int, torch.Tensor] = {}
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def features(self, i: int) -> torch.Tensor:
-        if i not in self._cache:
-            wav = decode(self.reader.read(self.entries[i]["content_hash"]), SAMPLE_RATE)
-            self._cache[i] = log_mel(torch.from_numpy(wav), SAMPLE_RATE, self.cfg.n_mels)
-        return self._cache[i]
-
-    def __getitem__(self, i: int) -> dict:
-        feats = self.features(i)
-        if self.train and self.cfg.spec_augment:
-            feats = spec_augment(feats)
-        return {"feats": feats, "tokens": torch.tensor(self.tok.encode(self.entries[i]["text"] or ""))}
+def speed_perturb(wav: np.ndarray, factor: float, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Play WAV FACTOR times faster (resample as if recorded at sr*factor): tempo and pitch change together."""
+    if factor == 1.0:
+        return wav
+    return resample(wav, int(round(sr * factor)), sr)
 
 
-def spec_augment(feats: torch.Tensor, n_freq: int = 2, max_f: int = 10, n_time: int = 2,
-                 max_t: int = 20) -> torch.Tensor:
-    """Zero random frequency and time bands (SpecAugment without time warping)."""
+def spec_augment(feats: torch.Tensor, aug: AugmentConfig | None = None) -> torch.Tensor:
+    """Zero random frequency bands and time spans of FEATS (T, F) (SpecAugment without time warping)."""
+    aug = aug or AugmentConfig()
     feats = feats.clone()
     T, Fdim = feats.shape
-    for _ in range(n_freq):
-        w = int(torch.randint(0, max_f + 1, ()))
+    for _ in range(aug.freq_masks):
+        w = int(torch.randint(0, aug.freq_width + 1, ()))
         f0 = int(torch.randint(0, max(1, Fdim - w), ()))
         feats[:, f0:f0 + w] = 0
-    for _ in range(n_time):
-        w = int(torch.randint(0, min(max_t, T // 5) + 1, ()))
+    max_t = int(aug.time_width * T)
+    for _ in range(aug.time_masks):
+        w = int(torch.randint(0, max_t + 1, ()))
         t0 = int(torch.randint(0, max(1, T - w), ()))
         feats[t0:t0 + w] = 0
     return feats
 
 
+class AudioDataset(torch.utils.data.Dataset):
+    """(features, unit ids) per manifest entry; waveforms are read once through the governed reader and kept."""
+
+    def __init__(self, cfg: ASRConfig, tok: CharTokenizer, entries: list[dict], reader: GovernedReader,
+                 train: bool):
+        self.cfg, self.tok, self.entries, self.reader, self.train = cfg, tok, entries, reader, train
+        self._wavs: dict[int, np.ndarray] = {}
+        self._feats: dict[int, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def waveform(self, i: int) -> np.ndarray:
+        if i not in self._wavs:
+            self._wavs[i] = decode(self.reader.read(self.entries[i]["content_hash"]), SAMPLE_RATE)
+        return self._wavs[i]
+
+    def features(self, i: int) -> torch.Tensor:
+        """Unaugmented features (kept: they are used every epoch when speed perturbation draws 1.0)."""
+        if i not in self._feats:
+            self._feats[i] = log_mel(torch.from_numpy(self.waveform(i)), SAMPLE_RATE, self.cfg.n_mels)
+        return self._feats[i]
+
+    def __getitem__(self, i: int) -> dict:
+        aug = self.cfg.augment
+        factor = 1.0
+        if self.train and self.cfg.spec_augment and len(aug.speed) > 1:
+            factor = aug.speed[int(torch.randint(0, len(aug.speed), ()))]
+        if factor == 1.0:
+            feats = self.features(i)
+        else:
+            wav = speed_perturb(self.waveform(i), factor)
+            feats = log_mel(torch.from_numpy(np.ascontiguousarray(wav)), SAMPLE_RATE, self.cfg.n_mels)
+        if self.train and self.cfg.spec_augment:
+            feats = spec_augment(feats, aug)
+        return {"feats": feats, "tokens": torch.tensor(self.tok.encode(self.entries[i]["text"] or ""))}
+
+
+def load_scorer(cfg: ASRConfig, prep: dict):
+    """The language model for shallow fusion that CFG asks for, or None."""
+    lm = cfg.decode.lm
+    if lm.kind == "ngram":
+        return prep.get("lm")
+    if lm.kind == "plugin":
+        if lm.plugin not in ctc.SCORERS:
+            raise HearthError(f"model.decode.lm.plugin {lm.plugin!r} is not registered; known: "
+                              f"{', '.join(sorted(ctc.SCORERS)) or 'none'}")
+        return ctc.SCORERS[lm.plugin](Path(lm.path or "."))
+    return None
+
+
 class ASRRecipe(Recipe):
-    """CTC speech recognition on characters."""
+    """CTC speech recognition on characters (or sentencepiece units)."""
 
     name = "asr"
     ModelConfig = ASRConfig
     metric_names = ("cer", "wer")
 
     def prepare(self, cfg: ASRConfig, train_entries: list[dict], out: Path, reader=None, manifest=None) -> dict:
-        tok = CharTokenizer.fit([e["text"] or "" for e in train_entries])
+        if cfg.init_from:  # fail at planning, in one line, rather than inside the workers
+            from hearthkit.recipes.asr.transfer import check_parent
+
+            check_parent(cfg, Path(cfg.init_from))
+        texts = [e["text"] or "" for e in train_entries]
+        tok = PieceTokenizer.fit(texts, cfg.sp_vocab) if cfg.units == "sentencepiece" else CharTokenizer.fit(texts)
         out.mkdir(parents=True, exist_ok=True)
         tok.save(out / "tokenizer.json")
-        return {"tokenizer": tok}
+        prep: dict = {"tokenizer": tok}
+        if cfg.decode.lm.kind == "ngram":
+            prep["lm"] = CharNgramLM.fit([tok.normalise(t) for t in texts], cfg.decode.lm.order)
+            prep["lm"].save(out / "lm.json")
+        return prep
 
     def load_prep(self, folder: Path) -> dict:
-        return {"tokenizer": CharTokenizer.load(folder / "tokenizer.json")}
+        prep: dict = {"tokenizer": load_tokenizer(folder / "tokenizer.json")}
+        if (folder / "lm.json").is_file():
+            prep["lm"] = CharNgramLM.load(folder / "lm.json")
+        return prep
 
     def build_model(self, cfg: ASRConfig, prep: dict) -> nn.Module:
-        return CTCModel(cfg, len(prep["tokenizer"]))
+        return build(cfg, len(prep["tokenizer"]))
+
+    def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
+        """Transfer from a registered parent: its encoder, and the output rows of units both models share."""
+        from hearthkit.recipes.asr.transfer import init_from_parent
+
+        n = init_from_parent(model, model.cfg, prep["tokenizer"], parent_dir)
+        return (f"initialised from {parent_dir.name}: {n['encoder_tensors']} encoder tensors, "
+                f"{n['shared_units']} shared units copied, {n['new_units']} new")
+
+    def initialise(self, model: nn.Module, cfg: ASRConfig, prep: dict) -> None:
+        """Transfer: copy an earlier model's weights; output rows of shared units keep their parent's values."""
+        if cfg.init_from:
+            from hearthkit.recipes.asr.transfer import init_from_parent
+
+            init_from_parent(model, cfg, prep["tokenizer"], Path(cfg.init_from))
 
     def dataset(self, cfg, prep, entries, reader, train):
         return AudioDataset(cfg, prep["tokenizer"], entries, reader, train)
@@ -98,25 +169,39 @@ class ASRRecipe(Recipe):
         return loss, {"samples": float(len(batch["feat_lens"])), "audio_seconds": audio_s}
 
     @torch.no_grad()
-    def transcribe(self, model: nn.Module, prep: dict, feats: list[torch.Tensor], batch_size: int = 16) -> list[str]:
-        """Greedy CTC transcripts of feature matrices."""
+    def transcribe(self, model: nn.Module, prep: dict, feats: list[torch.Tensor], batch_size: int = 16,
+                   cfg: ASRConfig | None = None, progress=None) -> list[str]:
+        """Transcripts of feature matrices: greedy, or beam search (with LM fusion) as CFG.decode says."""
         model.eval()
         tok: CharTokenizer = prep["tokenizer"]
-        out: list[str] = []
-        for i in range(0, len(feats), batch_size):
-            chunk = feats[i:i + batch_size]
+        dec = cfg.decode if cfg is not None else None
+        scorer = load_scorer(cfg, prep) if cfg is not None and cfg.decode.beam > 1 else None
+        # Sort by length so that batches carry little padding; restore the order at the end.
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i]))
+        out: dict[int, str] = {}
+        for b in range(0, len(order), batch_size):
+            idx = order[b:b + batch_size]
+            chunk = [feats[i] for i in idx]
             x = nn.utils.rnn.pad_sequence(chunk, batch_first=True)
             logp, lens = model(x, torch.tensor([len(f) for f in chunk]))
-            best = logp.argmax(-1)
-            out += [tok.decode(best[j, : lens[j]].tolist()) for j in range(len(chunk))]
-        return out
+            for j, i in enumerate(idx):
+                lp = logp[j, : lens[j]]
+                if dec is None or dec.beam == 1:  # greedy; a language model only acts inside a beam
+                    out[i] = tok.decode(ctc.greedy(lp))
+                else:
+                    out[i] = ctc.prefix_beam_search(lp, tok.piece, dec.beam, scorer, dec.lm.weight,
+                                                    dec.lm.bonus if scorer is not None else 0.0)
+            if progress:
+                progress(min(b + batch_size, len(order)), len(order))
+        return [out[i] for i in range(len(feats))]
 
     def evaluate(self, model, cfg, prep, entries, reader):
         ds = AudioDataset(cfg, prep["tokenizer"], entries, reader, train=False)
-        hyps = self.transcribe(model, prep, [ds.features(i) for i in range(len(ds))])
+        hyps = self.transcribe(model, prep, [ds.features(i) for i in range(len(ds))], cfg=cfg)
         tok: CharTokenizer = prep["tokenizer"]
-        return [{**{k: e.get(k) for k in ("item_id", "external_id", "speaker", "dialect", "gender")},
-                 **(e.get("meta") or {}), "reference": tok.normalise(e["text"] or ""), "hypothesis": h}
+        return [{**(e.get("meta") or {}), **{k: e.get(k) for k in ("item_id", "external_id", "speaker", "dialect",
+                                                                     "gender")},
+                 "reference": tok.normalise(e["text"] or ""), "hypothesis": h}
                 for e, h in zip(entries, hyps, strict=True)]
 
 

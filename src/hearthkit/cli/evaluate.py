@@ -1,0 +1,58 @@
+"""`hearth eval`: a model's errors per speaker, dialect, gender or any metadata column, with intervals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+from hearthkit.errors import HearthError
+
+EXAMPLE = "\n\nExample: hearth eval mboshi-asr --by speaker --by source"
+
+
+@user_errors
+def eval_(
+    model: Annotated[str, typer.Argument(help="Model name (see `hearth models`).")],
+    by: Annotated[list[str] | None, typer.Option("--by", help="Metadata column to group by (repeat for more); "
+                                                              "default speaker, dialect, gender.")] = None,
+    beam: Annotated[int | None, typer.Option(help="Beam width for decoding (default: the model's).")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Evaluate a model on its run's held-out items: CER/WER overall and per group, 95% CIs, best-worst gap."""
+    from hearthkit.evaluate.chart import bar_chart
+    from hearthkit.evaluate.run import GROUP_COLUMNS, evaluate_run
+    from hearthkit.lineage.publish import publish_model
+
+    ws, catalog = open_catalog(workspace)
+    run_dir = ws.run_dir(model)
+    if not (ws.models_dir / model).is_dir() or not (run_dir / "final" / "model.safetensors").is_file():
+        raise HearthError(f"model {model!r} not found in {ws.models_dir} with its run; see `hearth models`")
+    cols = by or GROUP_COLUMNS
+    evaluation = evaluate_run(run_dir, cols, beam=beam)
+    if not evaluation["rows"]:
+        raise HearthError(f"model {model!r}: its run has no held-out items to evaluate on")
+    empty = [c for c in cols if not any(r["by"] == c for r in evaluation["rows"])]
+    metrics = evaluation["metrics"]
+    table = Table("by", "group", "n", *[f"{m.upper()} [95% CI]" for m in metrics])
+    for r in evaluation["rows"]:
+        table.add_row(r["by"], r["group"], str(r["n"]), *[_cell(r, m) for m in metrics])
+    console.print(table)
+    for col, g in evaluation["gaps"].items():
+        console.print(f"gap (worst - best) by {col}: " + ", ".join(f"{m.upper()} {v:.3f}" for m, v in g.items()))
+    if empty:
+        console.print(f"[yellow]no values[/] for: {', '.join(empty)} (not a field or metadata column of the items)")
+    card = publish_model(ws, catalog, run_dir, evaluation)
+    folder = Path(card).parent
+    for m in metrics:
+        bar_chart(evaluation["rows"], m, folder / f"eval_{m}.png", title=f"{model}: {m.upper()} per group")
+        console.print(f"chart: {folder / f'eval_{m}.png'}")
+    console.print(f"model card: {card}")
+
+
+def _cell(r: dict, m: str) -> str:
+    lo, hi = r.get(f"{m}_ci", [float("nan")] * 2)
+    return f"{r[m]:.3f} [{lo:.3f}, {hi:.3f}]"

@@ -1,0 +1,90 @@
+"""Transcribe a long recording with a published speech model: VAD segments -> batched CTC -> Segments."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from safetensors.torch import load_file
+
+from hearthkit.data.features import log_mel
+from hearthkit.errors import HearthError
+from hearthkit.ingest.audio import resample
+from hearthkit.transcribe.formats import Segment
+from hearthkit.transcribe.vad import VADConfig, frame_energies, speech_segments
+
+SAMPLE_RATE = 16000
+
+
+@dataclass
+class LoadedModel:
+    """A published asr model ready to decode: recipe, model config, preparation and weights."""
+
+    name: str
+    recipe: object
+    cfg: object
+    prep: dict
+    model: torch.nn.Module
+
+
+def resolve_model(name_or_path: str, models_dir: Path | None) -> Path:
+    """The folder of model NAME_OR_PATH: a models/NAME folder of the workspace, or a path to one."""
+    p = Path(name_or_path)
+    if (p / "model.safetensors").is_file():
+        return p
+    if models_dir is not None and (models_dir / name_or_path / "model.safetensors").is_file():
+        return models_dir / name_or_path
+    raise HearthError(f"model {name_or_path!r} not found (no model.safetensors there or in the workspace's models/); "
+                      "see `hearth models`")
+
+
+def load_model(folder: Path, beam: int | None = None) -> LoadedModel:
+    """Load the published model in FOLDER for inference (optionally with another beam width)."""
+    from hearthkit.recipes import get_recipe
+
+    run_cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    recipe = get_recipe(run_cfg["recipe"])
+    if run_cfg["recipe"] != "asr":
+        raise HearthError(f"{folder}: a {run_cfg['recipe']!r} model cannot transcribe speech")
+    mcfg = recipe.ModelConfig.model_validate({**run_cfg.get("model", {}), "init_from": None})
+    if beam is not None:
+        mcfg.decode.beam = beam
+    prep = recipe.load_prep(folder / "prep")
+    model = recipe.build_model(mcfg, prep)
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    model.eval()
+    return LoadedModel(run_cfg["name"], recipe, mcfg, prep, model)
+
+
+def read_span(path: Path, start: float, end: float) -> np.ndarray:
+    """Mono float32 samples of PATH between START and END seconds, at 16 kHz."""
+    with sf.SoundFile(str(path)) as f:
+        sr = f.samplerate
+        f.seek(int(start * sr))
+        wav = f.read(max(0, int(end * sr) - int(start * sr)), dtype="float32", always_2d=True).mean(axis=1)
+    return resample(wav, sr, SAMPLE_RATE) if sr != SAMPLE_RATE else wav
+
+
+def transcribe_file(lm: LoadedModel, audio: Path, batch_size: int = 16, vad: VADConfig | None = None,
+                    progress: Callable[[str, float, float], None] | None = None) -> list[Segment]:
+    """Segments of AUDIO with text: split at pauses, decode in batches of BATCH_SIZE segments."""
+    energy, duration = frame_energies(audio, progress=(lambda d, t: progress("finding pauses", d, t))
+                                      if progress else None)
+    spans = speech_segments(energy, vad)
+    out: list[Segment] = []
+    done = 0.0
+    for b in range(0, len(spans), batch_size):
+        chunk = spans[b:b + batch_size]
+        feats = [log_mel(torch.from_numpy(np.ascontiguousarray(read_span(audio, s, e))), SAMPLE_RATE,
+                         lm.cfg.n_mels) for s, e in chunk]
+        texts = lm.recipe.transcribe(lm.model, lm.prep, feats, batch_size=batch_size, cfg=lm.cfg)
+        out += [Segment(s, e, t) for (s, e), t in zip(chunk, texts, strict=True)]
+        done = chunk[-1][1]
+        if progress:
+            progress("transcribing", done, duration)
+    return out
