@@ -30,7 +30,7 @@ def tiny_config(folder: Path, name: str, steps: int = 6, checkpoint_every: int =
         "recipe": "asr",
         "request": {"purpose": "language_revitalization", "requester": "launch-test", "collections": [COLLECTION]},
         "split": {"by": "text", "test_fraction": 0.2},
-        "model": {"conv_channels": 16, "hidden": 16, "layers": 1, "dropout": 0.1},
+        "model": {"arch": "bigru", "conv_channels": 16, "hidden": 16, "layers": 1, "dropout": 0.1},
         "train": {"steps": steps, "batch_size": 2, "lr": 0.002, "warmup": 2, "checkpoint_every": checkpoint_every,
                   "log_every": 2, "keep_last": 2},
         "launch": {"nproc": nproc, "backend": "gloo"},

@@ -22,7 +22,7 @@ def _config(path: Path, name: str, collection: str, init_from: str | None = None
     cfg = {"name": name, "recipe": "asr", "init_from": init_from,
            "request": {"purpose": "research", "requester": "team", "collections": [collection]},
            "split": {"test_fraction": 0.25},
-           "model": {"conv_channels": 24, "hidden": 24, "layers": 1},
+           "model": {"arch": "bigru", "conv_channels": 24, "hidden": 24, "layers": 1},
            "train": {"steps": 12, "batch_size": 4, "checkpoint_every": 12, "log_every": 6, "warmup": 2}}
     out = path / f"{name}.yaml"
     out.write_text(yaml.safe_dump(cfg))

@@ -24,15 +24,15 @@ def eval_(
 ) -> None:
     """Evaluate a model on its run's held-out items: CER/WER overall and per group, 95% CIs, best-worst gap."""
     from hearthkit.evaluate.chart import bar_chart
-    from hearthkit.evaluate.run import GROUP_COLUMNS, evaluate_run
+    from hearthkit.evaluate.run import evaluate_run
     from hearthkit.lineage.publish import publish_model
 
     ws, catalog = open_catalog(workspace)
     run_dir = ws.run_dir(model)
     if not (ws.models_dir / model).is_dir() or not (run_dir / "final" / "model.safetensors").is_file():
         raise HearthError(f"model {model!r} not found in {ws.models_dir} with its run; see `hearth models`")
-    cols = by or GROUP_COLUMNS
-    evaluation = evaluate_run(run_dir, cols, beam=beam)
+    evaluation = evaluate_run(run_dir, by, beam=beam)  # default groups: the recipe's (speaker, dialect, gender)
+    cols = by or sorted({r["by"] for r in evaluation["rows"] if r["by"] != "overall"})
     if not evaluation["rows"]:
         raise HearthError(f"model {model!r}: its run has no held-out items to evaluate on")
     empty = [c for c in cols if not any(r["by"] == c for r in evaluation["rows"])]

@@ -99,7 +99,8 @@ class LandcoverRecipe(Recipe):
     metric_names = ("accuracy", "miou")
     groups = ("scene",)
 
-    def prepare(self, cfg: LandcoverConfig, train_entries: list[dict], out: Path, reader=None) -> dict:
+    def prepare(self, cfg: LandcoverConfig, train_entries: list[dict], out: Path, reader=None,
+                manifest=None) -> dict:
         scenes = geo.open_scenes(train_entries, reader, tuple(cfg.bands), need=("before", "landcover"))
         classes = next((e["meta"].get("classes") for e in train_entries
                         if (e.get("meta") or {}).get("role") == "landcover"), None)
