@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 # A model small enough that a step takes milliseconds: start-up dominates, and that is what the tests pay for.
-TINY_MODEL = {"arch": "bigru", "n_mels": 40, "conv_channels": 16, "hidden": 16, "layers": 1, "dropout": 0.1, "spec_augment": True}
+TINY_MODEL = {"arch": "bigru", "n_mels": 40, "conv_channels": 16, "hidden": 16, "layers": 1, "dropout": 0.1,
+              "spec_augment": True}
 
 
 @pytest.fixture(scope="session")

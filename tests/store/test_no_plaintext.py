@@ -64,7 +64,8 @@ def test_restricted_audio_never_lies_on_disk_in_the_clear(speech_archive: Path, 
            "request": {"purpose": "language_revitalization", "requester": "tester",
                        "collections": [info["collection"]["name"]]},
            "split": {"by": "text", "test_fraction": 0.25},
-           "model": {"arch": "bigru", "n_mels": 40, "conv_channels": 16, "hidden": 16, "layers": 1, "spec_augment": False},
+           "model": {"arch": "bigru", "n_mels": 40, "conv_channels": 16, "hidden": 16, "layers": 1,
+                     "spec_augment": False},
            "train": {"steps": 4, "batch_size": 4, "warmup": 1, "checkpoint_every": 2, "log_every": 2},
            "launch": {"nproc": 1}}
     cfg_path = tmp_path / "sealed.yaml"
