@@ -18,9 +18,10 @@ from tests.conftest import hearth
 pytestmark = pytest.mark.slow
 
 
-def _config(path: Path, name: str, collection: str, init_from: str | None = None) -> Path:
+def _config(path: Path, name: str, collection: str, init_from: str | None = None, requester: str = "team",
+            request_id: int | None = None) -> Path:
     cfg = {"name": name, "recipe": "asr", "init_from": init_from,
-           "request": {"purpose": "research", "requester": "team", "collections": [collection]},
+           "request": {"purpose": "research", "requester": requester, "collections": [collection], "id": request_id},
            "split": {"test_fraction": 0.25},
            "model": {"arch": "bigru", "conv_channels": 24, "hidden": 24, "layers": 1},
            "train": {"steps": 12, "batch_size": 4, "checkpoint_every": 12, "log_every": 6, "warmup": 2}}
@@ -96,6 +97,7 @@ def test_withdraw_speaker_marks_models_and_retrain(workspace: Path, speech_archi
         proc = hearth("transcribe", old, str(wav), "--out", str(tmp_path / f"tx-{old}"), ws=workspace, check=False)
         assert proc.returncode == 2 and "revoked" in proc.stderr
     assert "exported B-r1" in hearth("export", "B-r1", str(tmp_path / "export-B-r1"), ws=workspace).stdout
+    assert "audit chain intact" in hearth("audit", "verify", ws=workspace).stdout
     show = hearth("models", "show", "B-r1", ws=workspace).stdout
     assert "parents: A-r1" in show
 
@@ -122,3 +124,29 @@ def test_inheritance_refuses_commercial_use(workspace: Path, speech_archive: Pat
     cfg = _config(tmp_path, "C", "demo-korero", init_from="A")
     proc = hearth("train", str(cfg), "--set", "request.purpose=commercial", ws=workspace, check=False)
     assert proc.returncode == 2 and "no commercial use" in proc.stderr
+
+
+def test_protocol_restricted_model_refuses_outsiders(workspace: Path, speech_archive: Path, tmp_path: Path) -> None:
+    """A steward-approved run on tk:women_restricted items: the model is restricted to that protocol's members."""
+    import re
+
+    community = "Te Hapori Tauira (demo community)"
+    hearth("data", "import", str(speech_archive), ws=workspace)
+    hearth("people", "add", "aroha", "--community", community, "--role", "steward", ws=workspace)
+    hearth("people", "add", "mere", "--community", community, "--role", "member", "--by", "aroha", ws=workspace)
+    hearth("protocol", "create", "wahine", "--community", community, "--by", "aroha", ws=workspace)
+    hearth("protocol", "add-member", "wahine", "mere", "--by", "aroha", ws=workspace)
+    hearth("labels", "apply", "tk:women_restricted", "-c", "demo-korero", "-i", "mere_0001", "--protocol", "wahine",
+           "--by", "aroha", ws=workspace)
+    out = hearth("request", "--purpose", "research", "--requester", "mere", "-c", "demo-korero", "--recipe", "asr",
+                 ws=workspace).stdout
+    rid = int(re.search(r"request (\d+): pending", out).group(1))
+    hearth("approve", str(rid), "--by", "aroha", ws=workspace)
+    hearth("train", str(_config(tmp_path, "W", "demo-korero", requester="mere", request_id=rid)), ws=workspace)
+    manifest = json.loads((workspace / "runs/W/manifest.json").read_text())
+    assert "mere_0001" in {e["external_id"] for e in manifest["included"]}  # approved: trained on
+    card = yaml.safe_load((workspace / "models/W/model_card.md").read_text().split("---")[1])
+    assert {"tk:women_restricted", "protocol:wahine"} <= set(card["hearthkit"]["restrictions"])
+    proc = hearth("export", "W", str(tmp_path / "out-rangi"), "--requester", "rangi", ws=workspace, check=False)
+    assert proc.returncode == 2 and "protocol wahine" in proc.stderr and not (tmp_path / "out-rangi").exists()
+    assert "exported W" in hearth("export", "W", str(tmp_path / "out-mere"), "--requester", "mere", ws=workspace).stdout
