@@ -11,6 +11,13 @@ from rich.table import Table
 
 from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
 
+
+def _report_problems(problems: list[tuple[str, str]]) -> None:
+    """One line per rejected file, with its reason (every importer reports bad input the same way)."""
+    for name, reason in problems:
+        console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False, soft_wrap=True)
+
+
 data_app = typer.Typer(help="Import and list archive items.\n\nExample: hearth data import ./archive",
                        no_args_is_help=True)
 demo_app = typer.Typer(help="Write synthetic demo archives.\n\nExample: hearth demo-data speech ./archive",
@@ -47,8 +54,7 @@ def import_(
             progress=lambda i, n: bar.update(task, completed=i, total=n), info_path=info, batch_size=batch_size,
             collection=collection,
             on_batch=lambda done, n: console.print(f"saved {done} new items (of {n} recordings)", highlight=False))
-    for name, reason in report.problems:
-        console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False, soft_wrap=True)
+    _report_problems(report.problems)
     sealed = " (stored encrypted)" if report.sealed else ""
     console.print(f"collection {report.collection}{sealed}: {report.imported} imported, {report.unchanged} already "
                   f"present, {len(report.problems)} skipped", highlight=False)
@@ -104,8 +110,7 @@ def import_eaf(
     problems = 0
     for f, anns, rec in parsed:
         report = import_annotations(catalog, workspace_store(ws), info, anns, rec, f, speaker)
-        for name, reason in report.problems:
-            console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False, soft_wrap=True)
+        _report_problems(report.problems)
         problems += len(report.problems)
         console.print(f"{f.name} -> collection {report.collection}: {report.imported} segments imported, "
                       f"{report.corrected} corrected, {report.unchanged} unchanged, {len(report.problems)} skipped",
@@ -196,8 +201,7 @@ def import_geotiff(
         task = bar.add_task("reading scenes", total=None)
         report = import_geotiff_folder(catalog, workspace_store(ws), folder, layout,
                                        progress=lambda i, n: bar.update(task, completed=i, total=n))
-    for name, reason in report.problems:
-        console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False, soft_wrap=True)
+    _report_problems(report.problems)
     with catalog.session() as s:
         coll = s.scalar(select(Collection).where(Collection.name == report.collection))
         labels = [lab.key for lab in s.scalars(select(Label).where(Label.collection_id == coll.id))]
@@ -282,8 +286,7 @@ def import_parallel_(
     ws, catalog = open_catalog(workspace)
     with console.status("reading parallel text"):
         report = import_parallel(catalog, workspace_store(ws), folder, src, tgt, info, corpus, label)
-    for name, reason in report.problems:
-        console.print(f"[yellow]skipped[/] {name}: {reason}", highlight=False, soft_wrap=True)
+    _report_problems(report.problems)
     console.print(f"collection {report.collection}: {report.imported} text items imported "
                   f"({report.imported // 2} pairs), {report.unchanged} already present, "
                   f"{len(report.problems)} problems")

@@ -89,3 +89,42 @@ def read_archive_info(folder: Path, path: Path | None = None) -> ArchiveInfo:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"])
         raise HearthError(f"{path}: field {field}: {err['msg']}") from None
+
+
+def _utc(d: date | None):
+    """Midnight UTC of D (the catalog stores aware datetimes), or None."""
+    from datetime import UTC, datetime
+
+    return datetime(d.year, d.month, d.day, tzinfo=UTC) if d else None
+
+
+def collection_with_consent(s, info: ArchiveInfo, labels: list[dict] | None = None):
+    """Get or create INFO's collection in session S; add its consent records and collection labels not yet there."""
+    from sqlalchemy import select
+
+    from hearthkit.catalog.models import Collection, Consent, Label
+
+    c = info.collection
+    coll = s.scalar(select(Collection).where(Collection.name == c.name))
+    if coll is None:
+        coll = Collection(name=c.name, community=c.community, licence=c.licence, citation=c.citation,
+                          restricted=c.restricted)
+        s.add(coll)
+        s.flush()
+    elif coll.community != c.community:
+        raise HearthError(f"collection {c.name!r} belongs to {coll.community}, not {c.community}")
+    existing = {(x.scope, x.subject, x.given_by, x.given_at.date(), tuple(x.purposes))
+                for x in s.scalars(select(Consent).where(Consent.collection_id == coll.id))}
+    for scope, entries in (("collective", info.collective_consent), ("individual", info.individual_consent)):
+        for e in entries:
+            purposes = [p.value for p in e.purposes]
+            if (scope, e.subject, e.given_by, e.given_at, tuple(purposes)) in existing:
+                continue
+            s.add(Consent(collection_id=coll.id, scope=scope, subject=e.subject, given_by=e.given_by,
+                          given_at=_utc(e.given_at), purposes=purposes, evidence=e.evidence,
+                          expires_at=_utc(e.expires_at)))
+    have_labels = set(s.scalars(select(Label.key).where(Label.collection_id == coll.id)))
+    for lab in labels or []:
+        if lab["key"] not in have_labels:
+            s.add(Label(collection_id=coll.id, key=lab["key"], community=c.community, text=lab.get("text")))
+    return coll

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +19,10 @@ import yaml
 from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Collection, Consent, Item, Label
+from hearthkit.catalog.models import Item
 from hearthkit.errors import HearthError
 from hearthkit.governance.vocabulary import LABELS
-from hearthkit.ingest.archive import ArchiveInfo, read_archive_info
+from hearthkit.ingest.archive import ArchiveInfo, collection_with_consent, read_archive_info
 from hearthkit.ingest.speech_folder import ImportReport
 from hearthkit.store.vault import Store
 
@@ -241,29 +240,9 @@ def import_geotiff_folder(catalog: Catalog, store: Store, folder: Path, layout: 
 def _commit(catalog: Catalog, store: Store, info: ArchiveInfo, labels: list[dict], pending: list[_File],
             report: ImportReport) -> None:
     """Store the bytes, then write collection, consent, labels and items in one transaction."""
-    c = info.collection
     digests = [store.put(f.data) for f in pending]  # content-addressed: an aborted import leaves no catalog rows
     with catalog.session() as s:
-        coll = s.scalar(select(Collection).where(Collection.name == c.name))
-        if coll is None:
-            coll = Collection(name=c.name, community=c.community, licence=c.licence, citation=c.citation,
-                              restricted=c.restricted)
-            s.add(coll)
-            s.flush()
-        elif coll.community != c.community:
-            raise HearthError(f"collection {c.name!r} belongs to {coll.community}, not {c.community}")
-        have_consent = {(x.scope, x.subject, tuple(x.purposes))
-                        for x in s.scalars(select(Consent).where(Consent.collection_id == coll.id))}
-        for e in info.collective_consent:
-            purposes = [p.value for p in e.purposes]
-            if ("collective", e.subject, tuple(purposes)) not in have_consent:
-                s.add(Consent(collection_id=coll.id, scope="collective", subject=e.subject, given_by=e.given_by,
-                              given_at=datetime(e.given_at.year, e.given_at.month, e.given_at.day, tzinfo=UTC),
-                              purposes=purposes, evidence=e.evidence))
-        have_labels = {x.key for x in s.scalars(select(Label).where(Label.collection_id == coll.id))}
-        for lab in labels:
-            if lab["key"] not in have_labels:
-                s.add(Label(collection_id=coll.id, key=lab["key"], community=c.community, text=lab.get("text")))
+        coll = collection_with_consent(s, info, labels)
         have = {x.external_id: x.content_hash for x in s.scalars(select(Item).where(Item.collection_id == coll.id))}
         for f, digest in zip(pending, digests, strict=True):
             if f.external_id in have:

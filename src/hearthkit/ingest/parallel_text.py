@@ -12,16 +12,15 @@ import csv
 import os
 import unicodedata
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Collection, Consent, Item, Label
+from hearthkit.catalog.models import Item, Label
 from hearthkit.errors import HearthError
 from hearthkit.governance.vocabulary import LABELS
-from hearthkit.ingest.archive import ArchiveInfo
+from hearthkit.ingest.archive import ArchiveInfo, collection_with_consent
 from hearthkit.ingest.speech_folder import ImportReport
 from hearthkit.store.vault import Store
 
@@ -139,30 +138,7 @@ def _commit(catalog: Catalog, info: ArchiveInfo, sides: list[_Side], digests: li
     """Collection, consent, collection labels and items with their labels, in one transaction."""
     c = info.collection
     with catalog.session() as s:
-        coll = s.scalar(select(Collection).where(Collection.name == c.name))
-        if coll is None:
-            coll = Collection(name=c.name, community=c.community, licence=c.licence, citation=c.citation,
-                              restricted=c.restricted)
-            s.add(coll)
-            s.flush()
-        elif coll.community != c.community:
-            raise HearthError(f"collection {c.name!r} belongs to {coll.community}, not {c.community}")
-        existing = {(x.scope, x.subject, x.given_by, x.given_at.date(), tuple(x.purposes))
-                    for x in s.scalars(select(Consent).where(Consent.collection_id == coll.id))}
-        for scope, entries in (("collective", info.collective_consent), ("individual", info.individual_consent)):
-            for e in entries:
-                purposes = [p.value for p in e.purposes]
-                if (scope, e.subject, e.given_by, e.given_at, tuple(purposes)) in existing:
-                    continue
-                s.add(Consent(collection_id=coll.id, scope=scope, subject=e.subject, given_by=e.given_by,
-                              given_at=datetime(e.given_at.year, e.given_at.month, e.given_at.day, tzinfo=UTC),
-                              purposes=purposes, evidence=e.evidence,
-                              expires_at=datetime(e.expires_at.year, e.expires_at.month, e.expires_at.day,
-                                                  tzinfo=UTC) if e.expires_at else None))
-        have_labels = set(s.scalars(select(Label.key).where(Label.collection_id == coll.id)))
-        for key in coll_labels:
-            if key not in have_labels:
-                s.add(Label(collection_id=coll.id, key=key, community=c.community))
+        coll = collection_with_consent(s, info, [{"key": k} for k in coll_labels])
         have = dict(s.execute(select(Item.external_id, Item.content_hash).where(Item.collection_id == coll.id)).all())
         new: list[tuple[Item, _Side]] = []
         for side, digest in zip(sides, digests, strict=True):
