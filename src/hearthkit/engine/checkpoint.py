@@ -128,7 +128,8 @@ def save(root: Path, step: int, state: ModelAndOptimizer, rank_state: dict, keep
 def loop_state(step: int, sched: LRScheduler, sampler) -> dict:
     """This rank's loop state after STEP: scheduler, RNG states, data position (the step, and what orders data)."""
     return {"step": step, "scheduler": sched.state_dict(), "rng": rng_state(),
-            "data": {"seed": sampler.seed, "batch_size": sampler.bs, "world": sampler.world}}
+            "data": {"seed": sampler.seed, "batch_size": sampler.bs, "world": sampler.world,
+                     "bucket": sampler.bucket}}
 
 
 def resume(root: Path, state: ModelAndOptimizer, sched: LRScheduler) -> tuple[int, Path | None]:

@@ -41,6 +41,8 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     steps: int = Field(1000, gt=0, description="Optimizer steps in total.")
     batch_size: int = Field(16, gt=0, description="Examples per micro-batch per worker.")
+    bucket: int = Field(0, ge=0, description="Length-bucketed batches: sort each window of this many global "
+                        "batches by item length (audio duration, text length) before cutting it; 0 = off.")
     grad_accum: int = Field(1, gt=0, description="Micro-batches per optimizer step (gradient accumulation).")
     lr: float = Field(2e-3, gt=0, description="Peak learning rate (AdamW).")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (matrices only, not biases or norms).")

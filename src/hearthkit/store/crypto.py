@@ -40,14 +40,17 @@ def object_key_id(blob: bytes) -> bytes:
     return blob[len(MAGIC): len(MAGIC) + KEY_ID_LEN]
 
 
-def unseal(key: bytes, digest: str, blob: bytes) -> bytes:
-    """Decrypt a sealed object stored at DIGEST; fail if the key is wrong or a byte changed."""
+def unseal(key: bytes | AESGCM, digest: str, blob: bytes) -> bytes:
+    """Decrypt a sealed object stored at DIGEST; fail if the key is wrong or a byte changed.
+
+    KEY may be a ready AESGCM cipher (the store keeps one per data key: building it costs a key schedule)."""
     object_key_id(blob)
     header = blob[:HEADER_LEN]
     nonce = header[len(MAGIC) + KEY_ID_LEN:]
     body = memoryview(blob)[HEADER_LEN:]  # no copy of the ciphertext
+    aead = key if isinstance(key, AESGCM) else AESGCM(key)
     try:
-        return AESGCM(key).decrypt(nonce, body, header + digest.encode())
+        return aead.decrypt(nonce, body, header + digest.encode())
     except InvalidTag:
         raise DecryptError(f"sealed object {digest[:12]}… does not open: wrong key or tampered bytes") from None
 

@@ -16,9 +16,13 @@ class SealedStore:
         self.root = Path(root)
         self.keys = keys
         self._addr = ContentStore(self.root)  # same ab/cdef… layout and hash validation
+        self._ciphers: dict[bytes, crypto.AESGCM] = {}  # data key id -> cipher, in memory only
 
     def path(self, digest: str) -> Path:
         return self._addr.path(digest)
+
+    def fspath(self, digest: str) -> str:
+        return self._addr.fspath(digest)
 
     def has(self, digest: str) -> bool:
         return self._addr.has(digest)
@@ -51,7 +55,11 @@ class SealedStore:
 
     def open_blob(self, digest: str, blob: bytes, verify: bool = True) -> bytes:
         """Decrypt BLOB, the sealed object stored at DIGEST; with VERIFY, check the plaintext's hash."""
-        data = crypto.unseal(self.keys.data_key(crypto.object_key_id(blob)), digest, blob)
+        kid = crypto.object_key_id(blob)
+        cipher = self._ciphers.get(kid)
+        if cipher is None:
+            cipher = self._ciphers[kid] = crypto.AESGCM(self.keys.data_key(kid))
+        data = crypto.unseal(cipher, digest, blob)
         if verify and sha256_bytes(data) != digest:
             raise IntegrityError(f"sealed object {digest[:12]}… decrypts to bytes that do not match its hash")
         return data

@@ -33,7 +33,7 @@ class Store:
         """Plaintext of DIGEST, decrypted in memory when sealed; verified against DIGEST."""
         # Open rather than stat first: one system call per object on the hot path of training.
         try:
-            blob = read_file(self.sealed.path(digest))
+            blob = read_file(self.sealed.fspath(digest))
         except FileNotFoundError:
             return self.plain.get(digest, verify)
         return self.sealed.open_blob(digest, blob, verify)

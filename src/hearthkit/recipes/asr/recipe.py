@@ -1,8 +1,8 @@
 """The asr recipe: governed audio -> (speed perturbation) -> log-mel -> (SpecAugment) -> CTC; CER/WER per item.
 
-Feature caching: decoded waveforms are kept in each worker's memory only (speed perturbation needs the
-waveform, and features of a 16 kHz recording cost little next to a training step); nothing derived from an
-item is written to disk, so restricted (encrypted) items never leave the store as plaintext features.
+Feature caching: decoded waveforms and the features of each speed factor drawn are kept in each worker's
+memory only (SpecAugment masks a copy each time); nothing derived from an item is written to disk, so
+restricted (encrypted) items never leave the store as plaintext features.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class AudioDataset(torch.utils.data.Dataset):
                  train: bool):
         self.cfg, self.tok, self.entries, self.reader, self.train = cfg, tok, entries, reader, train
         self._wavs: dict[int, np.ndarray] = {}
-        self._feats: dict[int, torch.Tensor] = {}
+        self._feats: dict[int | tuple[int, float], torch.Tensor] = {}
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -81,9 +81,12 @@ class AudioDataset(torch.utils.data.Dataset):
             factor = aug.speed[int(torch.randint(0, len(aug.speed), ()))]
         if factor == 1.0:
             feats = self.features(i)
-        else:
+        elif (i, factor) in self._feats:
+            feats = self._feats[(i, factor)]
+        else:  # a few speed factors per item: their features are kept like the unperturbed ones
             wav = speed_perturb(self.waveform(i), factor)
             feats = log_mel(torch.from_numpy(np.ascontiguousarray(wav)), SAMPLE_RATE, self.cfg.n_mels)
+            self._feats[(i, factor)] = feats
         if self.train and self.cfg.spec_augment:
             feats = spec_augment(feats, aug)
         return {"feats": feats, "tokens": torch.tensor(self.tok.encode(self.entries[i]["text"] or ""))}
