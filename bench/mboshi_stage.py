@@ -1,4 +1,4 @@
-"""Stage ../shared/data/mboshi as a hearthkit speech archive (symlinked audio, .txt transcripts, metadata.csv).
+"""Stage ../shared/data/mboshi as a hearthkit speech archive (linked audio, .txt transcripts, metadata.csv).
 
 Speaker, elicitation source (dico/part) and the corpus split come from the file names; train and dev are one
 collection with a `split` column so that a run config can hold out `split: dev` (or a speaker).
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import re
+import shutil
 from pathlib import Path
 
 import yaml
@@ -28,8 +29,13 @@ def stage(data: Path, out: Path) -> int:
                 continue
             text = (audio.with_suffix(".mb")).read_text(encoding="utf-8")
             link = out / audio.name
+            if link.is_symlink():  # staged by an older version; the importer refuses links leaving the archive
+                link.unlink()
             if not link.exists():
-                link.symlink_to(audio.resolve())
+                try:  # a hard link is the file itself (no copy); across file systems, copy
+                    link.hardlink_to(audio.resolve())
+                except OSError:
+                    shutil.copy2(audio, link)
             (out / f"{audio.stem}.txt").write_text(text, encoding="utf-8")
             m = SOURCE.search(audio.stem)
             rows.append({"file": audio.name, "speaker": audio.stem.split("_")[0],

@@ -26,8 +26,20 @@ class LMScorer(Protocol):
         """log P(TEXT | CONTEXT)."""
 
 
-# name -> factory(path) -> LMScorer; the lm recipe registers itself here when it is present.
+# name -> factory(path) -> LMScorer; `register_scorer` adds more.
 SCORERS: dict[str, Callable[[Path], LMScorer]] = {}
+# Scorers of hearthkit's own recipes, imported only when a config asks for them (torch models load slowly).
+BUILTIN = {"lm": "hearthkit.recipes.lm.fusion:load_scorer"}
+
+
+def scorer_factory(name: str) -> Callable[[Path], LMScorer] | None:
+    """The factory registered as NAME (a built-in one is imported on first use), or None."""
+    if name not in SCORERS and name in BUILTIN:
+        import importlib
+
+        module, attr = BUILTIN[name].split(":")
+        SCORERS[name] = getattr(importlib.import_module(module), attr)
+    return SCORERS.get(name)
 
 
 def register_scorer(name: str, factory: Callable[[Path], LMScorer]) -> None:

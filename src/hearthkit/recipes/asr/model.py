@@ -29,12 +29,13 @@ class LMConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["none", "ngram", "plugin"] = Field(
         "none", description="none; ngram (a character n-gram fitted on the training transcripts); plugin "
-        "(a scorer registered in hearthkit.recipes.asr.decode.SCORERS, e.g. by the lm recipe).")
+        "(a registered scorer: `lm` fuses a character-level model of the lm recipe named by path).")
     order: int = Field(5, ge=1, le=10, description="n of the character n-gram.")
     weight: float = Field(0.3, ge=0, description="Weight of the LM log-probability in the beam score.")
     bonus: float = Field(0.5, description="Reward per emitted character (offsets the LM's pull to short output).")
     plugin: str | None = Field(None, description="Registered scorer name when kind is plugin.")
-    path: str | None = Field(None, description="What the plugin scorer loads (e.g. a models/NAME folder).")
+    path: str | None = Field(None, description="What the plugin scorer loads: for `lm`, a model name in "
+                            "the workspace or a models/NAME folder.")
 
 
 class DecodeConfig(BaseModel):

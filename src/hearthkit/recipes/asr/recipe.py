@@ -98,10 +98,13 @@ def load_scorer(cfg: ASRConfig, prep: dict):
     if lm.kind == "ngram":
         return prep.get("lm")
     if lm.kind == "plugin":
-        if lm.plugin not in ctc.SCORERS:
+        factory = ctc.scorer_factory(lm.plugin or "")
+        if factory is None:
             raise HearthError(f"model.decode.lm.plugin {lm.plugin!r} is not registered; known: "
-                              f"{', '.join(sorted(ctc.SCORERS)) or 'none'}")
-        return ctc.SCORERS[lm.plugin](Path(lm.path or "."))
+                              f"{', '.join(sorted({*ctc.SCORERS, *ctc.BUILTIN}))}")
+        if not lm.path:
+            raise HearthError("model.decode.lm.path is missing: name the lm model to fuse (e.g. nah-lm)")
+        return factory(Path(lm.path))
     return None
 
 
