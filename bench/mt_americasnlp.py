@@ -56,7 +56,7 @@ def run_config(name: str, langs: list[str], args) -> dict:
             "train": {"steps": args.steps, "batch_size": args.batch, "lr": args.lr,
                       "warmup": min(200, args.steps // 8),
                       "checkpoint_every": max(1, every), "keep_last": args.average, "log_every": 25,
-                      "weight_decay": 0.01},
+                      "weight_decay": 0.01, "bucket": args.bucket},
             "launch": {"nproc": 1, "threads_per_worker": args.threads}}
 
 
@@ -141,6 +141,7 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--average", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bucket", type=int, default=20, help="train.bucket: length-bucketed batches (0: off).")
     ap.add_argument("--tag", default="", help="Suffix of run names (a new tag trains afresh).")
     ap.add_argument("--out", type=Path, default=Path("bench/results/mt_americasnlp.jsonl"))
     args = ap.parse_args()

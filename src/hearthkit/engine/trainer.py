@@ -34,6 +34,7 @@ from hearthkit.engine.parallel import (
     unwrap,
 )
 from hearthkit.engine.sampler import StepSampler
+from hearthkit.errors import HearthError
 from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes import get_recipe
 from hearthkit.recipes.base import Recipe
@@ -100,7 +101,16 @@ def load_data(run_dir: Path, spec: dict, cfg: RunConfig, recipe: Recipe, mcfg, p
     train_ids = set(json.loads((run_dir / "split.json").read_text())["train"])
     entries = [e for e in manifest.included if e["item_id"] in train_ids]
     reader = GovernedReader(store_from_spec(spec), entries, run_dir / "access" / f"rank{rank}.jsonl")
-    return recipe.dataset(mcfg, prep, entries, reader, train=True), [recipe.item_length(e) for e in entries]
+    return recipe.dataset(mcfg, prep, entries, reader, train=True), len(entries)
+
+
+def example_lengths(data, cfg: RunConfig) -> list[float] | None:
+    """Per-example lengths for train.bucket (a dataset offers `lengths()`), or None when bucketing is off."""
+    if not cfg.train.bucket:
+        return None
+    if not hasattr(data, "lengths"):
+        raise HearthError(f"train.bucket: the {cfg.recipe} recipe's examples have one length; set train.bucket: 0")
+    return data.lengths()
 
 
 def say(msg: str, log: RankLog) -> None:
@@ -125,8 +135,7 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
     recipe = get_recipe(cfg.recipe)
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     prep = recipe.load_prep(run_dir / "prep")
-    data, lengths = load_data(run_dir, spec, cfg, recipe, mcfg, prep, rank)
-    n_items = len(lengths)
+    data, n_items = load_data(run_dir, spec, cfg, recipe, mcfg, prep, rank)
     torch.manual_seed(t.seed)  # same initial weights on every rank
     model = recipe.build_model(mcfg, prep)
     if spec.get("parent"):
@@ -137,7 +146,7 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
     model = parallelize(model, t, device)
     opt = build_optimizer(model, t, device)
     sched = build_scheduler(opt, t)
-    sampler = StepSampler(len(data), t.batch_size, rank, world, t.seed, lengths, t.bucket)
+    sampler = StepSampler(len(data), t.batch_size, rank, world, t.seed, example_lengths(data, cfg), t.bucket)
     torch.manual_seed(t.seed * 1000 + rank + 1)  # augmentation / dropout differ per rank
     state = checkpoint.ModelAndOptimizer(unwrap(model), opt)
 

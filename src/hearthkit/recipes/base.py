@@ -59,10 +59,6 @@ class Recipe(ABC):
                  reader: GovernedReader) -> list[dict]:
         """Per-item results (reference, hypothesis and the item's metadata) for disaggregated scoring."""
 
-    def item_length(self, entry: dict) -> float:
-        """How long item ENTRY is, for length-bucketed batches: its duration, else its text's length."""
-        return float(entry.get("duration_s") or len(entry.get("text") or ""))
-
     def flops_per_sample(self, cfg: BaseModel, model: nn.Module) -> float | None:
         """Training FLOPs (forward + backward) of one sample, for MFU; None where unknown."""
         return None

@@ -63,6 +63,10 @@ class AudioDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def lengths(self) -> list[float]:
+        """Seconds of audio per example (for length-bucketed batches)."""
+        return [float(e.get("duration_s") or 0.0) for e in self.entries]
+
     def waveform(self, i: int) -> np.ndarray:
         if i not in self._wavs:
             self._wavs[i] = decode(self.reader.read(self.entries[i]["content_hash"]), SAMPLE_RATE)

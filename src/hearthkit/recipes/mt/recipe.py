@@ -85,6 +85,10 @@ class PairDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def lengths(self) -> list[float]:
+        """Source plus target tokens per pair (for length-bucketed batches)."""
+        return [float(len(s) + len(t)) for s, t in self.items]
+
     def __getitem__(self, i: int) -> dict:
         src, tgt = self.items[i]
         return {"src": torch.tensor(src), "tgt": torch.tensor(tgt)}
