@@ -124,6 +124,11 @@ def test_inheritance_refuses_commercial_use(workspace: Path, speech_archive: Pat
     cfg = _config(tmp_path, "C", "demo-korero", init_from="A")
     proc = hearth("train", str(cfg), "--set", "request.purpose=commercial", ws=workspace, check=False)
     assert proc.returncode == 2 and "no commercial use" in proc.stderr
+    # The same parent reached by its folder (asr's model.init_from) gets the same check.
+    cfg = _config(tmp_path, "D", "demo-korero")
+    proc = hearth("train", str(cfg), "--set", "request.purpose=commercial", "--set",
+                  f"model.init_from={ws.models_dir / 'A'}", ws=workspace, check=False)
+    assert proc.returncode == 2 and "no commercial use" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_protocol_restricted_model_refuses_outsiders(workspace: Path, speech_archive: Path, tmp_path: Path) -> None:
