@@ -103,7 +103,7 @@ def raw_forward_seconds(ws: Path, city: Path) -> float:
     from hearthkit.workspace import open_workspace
 
     w = open_workspace(ws)
-    lm = load_model(w, Catalog.open(w.db_url), "oscd-change")
+    lm = load_model(w, Catalog.open(w.db_url), "oscd-change", "research")
     bands = lm.prep["bands"]
     sc = geo.Scene(city.name, open_date(city / "imgs_1", bands), open_date(city / "imgs_2", bands))
     inputs = []

@@ -15,6 +15,10 @@ from hearthkit.errors import HearthError
 console = Console()
 err_console = Console(stderr=True)
 
+# Every command that uses a model says for what and for whom: the model's lineage decides (lineage/guard.py).
+PurposeOpt = Annotated[str, typer.Option(help="What the output is for (community_use, research, commercial, …); "
+                                              "refused where the model's status or inherited labels forbid it.")]
+RequesterOpt = Annotated[str | None, typer.Option(help="Who asks (checked against the model's protocols).")]
 WorkspaceOpt = Annotated[
     Path | None,
     typer.Option("--workspace", "-w", help="Workspace folder (default: $HEARTH_WORKSPACE, else the current folder).",

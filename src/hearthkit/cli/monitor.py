@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+from hearthkit.cli.common import PurposeOpt, RequesterOpt, WorkspaceOpt, console, open_catalog, user_errors
 
 MONITOR_EXAMPLE = ("\n\nExample: hearth monitor demo-change --before scenes/scene06/imgs_1 "
                    "--after scenes/scene06/imgs_2 --territory scenes/scene06/scene06.geojson --out maps/scene06")
@@ -23,6 +23,8 @@ def monitor(
     territory: Annotated[Path | None, typer.Option(help="GeoJSON polygons (EPSG:4326) to give figures for.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the GeoTIFFs, map.png, report.html, monitor.json.")] = Path(
         "monitor-out"),
+    purpose: PurposeOpt = "community_use",
+    requester: RequesterOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Sliding-window change detection over whole scenes: GeoTIFFs, a map, hectares changed per territory, a report."""
@@ -31,7 +33,7 @@ def monitor(
     from hearthkit.monitor.run import run_monitor
 
     ws, catalog = open_catalog(workspace)
-    lm = load_model(ws, catalog, model)
+    lm = load_model(ws, catalog, model, purpose, requester)
     scene = Scene(before.name, open_date(before, lm.prep["bands"]), open_date(after, lm.prep["bands"]))
     with Progress(TextColumn("detecting change"), BarColumn(), TextColumn("{task.completed}/{task.total} tiles"),
                   TimeRemainingColumn(), console=console) as bar:

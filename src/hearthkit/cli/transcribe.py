@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hearthkit.cli.common import WorkspaceOpt, console, user_errors
+from hearthkit.cli.common import PurposeOpt, RequesterOpt, WorkspaceOpt, console, user_errors
 from hearthkit.errors import HearthError
 
 FORMATS = ("vtt", "srt", "eaf")
@@ -27,16 +27,15 @@ def transcribe(
     max_segment: Annotated[float, typer.Option(help="Longest segment in seconds; longer speech is cut at its "
                                                     "quietest point.")] = 20.0,
     min_pause: Annotated[float, typer.Option(help="Shortest pause (s) that ends a segment.")] = 0.3,
-    purpose: Annotated[str, typer.Option(help="What the transcripts are for; refused where the model's "
-                                              "restrictions or status forbid it.")] = "community_use",
-    requester: Annotated[str | None, typer.Option(help="Who asks (checked against the model's protocols).")] = None,
+    purpose: PurposeOpt = "community_use",
+    requester: RequesterOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Split a long recording at pauses, transcribe it in batches, write WebVTT/SRT/ELAN drafts."""
+    from hearthkit.recipes.load import resolve_model
     from hearthkit.transcribe.formats import to_eaf, to_srt, to_vtt, write_atomic
-    from hearthkit.transcribe.long import load_model, resolve_model, transcribe_file
+    from hearthkit.transcribe.long import load_model, transcribe_file
     from hearthkit.transcribe.vad import VADConfig
-    from hearthkit.workspace import find_workspace
 
     formats = format_ or ["vtt", "eaf"]
     bad = [f for f in formats if f not in FORMATS]
@@ -44,23 +43,7 @@ def transcribe(
         raise HearthError(f"--format {bad[0]!r}: choose from {', '.join(FORMATS)}")
     if not recording.is_file():
         raise HearthError(f"{recording}: no such recording")
-    try:
-        ws = find_workspace(workspace)
-        models_dir = ws.models_dir
-    except HearthError:
-        ws = models_dir = None  # a model folder path works outside a workspace too
-    folder = resolve_model(model, models_dir)
-    if ws is not None:  # a registered model serves only uses its lineage allows (revoked, non-commercial, …)
-        from sqlalchemy import select
-
-        from hearthkit.catalog.db import Catalog
-        from hearthkit.catalog.models import Model
-        from hearthkit.lineage.registry import guard
-
-        with Catalog.open(ws.db_url).session() as s:
-            row = s.scalar(select(Model).where(Model.path == str(Path(folder).resolve())))
-            if row is not None:
-                guard(s, row.name, purpose, requester)
+    folder = resolve_model(model, workspace, purpose, requester)  # status, inherited labels, protocols
     lm = load_model(folder, beam)
     out = out or recording.parent
     out.mkdir(parents=True, exist_ok=True)

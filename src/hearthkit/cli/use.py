@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hearthkit.cli.common import WorkspaceOpt, console, user_errors
+from hearthkit.cli.common import PurposeOpt, RequesterOpt, WorkspaceOpt, console, user_errors
 
 ModelArg = Annotated[str, typer.Argument(help="Model name (see `hearth models`) or a model folder.")]
 
@@ -18,6 +18,8 @@ def translate(
     to: Annotated[str, typer.Option("--to", help="Target language code, e.g. nah.")],
     beam: Annotated[int | None, typer.Option(help="Beam size (1 = greedy; default: the model's).")] = None,
     threads: Annotated[int, typer.Option(help="Torch threads (more only helps on an idle machine).")] = 1,
+    purpose: PurposeOpt = "community_use",
+    requester: RequesterOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Translate standard input, one sentence a line, into language --to with an mt model."""
@@ -26,7 +28,7 @@ def translate(
     from hearthkit.recipes.load import load_model_dir, resolve_model
 
     torch.set_num_threads(threads)
-    recipe, cfg, prep, net = load_model_dir(resolve_model(model, workspace), "mt")
+    recipe, cfg, prep, net = load_model_dir(resolve_model(model, workspace, purpose, requester), "mt")
     lines = [line.strip() for line in sys.stdin.read().splitlines()]
     out = recipe.translate(net, cfg, prep, [x for x in lines if x], to, beam)
     it = iter(out)
@@ -42,11 +44,13 @@ def generate(
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.8,
     top_k: Annotated[int, typer.Option(help="Sample among the K most likely units.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same text).")] = 0,
+    purpose: PurposeOpt = "community_use",
+    requester: RequesterOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Continue a prompt with an lm model."""
     from hearthkit.recipes.load import load_model_dir, resolve_model
 
-    recipe, _, prep, net = load_model_dir(resolve_model(model, workspace), "lm")
+    recipe, _, prep, net = load_model_dir(resolve_model(model, workspace, purpose, requester), "lm")
     console.print(recipe.generate(net, prep, prompt, tokens, temperature, top_k, seed), highlight=False,
                   markup=False)

@@ -26,24 +26,23 @@ class LoadedModel:
     attribution: list[str]
 
 
-def load_model(ws, catalog, name: str) -> LoadedModel:
-    """The model NAME from the workspace's models/ folder (or a path to one); refuses withdrawn models."""
+def load_model(ws, catalog, name: str, purpose: str, requester: str | None = None) -> LoadedModel:
+    """The published model NAME (or a folder), if its status and lineage allow PURPOSE for REQUESTER."""
     from sqlalchemy import select
 
     from hearthkit.catalog.models import Model
     from hearthkit.governance.manifest import Manifest
     from hearthkit.recipes import get_recipe
+    from hearthkit.recipes.load import resolve_model
 
-    folder = Path(name) if Path(name).is_dir() else ws.models_dir / name
+    folder = resolve_model(name, ws.root, purpose, requester)  # status, inherited labels, protocols
     if not (folder / "model.safetensors").is_file():
-        raise HearthError(f"model {name!r} not found in {ws.models_dir}; see `hearth models`")
+        raise HearthError(f"model {name!r}: no model.safetensors in {folder}; see `hearth models`")
     config = json.loads((folder / "config.json").read_text())
     restrictions: list[str] = []
     with catalog.session() as s:
         row = s.scalar(select(Model).where(Model.name == config["name"]))
         if row is not None:
-            if row.status != "active":
-                raise HearthError(f"model {config['name']!r} is {row.status}; it may not be used for new maps")
             restrictions = list(row.restrictions or [])
     attribution: list[str] = []
     manifest = ws.run_dir(config["name"]) / "manifest.json"

@@ -29,22 +29,42 @@ def load_model_dir(folder: Path, recipe_name: str | None = None):
     return recipe, mcfg, prep, model
 
 
-def resolve_model(name: str, workspace: Path | None) -> Path:
-    """The folder of model NAME in the workspace (refusing withdrawn or superseded models), or NAME as a path."""
+def resolve_model(name: str, workspace: Path | None, purpose: str | None = None,
+                  requester: str | None = None) -> Path:
+    """The folder of model NAME (a workspace model name, or a folder with config.json), checked for this use.
+
+    A model registered in the workspace must be active; with PURPOSE, its inherited restrictions and protocols
+    must allow that use by REQUESTER too (`lineage.registry.guard`). A folder that is not a model of the
+    workspace (weights from elsewhere, or no workspace at all) is returned as it is.
+    """
     from sqlalchemy import select
 
     from hearthkit.catalog.db import Catalog
     from hearthkit.catalog.models import Model
+    from hearthkit.lineage.registry import guard
     from hearthkit.workspace import find_workspace
 
     as_path = Path(name)
-    if (as_path / "config.json").is_file():
-        return as_path
-    ws = find_workspace(workspace)
+    is_folder = (as_path / "config.json").is_file()
+    try:
+        ws = find_workspace(workspace)
+    except HearthError:
+        if is_folder:
+            return as_path
+        raise
     with Catalog.open(ws.db_url).session() as s:
-        row = s.scalar(select(Model).where(Model.name == name))
-        if row is None:
-            raise HearthError(f"model {name!r} is not in this workspace; see `hearth models`")
-        if row.status != "active":
-            raise HearthError(f"model {name!r} is {row.status}; it may no longer be used")
-        return Path(row.path)
+        if is_folder:
+            where = as_path.resolve()
+            row = next((m for m in s.scalars(select(Model).where(Model.name == where.name))
+                        if Path(m.path).resolve() == where), None)
+            if row is None:
+                return as_path
+        else:
+            row = s.scalar(select(Model).where(Model.name == name))
+            if row is None:
+                raise HearthError(f"model {name!r} is not in this workspace; see `hearth models`")
+        if purpose is not None:
+            guard(s, row.name, purpose, requester)  # status, inherited restrictions, protocol membership
+        elif row.status != "active":
+            raise HearthError(f"model {row.name!r} is {row.status}; it may no longer be used")
+        return as_path if is_folder else Path(row.path)

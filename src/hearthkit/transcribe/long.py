@@ -32,17 +32,6 @@ class LoadedModel:
     model: torch.nn.Module
 
 
-def resolve_model(name_or_path: str, models_dir: Path | None) -> Path:
-    """The folder of model NAME_OR_PATH: a models/NAME folder of the workspace, or a path to one."""
-    p = Path(name_or_path)
-    if (p / "model.safetensors").is_file():
-        return p
-    if models_dir is not None and (models_dir / name_or_path / "model.safetensors").is_file():
-        return models_dir / name_or_path
-    raise HearthError(f"model {name_or_path!r} not found (no model.safetensors there or in the workspace's models/); "
-                      "see `hearth models`")
-
-
 def load_model(folder: Path, beam: int | None = None) -> LoadedModel:
     """Load the published model in FOLDER for inference (optionally with another beam width)."""
     from hearthkit.recipes import get_recipe
