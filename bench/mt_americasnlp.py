@@ -47,7 +47,8 @@ def run_config(name: str, langs: list[str], args) -> dict:
     model = {"pairs": [f"es-{lang}" for lang in langs], "vocab_size": args.vocab, "d_model": args.d_model,
              "n_heads": 4, "enc_layers": args.layers, "dec_layers": args.layers, "d_ff": 4 * args.d_model,
              "dropout": args.dropout, "label_smoothing": 0.1, "max_tokens": args.max_tokens, "beam": args.beam,
-             "length_penalty": 1.0, "average_last": args.average, "eval_batch": 64, "group_by": ["direction"]}
+             "length_penalty": 1.0, "average_last": args.average, "eval_batch": 64, "group_by": ["direction"],
+             "sample_temperature": args.temperature if len(langs) > 1 else 1.0}
     every = max(1, args.steps // (5 * args.average))  # the averaged checkpoints come from the last 20%
     return {"name": name, "recipe": "mt",
             "request": {"purpose": "research", "requester": "hearthkit-bench",
@@ -141,6 +142,7 @@ def main() -> None:
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--average", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--temperature", type=float, default=5.0, help="Multilingual sampling temperature.")
     ap.add_argument("--bucket", type=int, default=20, help="train.bucket: length-bucketed batches (0: off).")
     ap.add_argument("--tag", default="", help="Suffix of run names (a new tag trains afresh).")
     ap.add_argument("--out", type=Path, default=Path("bench/results/mt_americasnlp.jsonl"))

@@ -113,3 +113,19 @@ def test_multilingual_and_reverse_directions_share_one_vocabulary_with_target_ta
     model = RECIPE.build_model(cfg, prep)
     loss, stats = RECIPE.loss(model, RECIPE.collate([data[i] for i in range(4)]))
     assert loss.item() > 0 and stats["samples"] == 4
+
+
+def test_temperature_sampling_repeats_small_directions_and_never_cuts_the_largest():
+    from hearthkit.recipes.mt.recipe import repeats, temperature_repeat
+
+    counts = {"gn": 26000, "nah": 16000, "cni": 3900}
+    assert repeats(counts, 1.0) == {"gn": 1, "nah": 1, "cni": 1}
+    r5 = repeats(counts, 5.0)
+    assert r5["gn"] == 1 and 1 <= r5["nah"] < r5["cni"]
+    # Shares after repetition follow n^(1/5): cni's share 3900*r / total is near (its n^0.2 / sum of n^0.2).
+    total = sum(n * r5[d] for d, n in counts.items())
+    want = 3900 ** 0.2 / sum(n ** 0.2 for n in counts.values())
+    assert abs(3900 * r5["cni"] / total - want) < 0.08  # repeats are whole numbers
+    items, keys = ["a", "b", "c"], ["gn", "gn", "cni"]
+    assert temperature_repeat(items, keys, 1.0) == items
+    assert temperature_repeat(items, keys, 100.0) == ["a", "b", "c", "c"]

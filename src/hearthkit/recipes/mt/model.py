@@ -20,6 +20,10 @@ class MTConfig(BaseModel):
     pairs: list[str] = Field(["es-nah"], min_length=1,
                              description="Directions SRC-TGT to train, e.g. [es-nah] or several for one "
                                          "multilingual model; a target-language tag <2TGT> starts each source.")
+    sample_temperature: float = Field(
+        1.0, ge=1.0, description="Multilingual: directions are repeated so that each one's share of an epoch is "
+        "proportional to (its pairs)^(1/T); 1 keeps the data's shares, 5 is close to uniform (small pairs "
+        "seen more). The largest direction is never cut.")
     vocab_size: int = Field(4000, gt=8, description="Shared sentencepiece vocabulary size (all languages).")
     sp_model_type: str = Field("unigram", description="sentencepiece model type: unigram or bpe.")
     d_model: int = Field(256, gt=0, description="Width of the model.")

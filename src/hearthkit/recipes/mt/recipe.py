@@ -66,6 +66,24 @@ def pair_up(entries: list[dict], dirs: list[tuple[str, str]], manifest: Manifest
     return examples, dropped
 
 
+def repeats(counts: dict[str, int], temperature: float) -> dict[str, int]:
+    """Times each direction's pairs appear per epoch so shares follow counts^(1/T); the largest appears once."""
+    total = sum(counts.values())
+    want = {d: (n / total) ** (1 / temperature) for d, n in counts.items()}
+    norm = sum(want.values())
+    ratio = {d: (want[d] / norm) / (counts[d] / total) for d in counts}  # wanted share / share in the data
+    low = min(ratio.values())
+    return {d: max(1, round(r / low)) for d, r in ratio.items()}
+
+
+def temperature_repeat(items: list, keys: list[str], temperature: float) -> list:
+    """ITEMS with those of each key (direction) repeated as `repeats` says, in a fixed order."""
+    if temperature == 1.0 or len(set(keys)) < 2:
+        return items
+    times = repeats({k: keys.count(k) for k in set(keys)}, temperature)
+    return [x for x, k in zip(items, keys, strict=True) for _ in range(times[k])]
+
+
 class PairDataset(torch.utils.data.Dataset):
     """(source ids, target ids) per complete pair, texts read once through the governed reader."""
 
@@ -79,8 +97,9 @@ class PairDataset(torch.utils.data.Dataset):
                 cache[e["content_hash"]] = reader.read(e["content_hash"]).decode("utf-8")
             return cache[e["content_hash"]]
 
-        self.items = [(encode_source(vocab, text(s), t, cfg.max_tokens),
-                       encode_target(vocab, text(g), cfg.max_tokens)) for s, g, t in examples]
+        items = [(encode_source(vocab, text(s), t, cfg.max_tokens),
+                  encode_target(vocab, text(g), cfg.max_tokens)) for s, g, t in examples]
+        self.items = temperature_repeat(items, [t for _, _, t in examples], cfg.sample_temperature)
 
     def __len__(self) -> int:
         return len(self.items)
