@@ -88,7 +88,7 @@ class PairDataset(torch.utils.data.Dataset):
     """(source ids, target ids) per complete pair, texts read once through the governed reader."""
 
     def __init__(self, cfg: MTConfig, vocab: SentencePieceVocab, examples: list[tuple[dict, dict, str]],
-                 reader: GovernedReader):
+                 reader: GovernedReader, temperature: float = 1.0):
         self.cfg, self.vocab = cfg, vocab
         cache: dict[str, str] = {}
 
@@ -99,7 +99,7 @@ class PairDataset(torch.utils.data.Dataset):
 
         items = [(encode_source(vocab, text(s), t, cfg.max_tokens),
                   encode_target(vocab, text(g), cfg.max_tokens)) for s, g, t in examples]
-        self.items = temperature_repeat(items, [t for _, _, t in examples], cfg.sample_temperature)
+        self.items = temperature_repeat(items, [t for _, _, t in examples], temperature)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -162,7 +162,7 @@ class MTRecipe(Recipe):
 
     def dataset(self, cfg, prep, entries, reader, train):
         examples, dropped = pair_up(entries, directions(cfg))
-        return PairDataset(cfg, prep["vocab"], examples, reader)
+        return PairDataset(cfg, prep["vocab"], examples, reader, cfg.sample_temperature if train else 1.0)
 
     def collate(self, batch: list[dict]) -> dict:
         src = nn.utils.rnn.pad_sequence([b["src"] for b in batch], batch_first=True, padding_value=PAD)  # (B, S)
