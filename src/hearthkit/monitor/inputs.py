@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from safetensors.torch import load_file
-from torch import nn
 
 from hearthkit.data import geo
 from hearthkit.errors import HearthError
+from hearthkit.recipes import load
 
 
 @dataclass
-class LoadedModel:
-    """A published model ready for inference, with what the report must say about it."""
+class LoadedModel(load.LoadedModel):
+    """A published change model, with what the report must say about it."""
 
-    name: str
-    recipe: object
-    cfg: object
-    prep: dict
-    model: nn.Module
-    restrictions: list[str]
-    attribution: list[str]
+    restrictions: list[str] = field(default_factory=list)
+    attribution: list[str] = field(default_factory=list)
 
 
 def load_model(ws, catalog, name: str, purpose: str, requester: str | None = None) -> LoadedModel:
@@ -32,7 +25,6 @@ def load_model(ws, catalog, name: str, purpose: str, requester: str | None = Non
 
     from hearthkit.catalog.models import Model
     from hearthkit.governance.manifest import Manifest
-    from hearthkit.recipes import get_recipe
     from hearthkit.recipes.load import resolve_model
 
     folder = resolve_model(name, ws.root, purpose, requester)  # status, inherited labels, protocols
@@ -49,15 +41,8 @@ def load_model(ws, catalog, name: str, purpose: str, requester: str | None = Non
     if manifest.is_file():
         man = Manifest.read(manifest)
         attribution, restrictions = man.attribution, sorted(set(restrictions) | set(man.restrictions))
-    recipe = get_recipe(config["recipe"])
-    if recipe.name != "change":
-        raise HearthError(f"model {config['name']!r} is a {recipe.name} model; `hearth monitor` needs a change model")
-    cfg = recipe.ModelConfig.model_validate(config["model"])
-    prep = recipe.load_prep(folder / "prep")
-    model = recipe.build_model(cfg, prep)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    model.eval()
-    return LoadedModel(config["name"], recipe, cfg, prep, model, restrictions, attribution)
+    lm = load.open_model(folder, "change")
+    return LoadedModel(lm.name, lm.recipe, lm.cfg, lm.prep, lm.model, restrictions, attribution)
 
 
 def open_date(path: Path, bands: list[str]) -> list[geo.Layer]:

@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from safetensors.torch import load_file
+from torch import nn
 
 from hearthkit.errors import HearthError
+
+
+@dataclass
+class LoadedModel:
+    """A published model ready for inference: its name, recipe, model config, preparation and weights."""
+
+    name: str
+    recipe: object
+    cfg: object
+    prep: dict
+    model: nn.Module
+
+
+def open_model(folder: Path, recipe_name: str | None = None) -> LoadedModel:
+    """`load_model_dir` as a LoadedModel named as its config says."""
+    recipe, mcfg, prep, model = load_model_dir(folder, recipe_name)
+    name = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("name") or Path(folder).name
+    return LoadedModel(name, recipe, mcfg, prep, model)
 
 
 def load_model_dir(folder: Path, recipe_name: str | None = None):

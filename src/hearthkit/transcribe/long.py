@@ -2,52 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
-from safetensors.torch import load_file
 
 from hearthkit.data.features import log_mel
-from hearthkit.errors import HearthError
 from hearthkit.ingest.audio import resample
+from hearthkit.recipes.load import LoadedModel, open_model
 from hearthkit.transcribe.formats import Segment
 from hearthkit.transcribe.vad import VADConfig, frame_energies, speech_segments
 
 SAMPLE_RATE = 16000
 
 
-@dataclass
-class LoadedModel:
-    """A published asr model ready to decode: recipe, model config, preparation and weights."""
-
-    name: str
-    recipe: object
-    cfg: object
-    prep: dict
-    model: torch.nn.Module
-
-
 def load_model(folder: Path, beam: int | None = None) -> LoadedModel:
-    """Load the published model in FOLDER for inference (optionally with another beam width)."""
-    from hearthkit.recipes import get_recipe
-
-    run_cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    recipe = get_recipe(run_cfg["recipe"])
-    if run_cfg["recipe"] != "asr":
-        raise HearthError(f"{folder}: a {run_cfg['recipe']!r} model cannot transcribe speech")
-    mcfg = recipe.ModelConfig.model_validate({**run_cfg.get("model", {}), "init_from": None})
+    """Load the published asr model in FOLDER for inference (optionally with another beam width)."""
+    lm = open_model(folder, "asr")
     if beam is not None:
-        mcfg.decode.beam = beam
-    prep = recipe.load_prep(folder / "prep")
-    model = recipe.build_model(mcfg, prep)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    model.eval()
-    return LoadedModel(run_cfg["name"], recipe, mcfg, prep, model)
+        lm.cfg.decode.beam = beam
+    return lm
 
 
 def read_span(path: Path, start: float, end: float) -> np.ndarray:
