@@ -18,6 +18,7 @@ import yaml
 
 from hearthkit.engine.config import RunConfig
 from hearthkit.errors import HearthError
+from hearthkit.launch.multinode import nproc_per_node
 
 PYTORCHJOB = ("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob")
 TRAINJOB = ("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
@@ -47,16 +48,6 @@ def job_name(run: str) -> str:
     """A DNS-1035 label from the run name (lower case, a-z0-9-, starts with a letter, at most 63 characters)."""
     name = re.sub(r"[^a-z0-9-]+", "-", f"hearth-{run.lower()}").strip("-")
     return name[:63].rstrip("-")
-
-
-def nproc_per_node(cfg: RunConfig, spec: K8sJobSpec) -> int:
-    """One worker per GPU when GPUs are asked for, else the config's launch.nproc."""
-    if spec.gpus_per_node > 0:
-        if cfg.launch.backend != "nccl":
-            raise HearthError(f"--gpus-per-node {spec.gpus_per_node} but launch.backend is {cfg.launch.backend!r}; "
-                              "add --set launch.backend=nccl")
-        return spec.gpus_per_node
-    return cfg.launch.nproc
 
 
 def pod_script(cfg: RunConfig, spec: K8sJobSpec) -> str:

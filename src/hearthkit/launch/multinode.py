@@ -180,3 +180,13 @@ def wait_for_plan(run_dir: Path, cfg: RunConfig, timeout_s: float, poll_s: float
     if planned != cfg.model_dump(exclude={"train", "launch"}):
         raise HearthError(f"{spec_path}: node 0 planned this run with a different config; start every node with "
                           "the same config file and --set overrides")
+
+
+def nproc_per_node(cfg, spec) -> int:
+    """Workers per node of a cluster job SPEC (SLURM or Kubernetes): one per GPU asked for, else launch.nproc."""
+    if spec.gpus_per_node > 0:
+        if cfg.launch.backend != "nccl":
+            raise HearthError(f"--gpus-per-node {spec.gpus_per_node} but launch.backend is {cfg.launch.backend!r}; "
+                              "add --set launch.backend=nccl")
+        return spec.gpus_per_node
+    return cfg.launch.nproc

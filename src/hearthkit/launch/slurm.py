@@ -21,6 +21,7 @@ from pathlib import Path
 
 from hearthkit.engine.config import RunConfig
 from hearthkit.errors import HearthError
+from hearthkit.launch.multinode import nproc_per_node
 
 JOBS_FILE = "jobs.jsonl"  # one line per submission, in the run folder (no catalog schema change)
 _TIME = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
@@ -62,16 +63,6 @@ def check_time(spec: SlurmJobSpec) -> int:
         raise HearthError(f"--signal-lead {spec.signal_lead_s}s is not shorter than --time {spec.time}; "
                           "the checkpoint signal must come before the time limit")
     return limit
-
-
-def nproc_per_node(cfg: RunConfig, spec: SlurmJobSpec) -> int:
-    """One worker per GPU when GPUs are asked for, else the config's launch.nproc."""
-    if spec.gpus_per_node > 0:
-        if cfg.launch.backend != "nccl":
-            raise HearthError(f"--gpus-per-node {spec.gpus_per_node} but launch.backend is {cfg.launch.backend!r}; "
-                              "add --set launch.backend=nccl")
-        return spec.gpus_per_node
-    return cfg.launch.nproc
 
 
 def render_sbatch(run_dir: Path, workspace: Path, cfg: RunConfig, spec: SlurmJobSpec,
