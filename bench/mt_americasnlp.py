@@ -47,7 +47,7 @@ def run_config(name: str, langs: list[str], args) -> dict:
     model = {"pairs": [f"es-{lang}" for lang in langs], "vocab_size": args.vocab, "d_model": args.d_model,
              "n_heads": 4, "enc_layers": args.layers, "dec_layers": args.layers, "d_ff": 4 * args.d_model,
              "dropout": args.dropout, "label_smoothing": 0.1, "max_tokens": args.max_tokens, "beam": args.beam,
-             "length_penalty": 1.0, "average_last": args.average, "eval_batch": 64, "group_by": ["direction"],
+             "length_penalty": 1.0, "eval_batch": 64, "group_by": ["direction"],
              "sample_temperature": args.temperature if len(langs) > 1 else 1.0}
     every = max(1, args.steps // (5 * args.average))  # the averaged checkpoints come from the last 20%
     return {"name": name, "recipe": "mt",
@@ -56,7 +56,8 @@ def run_config(name: str, langs: list[str], args) -> dict:
             "split": {"by": "split", "test_values": ["dev"]}, "model": model,
             "train": {"steps": args.steps, "batch_size": args.batch, "lr": args.lr,
                       "warmup": min(200, args.steps // 8),
-                      "checkpoint_every": max(1, every), "keep_last": args.average, "log_every": 25,
+                      "checkpoint_every": max(1, every), "keep_last": args.average, "average_last": args.average,
+                      "log_every": 25,
                       "weight_decay": 0.01, "bucket": args.bucket},
             "launch": {"nproc": 1, "threads_per_worker": args.threads}}
 

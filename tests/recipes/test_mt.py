@@ -22,9 +22,9 @@ CONFIG = {
     "request": {"purpose": "research", "requester": "tester", "collections": ["toy"]},
     "split": {"by": "split", "test_values": ["dev"]},
     "model": {"pairs": ["es-xx"], "vocab_size": 80, "d_model": 64, "n_heads": 2, "enc_layers": 2, "dec_layers": 2,
-              "d_ff": 128, "dropout": 0.1, "label_smoothing": 0.1, "beam": 3, "average_last": 2},
+              "d_ff": 128, "dropout": 0.1, "label_smoothing": 0.1, "beam": 3},
     "train": {"steps": 160, "batch_size": 16, "lr": 0.003, "warmup": 20, "checkpoint_every": 40, "keep_last": 2,
-              "log_every": 40, "bucket": 4},  # length-bucketed batches through torchrun
+              "average_last": 2, "log_every": 40, "bucket": 4},  # length-bucketed batches through torchrun
     "launch": {"nproc": 2, "threads_per_worker": 1},
 }
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hearthkit.errors import HearthError
 
@@ -60,11 +60,21 @@ class TrainConfig(BaseModel):
     compile: bool = Field(False, description="torch.compile the model before training.")
     checkpoint_every: int = Field(100, gt=0, description="Write a checkpoint every N steps.")
     keep_last: int = Field(2, gt=0, description="Checkpoints to keep.")
+    average_last: int = Field(1, gt=0, description="Average the weights of the last N checkpoints into the final "
+                              "model (needs keep_last >= N); 1 = the last weights as they are.")
     log_every: int = Field(20, gt=0, description="Print metrics every N steps.")
     seed: int = Field(0, description="Seed of model init, data order and augmentation.")
     peak_tflops: float | None = Field(
         None, gt=0, description="Peak TFLOP/s of one device for MFU; default: known GPUs, none on CPU.")
     mlflow: bool = Field(True, description="Track params and metrics with MLflow (local store in the workspace).")
+
+    @model_validator(mode="after")
+    def _enough_checkpoints_to_average(self) -> TrainConfig:
+        """Averaging N checkpoints needs N kept; fewer would be averaged without a word."""
+        if self.average_last > self.keep_last:
+            raise ValueError(f"average_last {self.average_last} needs keep_last >= {self.average_last} "
+                             f"(now {self.keep_last}): set train.keep_last")
+        return self
 
 
 class LaunchConfig(BaseModel):

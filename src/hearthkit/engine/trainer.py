@@ -186,9 +186,8 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
             break
     status = "stopped" if halt and done < t.steps else "finished"
     if status == "finished":
-        average = getattr(mcfg, "average_last", 1)  # recipes that offer checkpoint averaging (e.g. mt)
-        if average > 1:
-            paths = checkpoint.checkpoints(ckpt_root)[-average:]
+        if t.average_last > 1:
+            paths = checkpoint.checkpoints(ckpt_root)[-t.average_last:]
             checkpoint.load_average(paths, unwrap(model))
             say(f"averaged the weights of {len(paths)} checkpoints: {', '.join(p.name for p in paths)}", log)
         weights = full_weights(model)  # collective under FSDP2

@@ -36,7 +36,6 @@ class MTConfig(BaseModel):
     max_tokens: int = Field(128, gt=4, description="Longest source/target in tokens (longer is cut).")
     beam: int = Field(5, gt=0, description="Beam size at evaluation (1 = greedy).")
     length_penalty: float = Field(1.0, ge=0, description="GNMT length penalty alpha: ((5+len)/6)**alpha.")
-    average_last: int = Field(1, gt=0, description="Average the weights of the last N checkpoints at the end.")
     eval_batch: int = Field(32, gt=0, description="Sentences per decoding batch.")
     group_by: list[str] = Field(["direction", "domain", "variant", "document"],
                                 description="Item metadata columns the evaluation is broken down by.")
