@@ -98,8 +98,10 @@ def _utc(d: date | None):
     return datetime(d.year, d.month, d.day, tzinfo=UTC) if d else None
 
 
-def collection_with_consent(s, info: ArchiveInfo, labels: list[dict] | None = None):
-    """Get or create INFO's collection in session S; add its consent records and collection labels not yet there."""
+def collection_with_consent(s, info: ArchiveInfo, labels: list[dict] | None = None,
+                            individual: list[ConsentEntry] | None = None):
+    """Get or create INFO's collection in session S; add its consent records (and INDIVIDUAL ones, e.g. from a
+    metadata sheet) and collection labels not yet there."""
     from sqlalchemy import select
 
     from hearthkit.catalog.models import Collection, Consent, Label
@@ -113,13 +115,18 @@ def collection_with_consent(s, info: ArchiveInfo, labels: list[dict] | None = No
         s.flush()
     elif coll.community != c.community:
         raise HearthError(f"collection {c.name!r} belongs to {coll.community}, not {c.community}")
+    elif c.restricted and not coll.restricted:
+        coll.restricted = True  # a steward's restriction only ever tightens on import; lifting it is a steward act
     existing = {(x.scope, x.subject, x.given_by, x.given_at.date(), tuple(x.purposes))
                 for x in s.scalars(select(Consent).where(Consent.collection_id == coll.id))}
-    for scope, entries in (("collective", info.collective_consent), ("individual", info.individual_consent)):
+    for scope, entries in (("collective", info.collective_consent),
+                           ("individual", [*info.individual_consent, *(individual or [])])):
         for e in entries:
             purposes = [p.value for p in e.purposes]
-            if (scope, e.subject, e.given_by, e.given_at, tuple(purposes)) in existing:
+            key = (scope, e.subject, e.given_by, e.given_at, tuple(purposes))
+            if key in existing:
                 continue
+            existing.add(key)  # the same speaker's consent may come on many sheet rows
             s.add(Consent(collection_id=coll.id, scope=scope, subject=e.subject, given_by=e.given_by,
                           given_at=_utc(e.given_at), purposes=purposes, evidence=e.evidence,
                           expires_at=_utc(e.expires_at)))

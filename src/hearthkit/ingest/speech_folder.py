@@ -7,16 +7,15 @@ import re
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Collection, Consent, Item, Label
+from hearthkit.catalog.models import Collection, Item, Label
 from hearthkit.errors import HearthError
 from hearthkit.governance import audit
-from hearthkit.ingest.archive import ArchiveInfo, LayoutConfig, read_archive_info
+from hearthkit.ingest.archive import ArchiveInfo, ConsentEntry, LayoutConfig, collection_with_consent, read_archive_info
 from hearthkit.ingest.audio import AUDIO_SUFFIXES, BadAudio, probe
 from hearthkit.ingest.sealing import collection_must_seal, must_seal, seal_collection
 from hearthkit.ingest.sheet import SHEET_NAMES, Sheet, SheetRow, read_sheet
@@ -233,33 +232,11 @@ class _Importer:
 
     def commit(self, pending: list[_Pending]) -> None:
         """Write collection, consent, items and labels of one batch in one transaction (all or nothing)."""
-        c, info = self.info.collection, self.info
+        c = self.info.collection
+        sheet_consent = [ConsentEntry(subject=p.meta["speaker"], **p.consent)
+                         for p in pending if p.consent and p.meta.get("speaker")]
         with self.catalog.session() as s:
-            coll = s.scalar(select(Collection).where(Collection.name == c.name))
-            if coll is None:
-                coll = Collection(name=c.name, community=c.community, licence=c.licence, citation=c.citation,
-                                  restricted=c.restricted)
-                s.add(coll)
-                s.flush()
-            elif c.restricted and not coll.restricted:
-                coll.restricted = True  # a steward's restriction only ever tightens here; lifting it is a steward act
-            existing = {(x.scope, x.subject, x.given_by, x.given_at.date(), tuple(x.purposes))
-                        for x in s.scalars(select(Consent).where(Consent.collection_id == coll.id))}
-            records = [("collective", e.subject, e.given_by, e.given_at, [p.value for p in e.purposes],
-                        e.expires_at, e.evidence) for e in info.collective_consent]
-            records += [("individual", e.subject, e.given_by, e.given_at, [p.value for p in e.purposes],
-                         e.expires_at, e.evidence) for e in info.individual_consent]
-            records += [("individual", p.meta["speaker"], p.consent["given_by"], p.consent["given_at"],
-                         p.consent["purposes"], p.consent["expires_at"], p.consent["evidence"])
-                        for p in pending if p.consent and p.meta.get("speaker")]
-            for scope, subject, given_by, given_at, purposes, expires_at, evidence in records:
-                key = (scope, subject, given_by, given_at, tuple(purposes))
-                if key in existing:
-                    continue
-                existing.add(key)
-                s.add(Consent(collection_id=coll.id, scope=scope, subject=subject, given_by=given_by,
-                              given_at=_utc(given_at), purposes=purposes, evidence=evidence,
-                              expires_at=_utc(expires_at) if expires_at else None))
+            coll = collection_with_consent(s, self.info, individual=sheet_consent)
             for p in pending:
                 item = Item(collection_id=coll.id, external_id=p.external_id, kind="audio", content_hash=p.digest,
                             size_bytes=p.size, media_type=p.media_type, duration_s=p.duration_s,
@@ -272,10 +249,6 @@ class _Importer:
         for p in pending:
             self.have[p.external_id] = p.meta.get("resampled_from", {}).get("sha256", p.digest)
         self.report.imported += len(pending)
-
-
-def _utc(d: date) -> datetime:
-    return datetime(d.year, d.month, d.day, tzinfo=UTC)
 
 
 def import_speech_folder(
