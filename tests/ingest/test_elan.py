@@ -8,12 +8,19 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import yaml
+from sqlalchemy import select
 from typer.testing import CliRunner
 
+from hearthkit.catalog.db import Catalog
+from hearthkit.catalog.models import Item
 from hearthkit.cli.main import app
 from hearthkit.ingest.elan import read_eaf
+from hearthkit.ingest.sealing import item_words
 from hearthkit.ingest.textgrid import read_textgrid
+from hearthkit.store.text import SEALED_TEXT
+from hearthkit.store.vault import workspace_store
 from hearthkit.transcribe.formats import Segment, to_eaf
+from hearthkit.workspace import open_workspace
 
 ARCHIVE = {
     "collection": {"name": "korero-review", "community": "Te Hapori Tauira"},
@@ -168,6 +175,31 @@ def test_import_eaf_stores_cut_segments_and_updates_corrections(workspace, tmp_p
     out = hearth("data", "import-eaf", str(folder / "interview.eaf"), ws=workspace).stdout
     assert "0 segments imported, 1 corrected, 1 unchanged" in out
     assert [i[1] for i in _items(workspace)] == ["he pai rawa te whare", "Kei te haere te tamaiti."]
+
+
+def test_corrections_to_a_restricted_collection_stay_sealed(workspace, tmp_path):
+    folder = _review_folder(tmp_path)
+    info = yaml.safe_load((folder / "archive.yaml").read_text())
+    info["collection"]["restricted"] = True
+    (folder / "archive.yaml").write_text(yaml.safe_dump(info))
+    hearth("data", "import-eaf", str(folder / "interview.eaf"), ws=workspace)
+    eaf = (folder / "interview.eaf").read_text().replace("he pai te whare", "he pai rawa te whare")
+    (folder / "interview.eaf").write_text(eaf)
+    assert "1 corrected" in hearth("data", "import-eaf", str(folder / "interview.eaf"), ws=workspace).stdout
+    rows = _items(workspace)
+    assert all(text is None for _, text, *_ in rows)  # no transcript on the rows
+    assert not any("whare" in meta or "The child" in meta for *_, meta in rows)  # nor a translation or the old text
+    ws = open_workspace(workspace)
+    store, catalog = workspace_store(ws), Catalog.open(ws.db_url)
+    with catalog.session() as s:
+        corrected = s.scalar(select(Item).where(Item.external_id == "interview@2000-3250"))
+        assert item_words(store, corrected) == ("he pai rawa te whare", {
+            **{k: v for k, v in corrected.meta.items() if k != SEALED_TEXT}, "previous_text": "he pai te whare"})
+        other = s.scalar(select(Item).where(Item.external_id == "interview@500-1500"))
+        assert item_words(store, other)[1]["tiers"] == {"english": "The child is going."}
+    # One sealed text object per segment: the words before the correction were erased, not left behind.
+    assert store.is_sealed(corrected.meta[SEALED_TEXT]) and store.is_sealed(other.meta[SEALED_TEXT])
+    assert len([p for p in (ws.store_dir / "sealed").rglob("*") if p.is_file()]) == 2 + 2  # two segments' audio, two segments' words
 
 
 def test_textgrid_long_and_short_formats_read_the_same(tmp_path):

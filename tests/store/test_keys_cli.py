@@ -28,7 +28,9 @@ def test_seal_after_a_steward_applies_a_protocol_label(tmp_path: Path, workspace
         assert all(store.plain.has(d) for d in digests)
         s.add(Label(item_id=items[0].id, key="tk:women_restricted", community="Test Community"))
     out = hearth("keys", "seal", ws=workspace).stdout
-    assert "test-coll: 3 objects encrypted" in out
+    assert "test-coll: 3 objects encrypted, transcripts of 3 items sealed" in out
+    with catalog.session() as s:
+        assert all(i.text is None for i in s.scalars(select(Item)))  # the words left the catalog with the audio
     assert all(store.is_sealed(d) and not store.plain.has(d) for d in digests)
     assert [store.get(d) for d in digests] == [(folder / f"utt{i:03d}.wav").read_bytes() for i in range(3)]
     assert "test-coll: 0 objects encrypted" in hearth("keys", "seal", ws=workspace).stdout  # idempotent

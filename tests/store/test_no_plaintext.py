@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import stat
 from pathlib import Path
@@ -11,6 +12,10 @@ from sqlalchemy import func, select
 
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Item
+from hearthkit.ingest.sealing import item_words
+from hearthkit.ingest.speech_folder import normalise_transcript
+from hearthkit.lineage.withdraw import withdraw
+from hearthkit.store.text import SEALED_TEXT
 from hearthkit.store.vault import Store
 from hearthkit.workspace import open_workspace
 from tests.conftest import hearth
@@ -29,6 +34,12 @@ def pcm_patterns(archive: Path) -> dict[str, bytes]:
     return out
 
 
+def transcript_patterns(archive: Path) -> dict[str, bytes]:
+    """Each recording's transcript as the catalog would hold it (normalised), UTF-8."""
+    return {t.name: normalise_transcript(t.read_text(encoding="utf-8")).encode("utf-8")
+            for t in sorted(archive.glob("*.txt"))}
+
+
 def files_containing(root: Path, patterns: dict[str, bytes]) -> list[tuple[str, str]]:
     """(file, recording) for every file under ROOT that contains a pattern."""
     hits = []
@@ -45,12 +56,15 @@ def test_restricted_audio_never_lies_on_disk_in_the_clear(speech_archive: Path, 
     (speech_archive / "archive.yaml").write_text(yaml.safe_dump(info, allow_unicode=True))
     patterns = pcm_patterns(speech_archive)
     assert len(patterns) == len(list(speech_archive.glob("*.wav")))
+    words = transcript_patterns(speech_archive)  # the transcripts are the community's words too
+    assert min(len(w) for w in words.values()) >= 12
     # The search finds what is there: every pattern is in its own source file.
     assert {name for _, name in files_containing(speech_archive, patterns)} == set(patterns)
 
     out = hearth("data", "import", str(speech_archive), ws=workspace).stdout
     assert "stored encrypted" in out
     assert files_containing(workspace, patterns) == []
+    assert files_containing(workspace, words) == []  # not in the catalog database either
     ws = open_workspace(workspace)
     assert ws.root not in ws.keys_dir.parents
     assert all(stat.S_IMODE(k.stat().st_mode) == 0o600 for k in ws.keys_dir.iterdir())
@@ -59,6 +73,7 @@ def test_restricted_audio_never_lies_on_disk_in_the_clear(speech_archive: Path, 
     out = hearth("keys", "rotate", "--reencrypt", ws=workspace).stdout
     assert "re-encrypted" in out and "re-wrapped" in out
     assert files_containing(workspace, patterns) == []
+    assert files_containing(workspace, words) == []
 
     cfg = {"name": "sealed-asr", "recipe": "asr",
            "request": {"purpose": "language_revitalization", "requester": "tester",
@@ -72,6 +87,10 @@ def test_restricted_audio_never_lies_on_disk_in_the_clear(speech_archive: Path, 
     cfg_path.write_text(yaml.safe_dump(cfg))
     hearth("train", str(cfg_path), ws=workspace, timeout=300)
     assert files_containing(workspace, patterns) == []
+    assert files_containing(workspace, words) == []  # nor in the run's manifest, logs or model card
+    # The run learned from the sealed transcripts (read through the governed reader, after rotation's new keys).
+    units = json.loads((ws.run_dir("sealed-asr") / "prep" / "tokenizer.json").read_text())
+    assert set("".join(w.decode() for w in words.values())) - {" "} <= set(json.dumps(units, ensure_ascii=False))
 
     # The run really read the sealed recordings, through the governed reader.
     store = Store(ws.store_dir, ws.keys_dir)
@@ -81,3 +100,38 @@ def test_restricted_audio_never_lies_on_disk_in_the_clear(speech_archive: Path, 
                          for r in reads)
     with Catalog.open(ws.db_url).session() as s:
         assert s.scalar(select(func.count(Item.id))) == len(patterns)
+
+
+def test_sealing_a_clear_collection_moves_its_words_out_of_the_catalog(speech_archive: Path, workspace: Path):
+    words = transcript_patterns(speech_archive)
+    sheet = speech_archive / "metadata.csv"  # without its tk:secret_sacred labels, which would seal it at once
+    rows = list(csv.DictReader(sheet.open(encoding="utf-8")))
+    with sheet.open("w", encoding="utf-8", newline="") as f:
+        w = csv.DictWriter(f, [k for k in rows[0] if k != "labels"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    hearth("data", "import", str(speech_archive), ws=workspace)
+    assert files_containing(workspace, words)  # the search finds them: clear collections keep text on the rows
+    info = yaml.safe_load((speech_archive / "archive.yaml").read_text())
+    name, first = info["collection"]["name"], sorted(speech_archive.glob("*.wav"))[0].stem
+    info["collection"]["restricted"] = True  # the steward restricts it; the next import seals it
+    (speech_archive / "archive.yaml").write_text(yaml.safe_dump(info, allow_unicode=True))
+    out = hearth("data", "import", str(speech_archive), ws=workspace).stdout
+    assert "stored encrypted" in out
+    assert files_containing(workspace, words) == []  # no row, free page or log keeps them
+    shown = hearth("data", "show", name, first, ws=workspace).stdout
+    assert "text: sealed" in shown
+
+    ws = open_workspace(workspace)
+    store, catalog = Store(ws.store_dir, ws.keys_dir), Catalog.open(ws.db_url)
+    with catalog.session() as s:
+        item = s.scalar(select(Item).where(Item.external_id == first))
+        text, meta = item_words(store, item)
+        digest, speaker = item.meta[SEALED_TEXT], item.speaker
+    assert text.encode() == words[f"{first}.txt"] and SEALED_TEXT not in meta and store.is_sealed(digest)
+    # Withdrawing the recording erases its words with its audio.
+    withdraw(catalog, store, name, "item", first, by=speaker)
+    assert not store.has(digest)
+    with catalog.session() as s:
+        item = s.scalar(select(Item).where(Item.external_id == first))
+        assert item.text is None and SEALED_TEXT in item.meta  # the row says what it had, not what it said

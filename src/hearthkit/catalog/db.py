@@ -14,11 +14,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
-    """WAL + foreign keys: concurrent readers during a run, integrity always."""
+    """WAL + foreign keys: concurrent readers during a run, integrity always; freed space is zeroed."""
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA secure_delete=ON")  # words moved out of a row (sealing) must not stay in its old page
     cur.close()
 
 
@@ -88,6 +89,17 @@ class Catalog:
             raise
         finally:
             s.close()
+
+    def scrub(self) -> None:
+        """Leave no old copy of changed rows in the database files (after sealing a collection's words)."""
+        if self.engine.dialect.name == "sqlite":
+            # secure_delete zeroed the freed space in the new page versions; write them home, empty the log.
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        elif self.engine.dialect.name == "postgresql":
+            # Dead row versions stay in the table's pages until it is rewritten.
+            with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM FULL items")
 
     def close(self) -> None:
         self.engine.dispose()

@@ -266,6 +266,7 @@ def show(
     from hearthkit.catalog.models import Collection, Consent, Item, ItemProtocol, Label, Protocol
     from hearthkit.governance.manifest import Request
     from hearthkit.governance.policy import compute_manifest, consent_state
+    from hearthkit.store.text import SEALED_TEXT
 
     _, catalog = open_catalog(workspace)
     on = _date(as_of, "--as-of") or date.today()
@@ -281,7 +282,8 @@ def show(
         console.print(f"community {coll.community}; licence {coll.licence or '–'}; citation {coll.citation or '–'}",
                       highlight=False)
         console.print(f"speaker {it.speaker or '–'}, dialect {it.dialect or '–'}, gender {it.gender or '–'}; "
-                      f"embargo {it.embargo_until or coll.embargo_until or 'none'}; text: {it.text or '–'}",
+                      f"embargo {it.embargo_until or coll.embargo_until or 'none'}; text: "
+                      f"{it.text or ('sealed (read only by a run)' if SEALED_TEXT in (it.meta or {}) else '–')}",
                       highlight=False)
         labels = Table("label id", "key", "on", "community", "text", "lang", "version", "hub id", "protocol",
                        "season", "also")

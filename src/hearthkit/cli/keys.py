@@ -78,6 +78,7 @@ def seal(workspace: WorkspaceOpt = None) -> None:
     with catalog.session() as s:
         names = [c.name for c in s.scalars(select(Collection).order_by(Collection.name)) if collection_must_seal(s, c)]
     for name in names:
-        console.print(f"{name}: {seal_collection(catalog, store, name)} objects encrypted", highlight=False)
+        objects, texts = seal_collection(catalog, store, name)
+        console.print(f"{name}: {objects} objects encrypted, transcripts of {texts} items sealed", highlight=False)
     if not names:
         console.print("no collection needs encryption")

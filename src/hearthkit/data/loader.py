@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from hearthkit.store.text import SEALED_TEXT, unpack
 from hearthkit.store.vault import Store
 
 
@@ -19,6 +20,8 @@ class GovernedReader:
     def __init__(self, store: Store, entries: list[dict], access_log: Path | None = None):
         self.store = store
         self.allowed = {e["content_hash"]: e for e in entries}
+        # A sealed collection's transcripts are objects of their own (store/text.py), readable like the audio.
+        self.allowed.update({e["meta"][SEALED_TEXT]: e for e in entries if SEALED_TEXT in (e.get("meta") or {})})
         self.access_log = access_log
         self._log: int | None = None  # O_APPEND descriptor, opened on first read
 
@@ -45,3 +48,10 @@ class GovernedReader:
             item = item if isinstance(item, int) else json.dumps(item)  # digest is hex: no escaping needed
             os.write(self._log, f'{{"item_id": {item}, "content_hash": "{digest}", "pid": {os.getpid()}}}\n'.encode())
         return data
+
+    def text(self, entry: dict) -> str:
+        """ENTRY's transcript: from the manifest, or from its sealed text object (a restricted collection's)."""
+        if entry.get("text") is not None:
+            return entry["text"]
+        digest = (entry.get("meta") or {}).get(SEALED_TEXT)
+        return (unpack(self.read(digest))["text"] or "") if digest else ""

@@ -9,6 +9,7 @@ from sqlalchemy import or_, select
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Collection, Item, Label
 from hearthkit.governance.vocabulary import LABELS, PROTOCOL, STEWARD_ONLY
+from hearthkit.store.text import SEALED_TEXT, has_words, pack, unpack
 from hearthkit.store.vault import Store
 
 # Labels that say who may access an item: their items never lie on disk in the clear.
@@ -29,12 +30,35 @@ def collection_must_seal(s, coll: Collection) -> bool:
     return must_seal(bool(coll.restricted), keys, protocols)
 
 
-def seal_collection(catalog: Catalog, store: Store, name: str) -> int:
-    """Encrypt every object of collection NAME still stored in the clear, then delete the clear copy."""
+def set_item_words(item: Item, text: str | None, meta: dict, store: Store,
+                   seal_for: tuple[str, str] | None) -> None:
+    """Give ITEM its TEXT and META: on the row, or with the words in a sealed object when SEAL_FOR is set."""
+    if seal_for is None:
+        item.text, item.meta = text, meta
+        return
+    data, rest = pack(f"{seal_for[0]}/{item.external_id}", text, meta)
+    item.text, item.meta = None, {**rest, SEALED_TEXT: store.put(data, seal_for)}
+
+
+def item_words(store: Store, item: Item) -> tuple[str | None, dict]:
+    """ITEM's text and its full meta (private entries included), opening its sealed text object if it has one."""
+    meta = dict(item.meta or {})
+    digest = meta.pop(SEALED_TEXT, None)
+    if digest is None:
+        return item.text, meta
+    words = unpack(store.get(digest))
+    words.pop("item")
+    return words.pop("text"), {**meta, **words}
+
+
+def seal_collection(catalog: Catalog, store: Store, name: str) -> tuple[int, int]:
+    """Encrypt every object of collection NAME still stored in the clear, then delete the clear copy; move the
+    words its catalog rows hold in the clear (transcripts, translations) into sealed text objects.
+    Returns (objects encrypted, items whose words were sealed)."""
     with catalog.session() as s:
         coll = s.scalar(select(Collection).where(Collection.name == name))
         if coll is None:
-            return 0
+            return 0, 0
         community = coll.community
         digests = sorted(set(s.scalars(select(Item.content_hash).where(Item.collection_id == coll.id))))
     n = 0
@@ -46,4 +70,12 @@ def seal_collection(catalog: Catalog, store: Store, name: str) -> int:
             store.sealed.put(store.plain.get(digest), name, community, digest=digest)
         store.plain.delete(digest)
         n += 1
-    return n
+    texts = 0
+    with catalog.session() as s:  # the sealed text objects are written before the rows forget the words
+        for item in s.scalars(select(Item).where(Item.collection_id == coll.id)):
+            if has_words(item.text, item.meta):
+                set_item_words(item, item.text, dict(item.meta or {}), store, (name, community))
+                texts += 1
+    if texts:
+        catalog.scrub()  # no copy of the old rows may stay in free pages or the write-ahead log
+    return n, texts

@@ -23,8 +23,10 @@ from hearthkit.catalog.models import Collection, Item
 from hearthkit.errors import HearthError
 from hearthkit.ingest.archive import ArchiveInfo
 from hearthkit.ingest.audio import AUDIO_SUFFIXES
+from hearthkit.ingest.sealing import item_words, set_item_words
 from hearthkit.ingest.sheet import Sheet
 from hearthkit.ingest.speech_folder import ImportReport, _Importer, _Pending, normalise_transcript
+from hearthkit.store.text import SEALED_TEXT
 from hearthkit.store.vault import Store, as_store
 
 
@@ -110,13 +112,16 @@ def import_annotations(catalog: Catalog, store: Store, info: ArchiveInfo, annota
             report.problems.append((where, str(exc)))
             continue
         speaker = a.speaker or default_speaker
-        m = {**(meta or {}), **a.extra, "source_recording": audio.name, "source_sha256": src_hash,
+        m = {**(meta or {}), "source_recording": audio.name, "source_sha256": src_hash,
              "start_s": round(a.start, 3), "end_s": round(a.end, 3), "tier": a.tier, "annotation": source.name}
+        if a.extra:
+            m["tiers"] = a.extra  # dependent tiers (e.g. a translation): the speaker's words, sealed with the text
         if speaker:
             m["speaker"] = speaker
         pending.append(_Pending(ext, imp.store.put(data, imp.seal_for), len(data), "audio/wav", dur, sr, text, m, [],
                                 None))
     # Corrections: a segment already in the catalog with the same audio gets its transcript updated.
+    replaced: list[str] = []  # sealed text objects of the words before the correction
     with catalog.session() as s:
         ids = [p.external_id for p in pending]
         have = {x.external_id: x for x in s.scalars(select(Item).join(Collection).where(
@@ -125,13 +130,16 @@ def import_annotations(catalog: Catalog, store: Store, info: ArchiveInfo, annota
         for p in pending:
             old = have.get(p.external_id)
             if old is not None and old.content_hash == p.digest:
-                if old.text != p.text:
-                    old.meta = {**(old.meta or {}), "previous_text": old.text}
-                    old.text = p.text
+                text, old_meta = item_words(imp.store, old)
+                if text != p.text:
+                    replaced += [d for d in [(old.meta or {}).get(SEALED_TEXT)] if d]
+                    set_item_words(old, p.text, {**old_meta, "previous_text": text}, imp.store, imp.seal_for)
                     report.corrected += 1
                 else:
                     report.unchanged += 1
                 continue
             fresh.append(p)
+    for digest in replaced:  # after the rows point at the new objects: a crash leaves an orphan, never a hole
+        imp.store.delete(digest)
     imp.commit(fresh)
     return report

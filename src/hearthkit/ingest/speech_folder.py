@@ -17,7 +17,7 @@ from hearthkit.errors import HearthError
 from hearthkit.governance import audit
 from hearthkit.ingest.archive import ArchiveInfo, ConsentEntry, LayoutConfig, collection_with_consent, read_archive_info
 from hearthkit.ingest.audio import AUDIO_SUFFIXES, BadAudio, probe
-from hearthkit.ingest.sealing import collection_must_seal, must_seal, seal_collection
+from hearthkit.ingest.sealing import collection_must_seal, must_seal, seal_collection, set_item_words
 from hearthkit.ingest.sheet import SHEET_NAMES, Sheet, SheetRow, read_sheet
 from hearthkit.store.cas import ContentStore, sha256_bytes, sweep_partial
 from hearthkit.store.vault import Store, as_store
@@ -241,7 +241,8 @@ class _Importer:
                 item = Item(collection_id=coll.id, external_id=p.external_id, kind="audio", content_hash=p.digest,
                             size_bytes=p.size, media_type=p.media_type, duration_s=p.duration_s,
                             sample_rate=p.sample_rate, speaker=p.meta.get("speaker"), dialect=p.meta.get("dialect"),
-                            gender=p.meta.get("gender"), text=p.text, meta=p.meta)
+                            gender=p.meta.get("gender"))
+                set_item_words(item, p.text, p.meta, self.store, self.seal_for)  # sealed collections: no clear text
                 s.add(item)
                 s.flush()
                 for key in p.labels:

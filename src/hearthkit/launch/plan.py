@@ -19,6 +19,7 @@ from hearthkit.governance.manifest import Manifest, Request
 from hearthkit.governance.policy import compute_manifest
 from hearthkit.governance.requests import authorise
 from hearthkit.recipes import get_recipe
+from hearthkit.store.text import SEALED_TEXT
 from hearthkit.store.vault import workspace_store
 from hearthkit.workspace import Workspace
 
@@ -80,8 +81,12 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
     if not manifest.included:
         raise HearthError(f"no item may be used for this request ({len(manifest.excluded)} excluded); "
                           "see `hearth plan` for the reasons")
+    text_of = None
+    if cfg.split.by == "text" and any(SEALED_TEXT in (e.get("meta") or {}) for e in manifest.included):
+        # A sealed collection's transcripts are read for the split like any item: governed and logged.
+        text_of = GovernedReader(workspace_store(ws), manifest.included, run_dir / "access" / "split.jsonl").text
     train, test = split_entries(manifest.included, cfg.split.test_fraction, cfg.split.by, cfg.split.seed,
-                                cfg.split.test_values)
+                                cfg.split.test_values, text_of)
     if not train:
         raise HearthError("the split left no training items; lower split.test_fraction")
     run_dir.mkdir(parents=True, exist_ok=True)

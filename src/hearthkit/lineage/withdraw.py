@@ -13,6 +13,7 @@ from hearthkit.catalog.models import Collection, Consent, Item, Model, Run, RunI
 from hearthkit.errors import HearthError
 from hearthkit.governance import audit
 from hearthkit.governance.stewardship import require_steward
+from hearthkit.store.text import PRIVATE_META, has_words, objects_of
 from hearthkit.store.vault import Store
 
 SCOPES = ("item", "speaker", "collection")
@@ -109,11 +110,18 @@ def withdraw(catalog: Catalog, store: Store, collection: str, scope: str, subjec
         if names:
             s.execute(update(Model).where(Model.name.in_(names), Model.status == "active")
                       .values(status="needs-retrain", status_reason=why))
-        digests = [d for (d,) in s.execute(select(Item.content_hash).where(Item.id.in_(ids)))]
+        digests = []
+        for item in s.scalars(select(Item).where(Item.id.in_(ids))):
+            digests += objects_of(item.content_hash, item.meta)
+            if has_words(item.text, item.meta):  # the words go with the recording: no transcript stays behind
+                item.text = None
+                item.meta = {k: v for k, v in (item.meta or {}).items() if k not in PRIVATE_META}
         still_used = {d for (d,) in s.execute(select(Item.content_hash).where(
             Item.content_hash.in_(digests), Item.withdrawn_at.is_(None)))}
-    # Erase only after the catalog committed: bytes shared with a still-consented item stay. A sealed object is
-    # ciphertext under its collection's key, so deleting it is erasure; other items keep the key.
+    catalog.scrub()  # nor in the database's free pages or log
+    # Erase only after the catalog committed: bytes shared with a still-consented item stay (a sealed text object
+    # belongs to one item only). A sealed object is ciphertext under its collection's key, so deleting it is
+    # erasure; other items keep the key.
     for d in set(digests) - still_used:
         result.erased_objects += int(store.delete(d))
     return result

@@ -58,6 +58,7 @@ class AudioDataset(torch.utils.data.Dataset):
                  train: bool):
         self.cfg, self.tok, self.entries, self.reader, self.train = cfg, tok, entries, reader, train
         self._wavs: dict[int, np.ndarray] = {}
+        self._texts: dict[int, str] = {}
         self._feats: dict[int | tuple[int, float], torch.Tensor] = {}
 
     def __len__(self) -> int:
@@ -66,6 +67,12 @@ class AudioDataset(torch.utils.data.Dataset):
     def lengths(self) -> list[float]:
         """Seconds of audio per example (for length-bucketed batches)."""
         return [float(e.get("duration_s") or 0.0) for e in self.entries]
+
+    def text(self, i: int) -> str:
+        """Transcript of example I (a sealed collection's comes from its own sealed object, kept in memory)."""
+        if i not in self._texts:
+            self._texts[i] = self.reader.text(self.entries[i])
+        return self._texts[i]
 
     def waveform(self, i: int) -> np.ndarray:
         if i not in self._wavs:
@@ -93,7 +100,7 @@ class AudioDataset(torch.utils.data.Dataset):
             self._feats[(i, factor)] = feats
         if self.train and self.cfg.spec_augment:
             feats = spec_augment(feats, aug)
-        return {"feats": feats, "tokens": torch.tensor(self.tok.encode(self.entries[i]["text"] or ""))}
+        return {"feats": feats, "tokens": torch.tensor(self.tok.encode(self.text(i)))}
 
 
 def load_scorer(cfg: ASRConfig, prep: dict):
@@ -124,7 +131,7 @@ class ASRRecipe(Recipe):
             from hearthkit.recipes.asr.transfer import check_parent
 
             check_parent(cfg, Path(cfg.init_from))
-        texts = [e["text"] or "" for e in train_entries]
+        texts = [reader.text(e) if reader is not None else e["text"] or "" for e in train_entries]
         tok = PieceTokenizer.fit(texts, cfg.sp_vocab) if cfg.units == "sentencepiece" else CharTokenizer.fit(texts)
         out.mkdir(parents=True, exist_ok=True)
         tok.save(out / "tokenizer.json")
@@ -211,8 +218,8 @@ class ASRRecipe(Recipe):
         tok: CharTokenizer = prep["tokenizer"]
         return [{**(e.get("meta") or {}), **{k: e.get(k) for k in ("item_id", "external_id", "speaker", "dialect",
                                                                      "gender")},
-                 "reference": tok.normalise(e["text"] or ""), "hypothesis": h}
-                for e, h in zip(entries, hyps, strict=True)]
+                 "reference": tok.normalise(ds.text(i)), "hypothesis": h}
+                for i, (e, h) in enumerate(zip(entries, hyps, strict=True))]
 
 
 RECIPE = ASRRecipe()
