@@ -46,7 +46,8 @@ def run_config(name: str, langs: list[str], args) -> dict:
     """The run config of one (bilingual or multilingual) model."""
     model = {"pairs": [f"es-{lang}" for lang in langs], "vocab_size": args.vocab, "d_model": args.d_model,
              "n_heads": 4, "enc_layers": args.layers, "dec_layers": args.layers, "d_ff": 4 * args.d_model,
-             "dropout": args.dropout, "label_smoothing": 0.1, "max_tokens": args.max_tokens, "beam": args.beam,
+             "dropout": args.dropout, "label_smoothing": 0.1, "max_tokens": args.max_tokens,
+             "long_pairs": args.long_pairs, "beam": args.beam,
              "length_penalty": 1.0, "eval_batch": 64, "group_by": ["direction"],
              "sample_temperature": args.temperature if len(langs) > 1 else 1.0}
     every = max(1, args.steps // (5 * args.average))  # the averaged checkpoints come from the last 20%
@@ -140,6 +141,8 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--dropout", type=float, default=0.2)
     ap.add_argument("--max-tokens", type=int, default=64)
+    ap.add_argument("--long-pairs", choices=["drop", "cut"], default="drop",
+                    help="Training pairs longer than --max-tokens (model.long_pairs).")
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--average", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
@@ -184,7 +187,8 @@ def main() -> None:
                    "baseline_chrf_official_refs": score(base_off, "chrf"),
                    "train_s": round(t_train, 1), "decode_s": round(t_dec, 1),
                    "steps": steps, "batch": args.batch, "d_model": args.d_model, "layers": args.layers,
-                   "vocab": args.vocab, "beam": args.beam, "date": date.today().isoformat()}
+                   "vocab": args.vocab, "beam": args.beam, "max_tokens": args.max_tokens,
+                   "long_pairs": args.long_pairs, "date": date.today().isoformat()}
             row["ratio"] = row["chrf"] / row["baseline_chrf_official_refs"]  # same references as ours
             print("RESULT " + json.dumps(row), flush=True)
             with args.out.open("a", encoding="utf-8") as f:

@@ -199,7 +199,8 @@ def test_corrections_to_a_restricted_collection_stay_sealed(workspace, tmp_path)
         assert item_words(store, other)[1]["tiers"] == {"english": "The child is going."}
     # One sealed text object per segment: the words before the correction were erased, not left behind.
     assert store.is_sealed(corrected.meta[SEALED_TEXT]) and store.is_sealed(other.meta[SEALED_TEXT])
-    assert len([p for p in (ws.store_dir / "sealed").rglob("*") if p.is_file()]) == 2 + 2  # two segments' audio, two segments' words
+    sealed_files = [p for p in (ws.store_dir / "sealed").rglob("*") if p.is_file()]
+    assert len(sealed_files) == 2 + 2  # two segments' audio, two segments' words
 
 
 def test_textgrid_long_and_short_formats_read_the_same(tmp_path):

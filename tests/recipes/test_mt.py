@@ -11,7 +11,7 @@ import yaml
 from sacrebleu.metrics import CHRF
 
 from hearthkit.demo.parallel import make_parallel_corpus
-from hearthkit.recipes.sentencepiece_vocab import SentencePieceVocab
+from hearthkit.recipes.sentencepiece_vocab import EOS, SentencePieceVocab
 from hearthkit.workspace import find_workspace
 from tests.conftest import HEARTH, hearth
 
@@ -113,6 +113,21 @@ def test_multilingual_and_reverse_directions_share_one_vocabulary_with_target_ta
     model = RECIPE.build_model(cfg, prep)
     loss, stats = RECIPE.loss(model, RECIPE.collate([data[i] for i in range(4)]))
     assert loss.item() > 0 and stats["samples"] == 4
+
+    # Pairs longer than max_tokens: left out of training (listed in prep), or cut on both sides when asked.
+    sizes = sorted(max(len(data[i]["src"]), len(data[i]["tgt"])) for i in range(len(data)))
+    m = sizes[len(sizes) // 2]  # about half the pairs are longer
+    short = cfg.model_copy(update={"max_tokens": m})
+    prep = RECIPE.prepare(short, man.included, tmp_path / "prep-short", reader=reader, manifest=man)
+    long = json.loads((tmp_path / "prep-short" / "long_pairs.json").read_text())
+    assert long["of"] == 90 and len(long["pairs"]) == sum(n > m for n in sizes) > 0
+    assert all(max(p["tokens"]) > m for p in long["pairs"])
+    dropped = RECIPE.dataset(short, prep, man.included, reader, train=True)
+    assert len(dropped) == 90 - len(long["pairs"])
+    assert all(len(dropped[i]["src"]) <= m and len(dropped[i]["tgt"]) <= m for i in range(len(dropped)))
+    cut = RECIPE.dataset(short.model_copy(update={"long_pairs": "cut"}), prep, man.included, reader, train=True)
+    assert len(cut) == 90 and all(len(cut[i]["tgt"]) <= m and int(cut[i]["tgt"][-1]) == EOS for i in range(90))
+    assert len(RECIPE.dataset(short, prep, man.included, reader, train=False)) == 90  # evaluation keeps them all
 
 
 def test_temperature_sampling_repeats_small_directions_and_never_cuts_the_largest():

@@ -6,6 +6,7 @@ Shapes: B batch, S source length, T target length, C d_model, H heads, V vocabul
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,7 +34,11 @@ class MTConfig(BaseModel):
     d_ff: int = Field(1024, gt=0, description="Feed-forward width.")
     dropout: float = Field(0.3, ge=0, lt=1, description="Dropout; high for tiny data.")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the training loss.")
-    max_tokens: int = Field(128, gt=4, description="Longest source/target in tokens (longer is cut).")
+    max_tokens: int = Field(128, gt=4, description="Longest source/target in tokens, tag and end marks included.")
+    long_pairs: Literal["drop", "cut"] = Field(
+        "drop", description="Training pairs with a side longer than max_tokens: drop them (each side cut on its own "
+        "no longer says what the other says, and teaches ending mid-sentence) or cut them. Input to translate "
+        "is always cut.")
     beam: int = Field(5, gt=0, description="Beam size at evaluation (1 = greedy).")
     length_penalty: float = Field(1.0, ge=0, description="GNMT length penalty alpha: ((5+len)/6)**alpha.")
     eval_batch: int = Field(32, gt=0, description="Sentences per decoding batch.")

@@ -88,7 +88,7 @@ class PairDataset(torch.utils.data.Dataset):
     """(source ids, target ids) per complete pair, texts read once through the governed reader."""
 
     def __init__(self, cfg: MTConfig, vocab: SentencePieceVocab, examples: list[tuple[dict, dict, str]],
-                 reader: GovernedReader, temperature: float = 1.0):
+                 reader: GovernedReader, temperature: float = 1.0, drop_long: bool = False):
         self.cfg, self.vocab = cfg, vocab
         cache: dict[str, str] = {}
 
@@ -97,9 +97,14 @@ class PairDataset(torch.utils.data.Dataset):
                 cache[e["content_hash"]] = reader.read(e["content_hash"]).decode("utf-8")
             return cache[e["content_hash"]]
 
-        items = [(encode_source(vocab, text(s), t, cfg.max_tokens),
-                  encode_target(vocab, text(g), cfg.max_tokens)) for s, g, t in examples]
-        self.items = temperature_repeat(items, [t for _, _, t in examples], temperature)
+        items, keys = [], []
+        for s, g, t in examples:
+            pair = fit_pair(encode_source(vocab, text(s), t), encode_target(vocab, text(g)), cfg.max_tokens,
+                            drop_long)
+            if pair is not None:
+                items.append(pair)
+                keys.append(t)
+        self.items = temperature_repeat(items, keys, temperature)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -113,14 +118,25 @@ class PairDataset(torch.utils.data.Dataset):
         return {"src": torch.tensor(src), "tgt": torch.tensor(tgt)}
 
 
-def encode_source(vocab: SentencePieceVocab, text: str, tgt_lang: str, max_tokens: int) -> list[int]:
-    """<2tgt> pieces… </s>, cut to MAX_TOKENS."""
-    return [vocab.piece_id(tag(tgt_lang))] + vocab.encode(text)[: max_tokens - 2] + [EOS]
+def encode_source(vocab: SentencePieceVocab, text: str, tgt_lang: str, max_tokens: int | None = None) -> list[int]:
+    """<2tgt> pieces… </s>, cut to MAX_TOKENS when given."""
+    pieces = vocab.encode(text)
+    return [vocab.piece_id(tag(tgt_lang))] + (pieces if max_tokens is None else pieces[: max_tokens - 2]) + [EOS]
 
 
-def encode_target(vocab: SentencePieceVocab, text: str, max_tokens: int) -> list[int]:
-    """<s> pieces… </s>, cut to MAX_TOKENS."""
-    return [BOS] + vocab.encode(text)[: max_tokens - 2] + [EOS]
+def encode_target(vocab: SentencePieceVocab, text: str, max_tokens: int | None = None) -> list[int]:
+    """<s> pieces… </s>, cut to MAX_TOKENS when given."""
+    pieces = vocab.encode(text)
+    return [BOS] + (pieces if max_tokens is None else pieces[: max_tokens - 2]) + [EOS]
+
+
+def fit_pair(src: list[int], tgt: list[int], max_tokens: int, drop: bool) -> tuple[list[int], list[int]] | None:
+    """An encoded pair within MAX_TOKENS a side: as it is, None (DROP) when a side is longer, or cut."""
+    if len(src) <= max_tokens and len(tgt) <= max_tokens:
+        return src, tgt
+    if drop:
+        return None
+    return src[: max_tokens - 1] + [EOS], tgt[: max_tokens - 1] + [EOS]
 
 
 class MTRecipe(Recipe):
@@ -152,6 +168,20 @@ class MTRecipe(Recipe):
                                        symbols=[tag(lang) for lang in langs])
         vocab.save(out, list(seen))
         (out / "dropped_pairs.json").write_text(json.dumps(dropped, indent=1, ensure_ascii=False))
+        # Which training pairs are longer than the model takes (left out of training, or cut: model.long_pairs).
+        long = []
+        for s, g, t in examples:
+            src = encode_source(vocab, seen[s["content_hash"]], t)
+            tgt = encode_target(vocab, seen[g["content_hash"]])
+            if fit_pair(src, tgt, cfg.max_tokens, drop=True) is None:
+                long.append({"pair": s["meta"]["pair"], "collection": s["collection"],
+                             "direction": f"{s['meta']['lang']}-{t}", "tokens": [len(src), len(tgt)]})
+        if len(long) == len(examples) and cfg.long_pairs == "drop":
+            raise HearthError(f"every training pair is longer than model.max_tokens ({cfg.max_tokens}); raise it, "
+                              "or set model.long_pairs: cut")
+        (out / "long_pairs.json").write_text(json.dumps(
+            {"max_tokens": cfg.max_tokens, "long_pairs": cfg.long_pairs, "of": len(examples), "pairs": long},
+            indent=1, ensure_ascii=False))
         return {"vocab": vocab}
 
     def load_prep(self, folder: Path) -> dict:
@@ -162,7 +192,8 @@ class MTRecipe(Recipe):
 
     def dataset(self, cfg, prep, entries, reader, train):
         examples, dropped = pair_up(entries, directions(cfg))
-        return PairDataset(cfg, prep["vocab"], examples, reader, cfg.sample_temperature if train else 1.0)
+        return PairDataset(cfg, prep["vocab"], examples, reader, cfg.sample_temperature if train else 1.0,
+                           drop_long=train and cfg.long_pairs == "drop")
 
     def collate(self, batch: list[dict]) -> dict:
         src = nn.utils.rnn.pad_sequence([b["src"] for b in batch], batch_first=True, padding_value=PAD)  # (B, S)
