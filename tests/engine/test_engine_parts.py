@@ -51,12 +51,15 @@ def test_config_names_a_bad_engine_field(tmp_path: Path):
     assert load_config(cfg).launch.timeout_s == 60  # short by default: a dead peer fails in a minute
 
 
-def test_averaging_more_checkpoints_than_kept_is_refused(tmp_path: Path):
+def test_run_config_refuses_settings_that_cannot_hold_together(tmp_path: Path):
     cfg = tmp_path / "run.yaml"
     cfg.write_text("name: r\nrecipe: asr\nrequest: {purpose: research, requester: me, collections: [c]}\n")
     with pytest.raises(HearthError, match=r"field train: .*average_last 5 needs keep_last >= 5 \(now 2\)"):
         load_config(cfg, ["train.average_last=5"])
     assert load_config(cfg, ["train.average_last=5", "train.keep_last=5"]).train.average_last == 5
+    with pytest.raises(HearthError, match=r"split.valid_fraction needs train.parallel: ddp"):
+        load_config(cfg, ["split.valid_fraction=0.1", "train.parallel=fsdp2"])
+    assert load_config(cfg, ["split.valid_fraction=0.1"]).split.valid_fraction == 0.1
 
 
 def test_optimizer_skips_decay_on_biases_and_is_fused_on_cpu_ddp():

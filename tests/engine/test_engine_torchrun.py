@@ -10,6 +10,8 @@ window of one checkpoint, so the kill lands mid-write) and HEARTH_TEST_HANG (a r
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import signal
@@ -145,3 +147,27 @@ def test_fsdp2_dead_peer_fails_fast_naming_it_then_resumes_from_dcp(engine_ws, t
     final = weights(run)
     assert final["rnn.weight_ih_l0"].shape == (48, 16)  # gathered whole, not a shard
     assert all(torch.isfinite(v).all() for v in final.values())
+
+
+def test_validation_loss_on_held_out_training_sentences(engine_ws, tiny_config, cli, tmp_path):
+    cfg = tiny_config(tmp_path, "e2e-valid")
+    data = yaml.safe_load(cfg.read_text())
+    data["split"]["valid_fraction"] = 0.3
+    cfg.write_text(yaml.safe_dump(data))
+    proc = cli("train", str(cfg), ws=engine_ws)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = engine_ws / "runs" / "e2e-valid"
+    split = json.loads((run / "split.json").read_text())
+    included = json.loads((run / "manifest.json").read_text())["included"]
+    sentence = {e["item_id"]: e["meta"]["sentence"] for e in included}
+    parts = {k: {sentence[i] for i in split[k]} for k in ("train", "valid", "test")}
+    # By text: no sentence (spoken by several voices) is on two sides; validation comes from the training side.
+    assert parts["valid"] and not parts["valid"] & parts["train"] and not parts["valid"] & parts["test"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    valid = [(r["step"], r["valid_loss"]) for r in records if "valid_loss" in r]
+    assert [s for s, _ in valid] == [2, 4, 6] and all(math.isfinite(v) and v > 0 for _, v in valid)
+    assert f"validation loss at step 6: {valid[-1][1]:.4f}" in proc.stdout
+    # Both ranks read their share of the validation items, and only those, through the governed reader.
+    read = {json.loads(line)["item_id"] for f in (run / "access").glob("rank*-valid.jsonl")
+            for line in f.read_text().splitlines()}
+    assert read == set(split["valid"])

@@ -32,6 +32,9 @@ class SplitConfig(BaseModel):
     by: str = Field("text", description="Field no value of which is on both sides (text = by sentence).")
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="Share of values held out.")
     test_values: list[str] | None = Field(None, description="Hold out exactly these values instead.")
+    valid_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of the training values (same `by`) "
+                                  "held out for validation: their loss is reported at every checkpoint, so settings "
+                                  "can be compared without looking at the test items. 0 = none.")
     seed: int = Field(0, description="Seed of the split.")
 
 
@@ -100,6 +103,14 @@ class RunConfig(BaseModel):
     model: dict[str, Any] = Field(default_factory=dict, description="Recipe model settings.")
     train: TrainConfig = TrainConfig()
     launch: LaunchConfig = LaunchConfig()
+
+    @model_validator(mode="after")
+    def _validation_on_replicated_weights(self) -> RunConfig:
+        """Validation runs each rank's share through its full copy of the model, which FSDP2 does not keep."""
+        if self.split.valid_fraction and self.train.parallel == "fsdp2":
+            raise ValueError("split.valid_fraction needs train.parallel: ddp (validation uses each rank's full "
+                             "copy of the weights); set it to 0 for fsdp2")
+        return self
 
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

@@ -111,6 +111,18 @@ class Meter:
         return rec
 
 
+    def report_valid(self, step: int, loss: float) -> None:
+        """On rank 0: print and record the validation loss at STEP (metrics.jsonl, tracking)."""
+        if self.rank != 0:
+            return
+        rec = {"step": step, "valid_loss": loss, "time": time.time()}
+        with (self.run_dir / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(rec) + "\n")
+        print(f"validation loss at step {step}: {loss:.4f}", flush=True)
+        if self.tracker is not None:
+            self.tracker.log(rec)
+
+
 def format_line(rec: dict, unit: str) -> str:
     """The progress line the CLI parses (`step X/Y ...`) and a person reads."""
     line = (f"step {rec['step']}/{rec['steps']} loss {rec['loss']:.4f} lr {rec['lr']:.2e} "

@@ -34,6 +34,7 @@ from hearthkit.engine.parallel import (
     unwrap,
 )
 from hearthkit.engine.sampler import StepSampler
+from hearthkit.engine.validate import valid_loss
 from hearthkit.errors import HearthError
 from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes import get_recipe
@@ -94,14 +95,23 @@ class Loop:
 
 
 def load_data(run_dir: Path, spec: dict, cfg: RunConfig, recipe: Recipe, mcfg, prep: dict, rank: int):
-    """The training items of the run's manifest, read through the governed reader."""
+    """The training items of the run's manifest, and its validation items if any, read through the governed
+    reader: (training dataset, its item count, validation dataset or None)."""
     manifest = Manifest.read(run_dir / "manifest.json")
     if manifest.hash != spec["manifest_hash"]:
         raise RuntimeError(f"{run_dir}/manifest.json changed since the run was planned; refusing to train")
-    train_ids = set(json.loads((run_dir / "split.json").read_text())["train"])
-    entries = [e for e in manifest.included if e["item_id"] in train_ids]
-    reader = GovernedReader(store_from_spec(spec), entries, run_dir / "access" / f"rank{rank}.jsonl")
-    return recipe.dataset(mcfg, prep, entries, reader, train=True), len(entries)
+    split = json.loads((run_dir / "split.json").read_text())
+    store = store_from_spec(spec)
+
+    def dataset(part: str, log: str, train: bool):
+        ids = set(split.get(part) or [])
+        entries = [e for e in manifest.included if e["item_id"] in ids]
+        reader = GovernedReader(store, entries, run_dir / "access" / log)
+        return recipe.dataset(mcfg, prep, entries, reader, train=train) if entries else None, len(entries)
+
+    data, n_items = dataset("train", f"rank{rank}.jsonl", train=True)
+    valid, _ = dataset("valid", f"rank{rank}-valid.jsonl", train=False)
+    return data, n_items, valid
 
 
 def example_lengths(data, cfg: RunConfig) -> list[float] | None:
@@ -135,7 +145,7 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
     recipe = get_recipe(cfg.recipe)
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     prep = recipe.load_prep(run_dir / "prep")
-    data, n_items = load_data(run_dir, spec, cfg, recipe, mcfg, prep, rank)
+    data, n_items, valid = load_data(run_dir, spec, cfg, recipe, mcfg, prep, rank)
     torch.manual_seed(t.seed)  # same initial weights on every rank
     model = recipe.build_model(mcfg, prep)
     if spec.get("parent"):
@@ -177,6 +187,8 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
         if done % t.checkpoint_every == 0 or done == t.steps or halt:
             path = checkpoint.save(ckpt_root, done, state, checkpoint.loop_state(done, sched, sampler), t.keep_last)
             say(f"checkpoint {path.name}", log)
+            if valid is not None:
+                meter.report_valid(done, valid_loss(recipe, unwrap(model), valid, t, device))
         if preempted and done < t.steps:
             if tracker is not None:
                 tracker.close("KILLED")

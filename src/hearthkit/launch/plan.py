@@ -87,11 +87,16 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
         text_of = GovernedReader(workspace_store(ws), manifest.included, run_dir / "access" / "split.jsonl").text
     train, test = split_entries(manifest.included, cfg.split.test_fraction, cfg.split.by, cfg.split.seed,
                                 cfg.split.test_values, text_of)
+    valid: list[dict] = []
+    if cfg.split.valid_fraction:  # from the training side only, by the same field, with its own seed
+        train, valid = split_entries(train, cfg.split.valid_fraction, cfg.split.by, cfg.split.seed + 1,
+                                     text_of=text_of)
     if not train:
-        raise HearthError("the split left no training items; lower split.test_fraction")
+        raise HearthError("the split left no training items; lower split.test_fraction or split.valid_fraction")
     run_dir.mkdir(parents=True, exist_ok=True)
     mhash = manifest.write(run_dir / "manifest.json")
     (run_dir / "split.json").write_text(json.dumps({"by": cfg.split.by, "train": [e["item_id"] for e in train],
+                                                    "valid": [e["item_id"] for e in valid],
                                                     "test": [e["item_id"] for e in test]}))
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     # Preparation (e.g. a vocabulary) reads training items only, through the governed reader.
