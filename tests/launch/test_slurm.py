@@ -191,6 +191,9 @@ def test_submit_train_preempt_requeue_resume(slurm_cluster: dict, slurm_ws: Path
     wait_for(lambda: int(job_fields(env, job_b)["Restarts"]) >= 1, 60, "job B to requeue itself")
     # slurmctld holds a requeued batch job for 120 s before it is eligible again; release it now so the test
     # stays short. The requeue itself, and the resume from the checkpoint, are SLURM's and the trainer's own.
+    # slurmd refuses a job credential created in the same second its old one was revoked ("Job credential
+    # revoked", whole-second timestamps), so the release waits past that second.
+    time.sleep(2)
     _scontrol(env, "update", f"JobId={job_b}", "StartTime=now")
     wait_for(lambda: job_fields(env, job_b)["JobState"] in ("COMPLETED", "FAILED", "CANCELLED"), 120, "job B")
     log_b = (ws / "runs" / "slurm-b" / "slurm" / f"job-{job_b}.out").read_text()
