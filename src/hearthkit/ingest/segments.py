@@ -132,7 +132,8 @@ def import_annotations(catalog: Catalog, store: Store, info: ArchiveInfo, annota
             if old is not None and old.content_hash == p.digest:
                 text, old_meta = item_words(imp.store, old)
                 if text != p.text:
-                    replaced += [d for d in [(old.meta or {}).get(SEALED_TEXT)] if d]
+                    if SEALED_TEXT in (old.meta or {}):
+                        replaced.append(old.meta[SEALED_TEXT])
                     set_item_words(old, p.text, {**old_meta, "previous_text": text}, imp.store, imp.seal_for)
                     report.corrected += 1
                 else:

@@ -110,15 +110,17 @@ def withdraw(catalog: Catalog, store: Store, collection: str, scope: str, subjec
         if names:
             s.execute(update(Model).where(Model.name.in_(names), Model.status == "active")
                       .values(status="needs-retrain", status_reason=why))
-        digests = []
+        digests, cleared = [], 0
         for item in s.scalars(select(Item).where(Item.id.in_(ids))):
             digests += objects_of(item.content_hash, item.meta)
             if has_words(item.text, item.meta):  # the words go with the recording: no transcript stays behind
                 item.text = None
                 item.meta = {k: v for k, v in (item.meta or {}).items() if k not in PRIVATE_META}
+                cleared += 1
         still_used = {d for (d,) in s.execute(select(Item.content_hash).where(
             Item.content_hash.in_(digests), Item.withdrawn_at.is_(None)))}
-    catalog.scrub()  # nor in the database's free pages or log
+    if cleared:
+        catalog.scrub()  # nor in the database's free pages or log (PostgreSQL rewrites the table: only when needed)
     # Erase only after the catalog committed: bytes shared with a still-consented item stay (a sealed text object
     # belongs to one item only). A sealed object is ciphertext under its collection's key, so deleting it is
     # erasure; other items keep the key.
