@@ -197,3 +197,25 @@ def test_training_loop_stops_cleanly_and_resumes_exactly(engine_ws: Path, tiny_c
     a = load_file(str(dirs["inproc-whole"] / "final/model.safetensors"))
     b = load_file(str(dirs["inproc-stopped"] / "final/model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_validation_split_field_and_an_empty_validation_side(engine_ws: Path, tiny_config, tmp_path: Path):
+    """Validation groups by `by` unless the test side is a fixed list; holding out nothing is one clear error,
+    and the run is not planned."""
+    from hearthkit.catalog.db import Catalog
+    from hearthkit.engine.config import SplitConfig
+    from hearthkit.launch.plan import plan_run
+    from hearthkit.workspace import open_workspace
+
+    assert SplitConfig(by="speaker").validation_field() == "speaker"
+    assert SplitConfig(by="split", test_values=["dev"]).validation_field() == "text"
+    assert SplitConfig(by="split", test_values=["dev"], valid_by="speaker").validation_field() == "speaker"
+    ws = open_workspace(engine_ws)
+    catalog = Catalog.open(ws.db_url)
+    # A field the items lack gives every item the same value: one group, here not drawn for validation.
+    cfg = load_config(tiny_config(tmp_path, "valid-none"), ["split.valid_fraction=0.01", "split.valid_by=nothing"])
+    with pytest.raises(HearthError, match=r"split.valid_fraction 0.01 held out no training items .*'nothing'"):
+        plan_run(ws, catalog, cfg)
+    catalog.close()
+    # (Its access log may stay: sealed transcripts were read for the split, and those reads are kept on record.)
+    assert not any((ws.run_dir("valid-none") / f).exists() for f in ("run.json", "split.json", "manifest.json"))

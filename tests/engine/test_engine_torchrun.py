@@ -149,20 +149,36 @@ def test_fsdp2_dead_peer_fails_fast_naming_it_then_resumes_from_dcp(engine_ws, t
     assert all(torch.isfinite(v).all() for v in final.values())
 
 
-def test_validation_loss_on_held_out_training_sentences(engine_ws, tiny_config, cli, tmp_path):
+def test_validation_loss_on_held_out_training_sentences(run_a, engine_ws, tiny_config, cli, tmp_path):
+    from hearthkit.catalog.db import Catalog
+    from hearthkit.engine.config import load_config
+    from hearthkit.launch.plan import governed_manifest
+    from hearthkit.workspace import open_workspace
+
     cfg = tiny_config(tmp_path, "e2e-valid")
+    catalog = Catalog.open(open_workspace(engine_ws).db_url)
+    included = governed_manifest(catalog, load_config(cfg)).included
+    catalog.close()
+    held_out = sorted({e["speaker"] for e in included})[0]
+    # The test side is one named speaker (a fixed list): the validation items are grouped by sentence instead,
+    # since every training item shares few values of `speaker`.
     data = yaml.safe_load(cfg.read_text())
-    data["split"]["valid_fraction"] = 0.3
+    data["split"] = {"by": "speaker", "test_values": [held_out], "valid_fraction": 0.3}
     cfg.write_text(yaml.safe_dump(data))
-    proc = cli("train", str(cfg), ws=engine_ws)
+    proc = cli("train", str(cfg), "--no-eval", ws=engine_ws)  # the test items stay unread while comparing
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "not evaluated (--no-eval)" in proc.stdout
     run = engine_ws / "runs" / "e2e-valid"
+    assert not (run / "access" / "eval.jsonl").exists()
+    assert json.loads((engine_ws / "models" / "e2e-valid" / "evaluation.json").read_text())["rows"] == []
     split = json.loads((run / "split.json").read_text())
-    included = json.loads((run / "manifest.json").read_text())["included"]
-    sentence = {e["item_id"]: e["meta"]["sentence"] for e in included}
-    parts = {k: {sentence[i] for i in split[k]} for k in ("train", "valid", "test")}
-    # By text: no sentence (spoken by several voices) is on two sides; validation comes from the training side.
-    assert parts["valid"] and not parts["valid"] & parts["train"] and not parts["valid"] & parts["test"]
+    assert split["valid_by"] == "text"
+    entry = {e["item_id"]: e for e in included}
+    assert {entry[i]["speaker"] for i in split["test"]} == {held_out}
+    parts = {k: {entry[i]["meta"]["sentence"] for i in split[k]} for k in ("train", "valid")}
+    # No sentence (spoken by several voices) is on both sides; validation comes from the training side.
+    assert parts["valid"] and not parts["valid"] & parts["train"]
+    assert held_out not in {entry[i]["speaker"] for i in split["valid"]}
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     valid = [(r["step"], r["valid_loss"]) for r in records if "valid_loss" in r]
     assert [s for s, _ in valid] == [2, 4, 6] and all(math.isfinite(v) and v > 0 for _, v in valid)
@@ -171,3 +187,26 @@ def test_validation_loss_on_held_out_training_sentences(engine_ws, tiny_config, 
     read = {json.loads(line)["item_id"] for f in (run / "access").glob("rank*-valid.jsonl")
             for line in f.read_text().splitlines()}
     assert read == set(split["valid"])
+
+    # Decoding settings are chosen on the validation items: evaluated there, the model card is left alone.
+    card = (engine_ws / "models" / "e2e-valid" / "evaluation.json").read_text()
+    ev = cli("eval", "e2e-valid", "--split", "valid", "--set", "decode.beam=2", "--by", "speaker", ws=engine_ws)
+    assert ev.returncode == 0, ev.stdout + ev.stderr
+    result = json.loads((run / "eval-valid-set.json").read_text())
+    assert result["set"] == ["decode.beam=2"]
+    assert next(r for r in result["rows"] if r["by"] == "overall")["n"] == len(split["valid"])
+    read = {json.loads(line)["item_id"] for line in (run / "access" / "eval-valid.jsonl").read_text().splitlines()}
+    assert read == set(split["valid"])
+    assert (engine_ws / "models" / "e2e-valid" / "evaluation.json").read_text() == card
+    assert not (run / "access" / "eval.jsonl").exists()
+    # Scored on its test items later, the card gets its rows.
+    test = cli("eval", "e2e-valid", "--by", "speaker", ws=engine_ws)
+    assert test.returncode == 0, test.stdout + test.stderr
+    rows = json.loads((engine_ws / "models" / "e2e-valid" / "evaluation.json").read_text())["rows"]
+    assert {(r["by"], r["group"]) for r in rows} == {("overall", "all"), ("speaker", held_out)}
+    bad = cli("eval", "e2e-valid", "--split", "valid", "--set", "decode.beam=zero", ws=engine_ws)
+    assert bad.returncode != 0 and "model.decode.beam" in bad.stderr + bad.stdout
+    assert "Traceback" not in bad.stderr
+    # A run without validation items says so in one line.
+    none = cli("eval", "e2e-a", "--split", "valid", ws=engine_ws)
+    assert none.returncode != 0 and "held out no validation items" in none.stdout + none.stderr

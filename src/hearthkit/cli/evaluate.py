@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,9 @@ from rich.table import Table
 from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
 from hearthkit.errors import HearthError
 
-EXAMPLE = "\n\nExample: hearth eval mboshi-asr --by speaker --by source"
+EXAMPLE = ("\n\nExample: hearth eval mboshi-asr --by speaker --by source\n\n"
+           "Choosing a decoder weight on validation items:\n"
+           "hearth eval mboshi-asr --split valid --set decode.lm.weight=0.5")
 
 
 @user_errors
@@ -20,6 +23,11 @@ def eval_(
     by: Annotated[list[str] | None, typer.Option("--by", help="Metadata column to group by (repeat for more); "
                                                               "default speaker, dialect, gender.")] = None,
     beam: Annotated[int | None, typer.Option(help="Beam width for decoding (default: the model's).")] = None,
+    split: Annotated[str, typer.Option(help="test (the held-out items; results go into the model card) or valid "
+                                            "(split.valid_fraction's items: for choosing decoding settings "
+                                            "without looking at the test items).")] = "test",
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Decoding setting of the model section, "
+                                                        "e.g. decode.lm.weight=0.5 (repeatable).")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Evaluate a model on its run's held-out items: CER/WER overall and per group, 95% CIs, best-worst gap."""
@@ -31,7 +39,8 @@ def eval_(
     run_dir = ws.run_dir(model)
     if not (ws.models_dir / model).is_dir() or not (run_dir / "final" / "model.safetensors").is_file():
         raise HearthError(f"model {model!r} not found in {ws.models_dir} with its run; see `hearth models`")
-    evaluation = evaluate_run(run_dir, by, beam=beam)  # default groups: the recipe's (speaker, dialect, gender)
+    # Default groups: the recipe's (speaker, dialect, gender).
+    evaluation = evaluate_run(run_dir, by, beam=beam, split_name=split, overrides=overrides)
     cols = by or sorted({r["by"] for r in evaluation["rows"] if r["by"] != "overall"})
     if not evaluation["rows"]:
         raise HearthError(f"model {model!r}: its run has no held-out items to evaluate on")
@@ -45,6 +54,14 @@ def eval_(
         console.print(f"gap (worst - best) by {col}: " + ", ".join(f"{m.upper()} {v:.3f}" for m, v in g.items()))
     if empty:
         console.print(f"[yellow]no values[/] for: {', '.join(empty)} (not a field or metadata column of the items)")
+    if split != "test" or overrides:
+        # The card reports the model as published (its own decoding) on its test items; a validation or
+        # re-decoded evaluation is written beside the run instead.
+        out = run_dir / f"eval-{split}{'-set' if overrides else ''}.json"
+        out.write_text(json.dumps({"split": split, "set": overrides or [], "beam": beam, "rows": evaluation["rows"],
+                                   "gaps": evaluation["gaps"]}, indent=1))
+        console.print(f"results: {out}")
+        return
     card = publish_model(ws, catalog, run_dir, evaluation)
     folder = Path(card).parent
     for m in metrics:

@@ -103,6 +103,9 @@ def train(
     iface: Annotated[str | None, typer.Option(help="Network interface for gloo/NCCL (GLOO_SOCKET_IFNAME, "
                                                    "NCCL_SOCKET_IFNAME); default: the one carrying "
                                                    "--local-addr.")] = None,
+    no_eval: Annotated[bool, typer.Option("--no-eval", help="Publish the model without scoring it on the test "
+                                                           "items (they stay unread while settings are compared; "
+                                                           "`hearth eval` scores it later).")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Train under policy with torchrun: plan (or resume) the run, train, evaluate per group, write the model card."""
@@ -124,9 +127,15 @@ def train(
         os.environ.update(node.env())  # inherited by torchrun and its workers
     bar, on_line = _progress_runner(cfg.train.steps)
     with bar:
-        result = train_pipeline(ws, catalog, cfg, _say, on_line, node=node, max_restarts=max_restarts)
+        result = train_pipeline(ws, catalog, cfg, _say, on_line, node=node, max_restarts=max_restarts,
+                                evaluate=not no_eval)
     if result is None:
         console.print(f"node {node.node_rank}: training finished; node 0 evaluates and writes the model card")
+        return
+    if no_eval:
+        console.print(f"not evaluated (--no-eval): `hearth eval {cfg.name}` scores it on its test items, "
+                      f"`--split valid` on its validation items")
+        console.print(f"model card: {result.card}")
         return
     console.print(_results_table(result.evaluation))
     for m, sig in (result.evaluation.get("signatures") or {}).items():

@@ -32,10 +32,19 @@ class SplitConfig(BaseModel):
     by: str = Field("text", description="Field no value of which is on both sides (text = by sentence).")
     test_fraction: float = Field(0.15, ge=0.0, lt=1.0, description="Share of values held out.")
     test_values: list[str] | None = Field(None, description="Hold out exactly these values instead.")
-    valid_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of the training values (same `by`) "
-                                  "held out for validation: their loss is reported at every checkpoint, so settings "
-                                  "can be compared without looking at the test items. 0 = none.")
+    valid_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of the training values (of "
+                                  "`valid_by`) held out for validation: their loss is reported at every checkpoint, "
+                                  "so settings can be compared without looking at the test items. 0 = none.")
+    valid_by: str | None = Field(None, description="Field no value of which is on both sides of the validation "
+                                 "split; default: `by`, or `text` when `test_values` name the test side (every "
+                                 "training item then shares few values of `by`, e.g. split: train).")
     seed: int = Field(0, description="Seed of the split.")
+
+    def validation_field(self) -> str:
+        """The field that groups the validation split."""
+        if self.valid_by:
+            return self.valid_by
+        return "text" if self.test_values is not None else self.by
 
 
 class TrainConfig(BaseModel):
@@ -127,7 +136,10 @@ def apply_override(data: dict, assignment: str) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise HearthError(f"--set {key}: {p} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    try:
+        node[parts[-1]] = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise HearthError(f"--set {key}: the value {raw!r} is not valid YAML") from None
 
 
 def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:

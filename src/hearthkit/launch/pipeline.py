@@ -23,11 +23,12 @@ class RunResult:
 
 
 def train_pipeline(ws: Workspace, catalog: Catalog, cfg: RunConfig, say: Callable[[str], None],
-                   on_line: Callable[[str], None], node=None, max_restarts: int = 0) -> RunResult | None:
+                   on_line: Callable[[str], None], node=None, max_restarts: int = 0,
+                   evaluate: bool = True) -> RunResult | None:
     """Run CFG end to end; SAY reports stages, ON_LINE receives the workers' output lines.
 
     With NODE (a multinode.NodePlan), node 0 plans, trains and publishes; other nodes wait for node 0's plan,
-    train, and return None.
+    train, and return None. Without EVALUATE the model is published unscored and its test items stay unread.
     """
     from hearthkit.engine.trainer import STATE_FILE
     from hearthkit.launch import multinode
@@ -62,8 +63,9 @@ def train_pipeline(ws: Workspace, catalog: Catalog, cfg: RunConfig, say: Callabl
     if state["status"] == "stopped":
         _set_status(catalog, cfg.name, "stopped", follower)
         raise HearthError(f"stopped at step {state['step']} with a checkpoint; re-run the same command to resume")
-    say("evaluating on held-out items …")
-    return finish_run(ws, catalog, run_dir)
+    if evaluate:
+        say("evaluating on held-out items …")
+    return finish_run(ws, catalog, run_dir, evaluate)
 
 
 def _set_status(catalog: Catalog, name: str, status: str, follower: bool) -> None:
@@ -80,13 +82,19 @@ def _set_status(catalog: Catalog, name: str, status: str, follower: bool) -> Non
             run.status = status
 
 
-def finish_run(ws: Workspace, catalog: Catalog, run_dir: Path) -> RunResult:
-    """Evaluate a trained run on its held-out items and publish it as a model with its card."""
+def finish_run(ws: Workspace, catalog: Catalog, run_dir: Path, evaluate: bool = True) -> RunResult:
+    """Evaluate a trained run on its held-out items (unless not EVALUATE) and publish it as a model with its card."""
     from hearthkit.evaluate.run import evaluate_run
     from hearthkit.governance import audit
     from hearthkit.lineage.publish import publish_model
+    from hearthkit.recipes import get_recipe
 
-    evaluation = evaluate_run(run_dir)
+    if evaluate:
+        evaluation = evaluate_run(run_dir)
+    else:  # e.g. while settings are compared on validation items: `hearth eval` scores it later
+        recipe = json.loads((run_dir / "run.json").read_text())["config"]["recipe"]
+        evaluation = {"records": [], "rows": [], "gaps": {}, "metrics": get_recipe(recipe).metric_names,
+                      "signatures": {}}
     card = publish_model(ws, catalog, run_dir, evaluation)
     spec = json.loads((run_dir / "run.json").read_text())
     audit.record(catalog, "export", spec["config"]["request"]["requester"], model=spec["config"]["name"],

@@ -82,21 +82,26 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
         raise HearthError(f"no item may be used for this request ({len(manifest.excluded)} excluded); "
                           "see `hearth plan` for the reasons")
     text_of = None
-    if cfg.split.by == "text" and any(SEALED_TEXT in (e.get("meta") or {}) for e in manifest.included):
+    text_split = "text" in (cfg.split.by, cfg.split.validation_field() if cfg.split.valid_fraction else None)
+    if text_split and any(SEALED_TEXT in (e.get("meta") or {}) for e in manifest.included):
         # A sealed collection's transcripts are read for the split like any item: governed and logged.
         text_of = GovernedReader(workspace_store(ws), manifest.included, run_dir / "access" / "split.jsonl").text
     train, test = split_entries(manifest.included, cfg.split.test_fraction, cfg.split.by, cfg.split.seed,
                                 cfg.split.test_values, text_of)
     valid: list[dict] = []
-    if cfg.split.valid_fraction:  # from the training side only, by the same field, with its own seed
-        train, valid = split_entries(train, cfg.split.valid_fraction, cfg.split.by, cfg.split.seed + 1,
-                                     text_of=text_of)
+    if cfg.split.valid_fraction:  # from the training side only, with its own seed
+        field = cfg.split.validation_field()
+        train, valid = split_entries(train, cfg.split.valid_fraction, field, cfg.split.seed + 1, text_of=text_of)
+        if not valid:
+            raise HearthError(f"split.valid_fraction {cfg.split.valid_fraction} held out no training items "
+                              f"(too few values of {field!r}); raise it or set split.valid_by")
     if not train:
         raise HearthError("the split left no training items; lower split.test_fraction or split.valid_fraction")
     run_dir.mkdir(parents=True, exist_ok=True)
     mhash = manifest.write(run_dir / "manifest.json")
     (run_dir / "split.json").write_text(json.dumps({"by": cfg.split.by, "train": [e["item_id"] for e in train],
                                                     "valid": [e["item_id"] for e in valid],
+                                                    "valid_by": cfg.split.validation_field() if valid else None,
                                                     "test": [e["item_id"] for e in test]}))
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     # Preparation (e.g. a vocabulary) reads training items only, through the governed reader.
