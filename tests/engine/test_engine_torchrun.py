@@ -171,6 +171,8 @@ def test_validation_loss_on_held_out_training_sentences(run_a, engine_ws, tiny_c
     run = engine_ws / "runs" / "e2e-valid"
     assert not (run / "access" / "eval.jsonl").exists()
     assert json.loads((engine_ws / "models" / "e2e-valid" / "evaluation.json").read_text())["rows"] == []
+    unscored = (engine_ws / "models" / "e2e-valid" / "model_card.md").read_text(encoding="utf-8")
+    assert "Not evaluated yet: `hearth eval e2e-valid`" in unscored and "| by | group |" not in unscored
     split = json.loads((run / "split.json").read_text())
     assert split["valid_by"] == "text"
     entry = {e["item_id"]: e for e in included}
@@ -204,6 +206,7 @@ def test_validation_loss_on_held_out_training_sentences(run_a, engine_ws, tiny_c
     assert test.returncode == 0, test.stdout + test.stderr
     rows = json.loads((engine_ws / "models" / "e2e-valid" / "evaluation.json").read_text())["rows"]
     assert {(r["by"], r["group"]) for r in rows} == {("overall", "all"), ("speaker", held_out)}
+    assert "Not evaluated yet" not in (engine_ws / "models" / "e2e-valid" / "model_card.md").read_text()
     bad = cli("eval", "e2e-valid", "--split", "valid", "--set", "decode.beam=zero", ws=engine_ws)
     assert bad.returncode != 0 and "model.decode.beam" in bad.stderr + bad.stdout
     assert "Traceback" not in bad.stderr

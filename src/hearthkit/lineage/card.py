@@ -109,6 +109,8 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
     lines += ["", "## Results per group (held-out items)", "",
               "| by | group | n | " + " | ".join(f"{m.upper()} | 95% CI" for m in metrics) + " |",
               "|---|---|---|" + "---|---|" * len(metrics)]
+    if not rows:  # published with `hearth train --no-eval`: the test items have not been read yet
+        lines = lines[:-2] + ["Not evaluated yet: `hearth eval " + name + "` scores it on its held-out items."]
     for r in rows:
         cells = " | ".join(f"{_fmt(r[m])} | [{_fmt(r[m + '_ci'][0])}, {_fmt(r[m + '_ci'][1])}]"
                            if f"{m}_ci" in r else f"{_fmt(r[m])} | –" for m in metrics)
