@@ -28,6 +28,11 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = 
     """
     spec = json.loads((run_dir / "run.json").read_text())
     cfg = RunConfig.model_validate(spec["config"])
+    split = json.loads((run_dir / "split.json").read_text())
+    if split_name not in ("test", "valid"):
+        raise HearthError(f"--split {split_name}: choose test or valid")
+    if split_name == "valid" and not split.get("valid"):
+        raise HearthError(f"run {run_dir.name!r} held out no validation items; train with split.valid_fraction")
     # Same thread count as a training worker: on a busy machine extra threads slow small ops down, not up.
     torch.set_num_threads(cfg.launch.threads_per_worker)
     recipe = get_recipe(cfg.recipe)
@@ -45,7 +50,6 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = 
     model = recipe.build_model(mcfg, prep)
     model.load_state_dict(load_file(str(run_dir / "final" / "model.safetensors")))
     manifest = Manifest.read(run_dir / "manifest.json")
-    split = json.loads((run_dir / "split.json").read_text())
     store = store_from_spec(spec)
     # Settings fitted after training (e.g. a decision threshold) come from training items only, never test ones.
     train_ids = set(split["train"])
@@ -53,10 +57,6 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = 
     prep.update(recipe.calibrate(model, mcfg, prep, train_entries,
                                  GovernedReader(store, train_entries, run_dir / "access" / "calibrate.jsonl"),
                                  run_dir / "prep"))
-    if split_name not in ("test", "valid"):
-        raise HearthError(f"--split {split_name}: choose test or valid")
-    if split_name == "valid" and not split.get("valid"):
-        raise HearthError(f"run {run_dir.name!r} held out no validation items; train with split.valid_fraction")
     held_ids = set(split[split_name])
     entries = [e for e in manifest.included if e["item_id"] in held_ids]
     log = "eval.jsonl" if split_name == "test" else "eval-valid.jsonl"
