@@ -6,12 +6,7 @@ set -euo pipefail
 DATA=${1:?usage: bash bench/asr_mboshi.sh ../shared/data/mboshi [OUT]}
 OUT=${2:-.bench}
 shift $(( $# > 1 ? 2 : 1 ))
-HEARTH=.venv/bin/hearth
-export HEARTH_WORKSPACE=$OUT/ws
-mkdir -p "$OUT"
-.venv/bin/python bench/mboshi_stage.py "$OUT/mboshi-archive" --data "$DATA"
-[ -f "$HEARTH_WORKSPACE/hearth.yaml" ] || $HEARTH init "$HEARTH_WORKSPACE"
-$HEARTH data import "$OUT/mboshi-archive" | tail -1
+source bench/mboshi_import.sh
 NAME=${NAME:-$(.venv/bin/python -c "import yaml; print(yaml.safe_load(open('configs/mboshi-asr.yaml'))['name'])")}
 start=$(date +%s)
 $HEARTH train configs/mboshi-asr.yaml "$@" --set name="$NAME"

@@ -8,16 +8,11 @@
 #  2. the variant with the lower validation CER (the config's decoder: beam 8 + character 5-gram) is kept;
 #  3. the n-gram's weight is chosen on the same validation items from 0.1, 0.3, 0.5, 0.8;
 #  4. the kept variant is evaluated on dev once, with that weight.
-# Usage: bash bench/asr_mboshi_select.sh ../shared/data/mboshi [OUT]   (after bench/asr_mboshi.sh has staged it)
+# Usage: bash bench/asr_mboshi_select.sh ../shared/data/mboshi [OUT]   (stages and imports like asr_mboshi.sh)
 set -euo pipefail
 DATA=${1:?usage: bash bench/asr_mboshi_select.sh ../shared/data/mboshi [OUT]}
 OUT=${2:-.bench}
-HEARTH=.venv/bin/hearth
-export HEARTH_WORKSPACE=$OUT/ws
-mkdir -p "$OUT"
-.venv/bin/python bench/mboshi_stage.py "$OUT/mboshi-archive" --data "$DATA"
-[ -f "$HEARTH_WORKSPACE/hearth.yaml" ] || $HEARTH init "$HEARTH_WORKSPACE"
-$HEARTH data import "$OUT/mboshi-archive" | tail -1
+source bench/mboshi_import.sh
 PREFIX=${PREFIX:-mboshi-sel}
 VALID=(--set split.valid_fraction=0.08)
 B=(--set model.augment.freq_width=27 --set model.augment.time_masks=5 --set model.dropout=0.15)
