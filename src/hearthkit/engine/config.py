@@ -142,6 +142,12 @@ def apply_override(data: dict, assignment: str) -> None:
         raise HearthError(f"--set {key}: the value {raw!r} is not valid YAML") from None
 
 
+def field_error(exc: ValidationError, prefix: str = "") -> str:
+    """`field a.b: message` for the first error of EXC (PREFIX names the section it was validated as)."""
+    err = exc.errors()[0]
+    return f"field {prefix}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+
+
 def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
     """Read a run config from YAML, apply overrides, validate; errors name the file and field."""
     try:
@@ -157,9 +163,7 @@ def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise HearthError(f"{path}: field {field}: {err['msg']}") from None
+        raise HearthError(f"{path}: {field_error(exc)}") from None
     if not _NAME.match(cfg.name):
         raise HearthError(f"{path}: field name: {cfg.name!r} must be letters, digits, '.', '_' or '-'")
     return cfg

@@ -101,24 +101,22 @@ class Meter:
             rec["mfu"] = self.flops * samples_s / (self.peak * 1e12 * self.world)
         if self.gpu is not None:
             rec.update(self.gpu.sample())
-        if self.rank == 0:
-            with (self.run_dir / "metrics.jsonl").open("a") as f:
-                f.write(json.dumps(rec) + "\n")
-            print(format_line(rec, self.unit), flush=True)
-            if self.tracker is not None:
-                self.tracker.log(rec)
+        self._emit(rec, format_line(rec, self.unit))
         self._reset()
         return rec
 
-
     def report_valid(self, step: int, loss: float) -> None:
         """On rank 0: print and record the validation loss at STEP (metrics.jsonl, tracking)."""
+        self._emit({"step": step, "valid_loss": loss, "time": time.time()},
+                   f"validation loss at step {step}: {loss:.4f}")
+
+    def _emit(self, rec: dict, line: str) -> None:
+        """On rank 0: append REC to metrics.jsonl, print LINE, send REC to the tracker."""
         if self.rank != 0:
             return
-        rec = {"step": step, "valid_loss": loss, "time": time.time()}
         with (self.run_dir / "metrics.jsonl").open("a") as f:
             f.write(json.dumps(rec) + "\n")
-        print(f"validation loss at step {step}: {loss:.4f}", flush=True)
+        print(line, flush=True)
         if self.tracker is not None:
             self.tracker.log(rec)
 

@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 
 from hearthkit.data.loader import GovernedReader
-from hearthkit.engine.config import RunConfig, apply_override
+from hearthkit.engine.config import RunConfig, apply_override, field_error
 from hearthkit.errors import HearthError
 from hearthkit.evaluate.metrics import disaggregate, gaps, signatures
 from hearthkit.governance.manifest import Manifest
@@ -42,8 +42,7 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = 
     try:
         mcfg = recipe.ModelConfig.model_validate(model_section)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise HearthError(f"--set: field model.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}") from None
+        raise HearthError(f"--set: {field_error(exc, 'model.')}") from None
     if beam is not None and hasattr(mcfg, "decode"):
         mcfg.decode.beam = beam  # evaluate with another beam width than the config's
     prep = recipe.load_prep(run_dir / "prep")
