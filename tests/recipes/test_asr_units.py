@@ -13,7 +13,7 @@ from hearthkit.errors import HearthError
 from hearthkit.recipes.asr.decode import greedy, prefix_beam_search
 from hearthkit.recipes.asr.model import ASRConfig, AugmentConfig, build
 from hearthkit.recipes.asr.ngram import CharNgramLM
-from hearthkit.recipes.asr.recipe import spec_augment, speed_perturb
+from hearthkit.recipes.asr.recipe import load_scorer, spec_augment, speed_perturb
 from hearthkit.recipes.asr.tokenizer import CharTokenizer, PieceTokenizer, load_tokenizer
 from hearthkit.recipes.asr.transfer import init_from_parent
 
@@ -73,6 +73,21 @@ def test_ngram_is_a_distribution_and_prefers_seen_text():
         assert total <= 1.0 and total > 0.9  # the rest is the unseen-character reserve
     assert lm("he ", "pai") > lm("he ", "iap")
     assert lm.perplexity(["he pai"]) < lm.perplexity(["ia ph"])
+
+
+def test_ngram_lowered_order_equals_one_fitted_at_that_order_and_eval_cannot_raise_it():
+    texts = ["he pai", "he pai te whare", "te whare", "ka pai"]
+    five = CharNgramLM.fit(texts, order=5)
+    for order in (1, 2, 3):
+        low, fitted = five.with_order(order), CharNgramLM.fit(texts, order=order)
+        for ctx, text in [("", "he pai"), ("te ", "whare"), ("zz", "ka")]:
+            assert low(ctx, text) == pytest.approx(fitted(ctx, text), abs=1e-12)
+    prep = {"lm": five}
+    assert load_scorer(ASRConfig(decode={"lm": {"kind": "ngram", "order": 3}}), prep).order == 3
+    with pytest.raises(HearthError, match=r"decode.lm.order 7: .*fitted with order 5"):
+        load_scorer(ASRConfig(decode={"lm": {"kind": "ngram", "order": 7}}), prep)
+    with pytest.raises(HearthError, match="trained without a character n-gram"):
+        load_scorer(ASRConfig(decode={"lm": {"kind": "ngram"}}), {})
 
 
 def _logp(rows: list[list[float]]) -> torch.Tensor:

@@ -31,6 +31,12 @@ class CharNgramLM:
                     counts[s[i - k:i]][s[i]] += 1
         return cls(order, {h: dict(c) for h, c in counts.items()}, alphabet)
 
+    def with_order(self, order: int) -> CharNgramLM:
+        """The same counts used up to ORDER (at most the fitted order): a lower-order model, exactly as if fitted."""
+        if order > self.order:
+            raise ValueError(f"order {order} is above the fitted order {self.order}")
+        return self if order == self.order else CharNgramLM(order, self.counts, self.alphabet)
+
     def prob(self, history: str, char: str) -> float:
         """Interpolated Witten-Bell probability of CHAR after HISTORY."""
         p = 1.0 / (len(self.alphabet) + 1)  # +1: unseen characters keep a little mass

@@ -107,7 +107,16 @@ def load_scorer(cfg: ASRConfig, prep: dict):
     """The language model for shallow fusion that CFG asks for, or None."""
     lm = cfg.decode.lm
     if lm.kind == "ngram":
-        return prep.get("lm")
+        # The n-gram is fitted on the training transcripts when the model is trained, so a decoder override
+        # (`hearth eval --set decode.lm...`) can lower its order but not raise it or add one.
+        fitted = prep.get("lm")
+        if fitted is None:
+            raise HearthError("model.decode.lm.kind ngram: this model was trained without a character n-gram; "
+                              "retrain it with decode.lm.kind: ngram to decode with one")
+        if lm.order > fitted.order:
+            raise HearthError(f"model.decode.lm.order {lm.order}: this model's n-gram was fitted with order "
+                              f"{fitted.order}; use {fitted.order} or less, or retrain with the higher order")
+        return fitted.with_order(lm.order)
     if lm.kind == "plugin":
         factory = ctc.scorer_factory(lm.plugin or "")
         if factory is None:
