@@ -5,6 +5,8 @@
 #  2. every combination of beam {8, 16} x n-gram order {3, 4, 5} (5 is what it was fitted with) x weight {0.3, 0.5} x per-character bonus
 #     {0, 0.5, 1.0} (36) is scored on those 125 validation utterances;
 #  3. the lowest validation CER wins; a tie keeps the configured values (beam 8, order 5, weight 0.3, bonus 0.5);
+#     (added after the first run, which met a three-way tie and took the first file: among tied settings, the one
+#     that changes the fewest configured values, then the smaller beam — the same choice it had made);
 #  4. if the winner differs from the configured decoder, run `mboshi-asr-e` (same training settings on all 1,539
 #     training utterances) is evaluated on dev once with it; otherwise dev is not read again.
 # Usage: bash bench/asr_mboshi_decode.sh [OUT]   (needs the workspace the select script made: OUT/ws)
@@ -29,7 +31,9 @@ from pathlib import Path
 configured = "b8-o5-w0.3-c0.5"
 cer = {p.stem: json.loads(p.read_text())["rows"][0]["cer"] for p in Path(sys.argv[1]).glob("*.json")}
 low = min(cer.values())
-print(configured if cer[configured] == low else min(cer, key=cer.get))
+changed = lambda key: sum(a != b for a, b in zip(key.split("-"), configured.split("-")))  # noqa: E731
+beam = lambda key: int(key.split("-")[0][1:])  # noqa: E731
+print(min((k for k, v in cer.items() if v == low), key=lambda k: (changed(k), beam(k))))
 print(f"validation CER: configured {cer[configured]:.4f}, best {low:.4f}", file=sys.stderr)
 EOF
 )
