@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -114,10 +115,10 @@ def test_oscd_terms_recorded_and_commercial_request_excluded(scenes: Path, works
         assert keys == {"bc:non_commercial", "bc:provenance"}
         mask = s.scalar(select(Item).where(Item.external_id == "scene00/cm"))
         assert mask.meta["change_value"] == 2
-    commercial = compute_manifest(catalog, Request("commercial", "acme", ("oscd",), "2026-11-27"))
+    commercial = compute_manifest(catalog, Request("commercial", "acme", ("oscd",), date.today().isoformat()))
     assert not commercial.included and len(commercial.excluded) == 36
     assert {e["rule"] for e in commercial.excluded} == {"bc:non_commercial"}
     assert "does not allow commercial use" in commercial.excluded[0]["reason"]
-    research = compute_manifest(catalog, Request("research", "uni", ("oscd",), "2026-11-27"))
+    research = compute_manifest(catalog, Request("research", "uni", ("oscd",), date.today().isoformat()))
     assert len(research.included) == 36 and "bc:non_commercial" in research.restrictions
     assert any("IGARSS 2018" in a for a in research.attribution)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,7 @@ def test_import_items_per_side_with_hashes_consent_labels_and_idempotence(worksp
 def test_pair_with_one_side_excluded_is_dropped_with_the_policy_reason(workspace: Path, tmp_path: Path):
     folder = make_parallel_corpus(tmp_path / "toy", n_train=6, n_dev=0, secret=1)
     hearth(*IMPORT[:2], str(folder), *IMPORT[2:], ws=workspace)
-    man = compute_manifest(_catalog(workspace), Request("research", "tester", ("toy",), "2026-11-27"))
+    man = compute_manifest(_catalog(workspace), Request("research", "tester", ("toy",), date.today().isoformat()))
     assert [e["external_id"] for e in man.excluded] == ["toy/train.xx/000001"]
     examples, dropped = pair_up(man.included, [("es", "xx")], man)
     assert len(examples) == 5

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -100,7 +101,9 @@ def test_multilingual_and_reverse_directions_share_one_vocabulary_with_target_ta
         hearth("data", "import-parallel", str(folder), "--src", "es", "--tgt", "xx" if name == "toy-a" else "yy",
                "--collection", name, "--community", "Toy community", "--purpose", "research", ws=workspace)
     root = find_workspace(workspace)
-    man = compute_manifest(Catalog.open(root.db_url), Request("research", "t", ("toy-a", "toy-b"), "2026-11-27"))
+    # Import records consent as given today, so the request is evaluated today (a fixed date would precede it).
+    req = Request("research", "t", ("toy-a", "toy-b"), date.today().isoformat())
+    man = compute_manifest(Catalog.open(root.db_url), req)
     cfg = MTConfig(pairs=["es-xx", "es-yy", "xx-es"], vocab_size=60, d_model=32, n_heads=2, enc_layers=1,
                    dec_layers=1, d_ff=64)
     reader = GovernedReader(ContentStore(root.store_dir), man.included)
