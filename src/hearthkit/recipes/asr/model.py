@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from hearthkit.engine.dropout import Dropout, dropout
+
 
 class AugmentConfig(BaseModel):
     """Training-time augmentation: speed perturbation on the waveform, SpecAugment on the features."""
@@ -86,7 +88,7 @@ class BiGRUCTC(nn.Module):
         )
         self.rnn = nn.GRU(c, cfg.hidden, num_layers=cfg.layers, batch_first=True, bidirectional=True,
                           dropout=cfg.dropout if cfg.layers > 1 else 0.0)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.out = nn.Linear(2 * cfg.hidden, vocab_size + 1)  # index 0 is the CTC blank
 
     @staticmethod
@@ -113,8 +115,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, d: int, mult: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, mult * d), nn.SiLU(), nn.Dropout(dropout),
-                                 nn.Linear(mult * d, d), nn.Dropout(dropout))
+        self.net = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, mult * d), nn.SiLU(), Dropout(dropout),
+                                 nn.Linear(mult * d, d), Dropout(dropout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -136,7 +138,7 @@ class SelfAttention(nn.Module):
         mask = ~pad[:, None, None, :]  # (B, 1, 1, T): True where a key may be attended to
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D)
-        return F.dropout(self.proj(y), self.dropout, self.training)
+        return dropout(self.proj(y), self.dropout, self.training)
 
 
 class ConvModule(nn.Module):
@@ -149,7 +151,7 @@ class ConvModule(nn.Module):
         self.dw = nn.Conv1d(d, d, kernel, padding=kernel // 2, groups=d)
         self.dw_norm = nn.LayerNorm(d)  # LayerNorm, not BatchNorm: batches are tiny and padded
         self.pw2 = nn.Conv1d(d, d, 1)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
         y = self.norm(x).masked_fill(pad[..., None], 0.0).transpose(1, 2)  # (B, D, T)
@@ -198,7 +200,7 @@ class ConformerCTC(nn.Module):
         self.subsample = nn.Sequential(nn.Conv2d(1, c, 3, stride=2), nn.SiLU(), nn.Conv2d(c, c, 3, stride=2), nn.SiLU())
         f = ((cfg.n_mels - 1) // 2 - 1) // 2  # mel bins left after two valid stride-2 convolutions
         self.inp = nn.Linear(c * f, d)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(ConformerBlock(cfg) for _ in range(cfg.layers))
         self.out = nn.Linear(d, vocab_size + 1)  # index 0 is the CTC blank
 

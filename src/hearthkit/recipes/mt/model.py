@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from hearthkit.engine.dropout import Dropout
+
 
 class MTConfig(BaseModel):
     """Model, vocabulary, data and decoding settings of the mt recipe."""
@@ -77,7 +79,7 @@ class Attention(nn.Module):
 
 class FeedForward(nn.Sequential):
     def __init__(self, cfg: MTConfig):
-        super().__init__(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Dropout(cfg.dropout),
+        super().__init__(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), Dropout(cfg.dropout),
                          nn.Linear(cfg.d_ff, cfg.d_model))
 
 
@@ -88,7 +90,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.ln1, self.attn = nn.LayerNorm(cfg.d_model), Attention(cfg)
         self.ln2, self.ff = nn.LayerNorm(cfg.d_model), FeedForward(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, pad_mask: torch.Tensor) -> torch.Tensor:
         h = self.ln1(x)
@@ -104,7 +106,7 @@ class DecoderLayer(nn.Module):
         self.ln1, self.self_attn = nn.LayerNorm(cfg.d_model), Attention(cfg)
         self.ln2, self.cross = nn.LayerNorm(cfg.d_model), Attention(cfg)
         self.ln3, self.ff = nn.LayerNorm(cfg.d_model), FeedForward(cfg)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
 
     def forward(self, y: torch.Tensor, mem_kv: tuple, mem_mask: torch.Tensor, cache: dict | None = None
                 ) -> torch.Tensor:
@@ -139,7 +141,7 @@ class Seq2Seq(nn.Module):
         self.embed = nn.Embedding(vocab, cfg.d_model, padding_idx=pad_id)
         nn.init.normal_(self.embed.weight, std=cfg.d_model ** -0.5)
         self.register_buffer("pos", sinusoids(cfg.max_tokens + 2, cfg.d_model), persistent=False)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
         self.enc_ln, self.dec_ln = nn.LayerNorm(cfg.d_model), nn.LayerNorm(cfg.d_model)
