@@ -164,6 +164,7 @@ def test_validation_loss_on_held_out_training_sentences(run_a, engine_ws, tiny_c
     # since every training item shares few values of `speaker`.
     data = yaml.safe_load(cfg.read_text())
     data["split"] = {"by": "speaker", "test_values": [held_out], "valid_fraction": 0.3}
+    data["train"].update(average_last=2, keep_last=2)  # the shipped weights average steps 4 and 6
     cfg.write_text(yaml.safe_dump(data))
     proc = cli("train", str(cfg), "--no-eval", ws=engine_ws)  # the test items stay unread while comparing
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -185,6 +186,10 @@ def test_validation_loss_on_held_out_training_sentences(run_a, engine_ws, tiny_c
     valid = [(r["step"], r["valid_loss"]) for r in records if "valid_loss" in r]
     assert [s for s, _ in valid] == [2, 4, 6] and all(math.isfinite(v) and v > 0 for _, v in valid)
     assert f"validation loss at step 6: {valid[-1][1]:.4f}" in proc.stdout
+    averaged = [r for r in records if "valid_loss_averaged" in r]
+    assert [(r["step"], r["averaged_checkpoints"]) for r in averaged] == [(6, 2)]
+    assert math.isfinite(averaged[0]["valid_loss_averaged"]) and averaged[0]["valid_loss_averaged"] > 0
+    assert f"validation loss of the 2 averaged checkpoints: {averaged[0]['valid_loss_averaged']:.4f}" in proc.stdout
     # Both ranks read their share of the validation items, and only those, through the governed reader.
     read = {json.loads(line)["item_id"] for f in (run / "access").glob("rank*-valid.jsonl")
             for line in f.read_text().splitlines()}

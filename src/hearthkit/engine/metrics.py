@@ -110,6 +110,11 @@ class Meter:
         self._emit({"step": step, "valid_loss": loss, "time": time.time()},
                    f"validation loss at step {step}: {loss:.4f}")
 
+    def report_valid_averaged(self, step: int, loss: float, n: int) -> None:
+        """On rank 0: the validation loss of the final weights, averaged over N checkpoints (what is shipped)."""
+        self._emit({"step": step, "valid_loss_averaged": loss, "averaged_checkpoints": n, "time": time.time()},
+                   f"validation loss of the {n} averaged checkpoints: {loss:.4f}")
+
     def _emit(self, rec: dict, line: str) -> None:
         """On rank 0: append REC to metrics.jsonl, print LINE, send REC to the tracker."""
         if self.rank != 0:

@@ -202,6 +202,8 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
             paths = checkpoint.checkpoints(ckpt_root)[-t.average_last:]
             checkpoint.load_average(paths, unwrap(model))
             say(f"averaged the weights of {len(paths)} checkpoints: {', '.join(p.name for p in paths)}", log)
+            if valid is not None:  # the logged losses were of single checkpoints; this is the model shipped
+                meter.report_valid_averaged(done, valid_loss(recipe, unwrap(model), valid, t, device), len(paths))
         weights = full_weights(model)  # collective under FSDP2
         if rank == 0:
             checkpoint.write_safetensors(weights, run_dir / "final" / "model.safetensors")
