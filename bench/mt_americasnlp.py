@@ -173,6 +173,8 @@ def main() -> None:
             probe = run_config(name, mine, args)
             steps = calibrate(probe, 60 * args.minutes, args.vocab)
             print(f"{name}: {steps} steps fit {args.minutes} min at the speed measured now", flush=True)
+            every = max(1, steps // (5 * args.average))
+            steps = max(every, steps - steps % every)  # the last checkpoint is not a near-copy of the one before
         args_steps, args.steps = args.steps, steps
         cfg = run_config(name, mine, args)
         args.steps = args_steps
