@@ -42,6 +42,11 @@ def import_pair(ws, catalog, data: Path, lang: str) -> str:
     return name
 
 
+def checkpoint_interval(steps: int, average: int) -> int:
+    """Steps between checkpoints, so that the AVERAGE averaged ones come from the last 20% of STEPS."""
+    return max(1, steps // (5 * average))
+
+
 def run_config(name: str, langs: list[str], args) -> dict:
     """The run config of one (bilingual or multilingual) model."""
     model = {"pairs": [f"es-{lang}" for lang in langs], "vocab_size": args.vocab, "d_model": args.d_model,
@@ -50,14 +55,14 @@ def run_config(name: str, langs: list[str], args) -> dict:
              "long_pairs": args.long_pairs, "beam": args.beam,
              "length_penalty": 1.0, "eval_batch": 64, "group_by": ["direction"],
              "sample_temperature": args.temperature if len(langs) > 1 else 1.0}
-    every = max(1, args.steps // (5 * args.average))  # the averaged checkpoints come from the last 20%
+    every = checkpoint_interval(args.steps, args.average)
     return {"name": name, "recipe": "mt",
             "request": {"purpose": "research", "requester": "hearthkit-bench",
                         "collections": [f"americasnlp-{lang}" for lang in langs]},
             "split": {"by": "split", "test_values": ["dev"]}, "model": model,
             "train": {"steps": args.steps, "batch_size": args.batch, "lr": args.lr,
                       "warmup": min(200, args.steps // 8),
-                      "checkpoint_every": max(1, every), "keep_last": args.average, "average_last": args.average,
+                      "checkpoint_every": every, "keep_last": args.average, "average_last": args.average,
                       "log_every": 25,
                       "weight_decay": 0.01, "bucket": args.bucket},
             "launch": {"nproc": 1, "threads_per_worker": args.threads}}
@@ -173,7 +178,7 @@ def main() -> None:
             probe = run_config(name, mine, args)
             steps = calibrate(probe, 60 * args.minutes, args.vocab)
             print(f"{name}: {steps} steps fit {args.minutes} min at the speed measured now", flush=True)
-            every = max(1, steps // (5 * args.average))
+            every = checkpoint_interval(steps, args.average)
             steps = max(every, steps - steps % every)  # the last checkpoint is not a near-copy of the one before
         args_steps, args.steps = args.steps, steps
         cfg = run_config(name, mine, args)

@@ -21,9 +21,7 @@ _LEVELS = 256  # one mask byte per element
 def byte_mask(shape: torch.Size, drop: float) -> tuple[torch.Tensor, float]:
     """A boolean keep-mask of SHAPE dropping about DROP of it, and the scale that keeps the mean: (mask, scale)."""
     cut = round(drop * _LEVELS)
-    n = 1
-    for s in shape:
-        n *= s
+    n = shape.numel()
     draws = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64)
     keep = draws.view(torch.uint8)[:n].view(shape) >= cut
     return keep, _LEVELS / (_LEVELS - cut)
@@ -54,17 +52,8 @@ def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     return _MaskedScale.apply(x, keep, scale)
 
 
-class Dropout(nn.Module):
-    """Drop-in for `nn.Dropout` (same argument, no state) using `dropout` above."""
-
-    def __init__(self, p: float = 0.5):
-        super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
-        self.p = p
+class Dropout(nn.Dropout):
+    """Drop-in for `nn.Dropout` (its argument check and repr, no state; `inplace` is not used) using `dropout`."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return dropout(x, self.p, self.training)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
