@@ -83,3 +83,43 @@ def test_flops_per_token_of_gpt2_small():
     n = model.n_params()
     assert 123e6 < n < 125e6  # GPT-2 small, position embeddings not counted
     assert model.flops_per_token() == 6 * n + 12 * 12 * 768 * 1024
+
+
+@pytest.mark.parametrize("units", ["char", "sentencepiece"])
+def test_continuing_from_a_model_keeps_its_units_and_refuses_another_shape(workspace: Path, tmp_path: Path,
+                                                                            units: str):
+    from datetime import date
+
+    from hearthkit.catalog.db import Catalog
+    from hearthkit.data.loader import GovernedReader
+    from hearthkit.errors import HearthError
+    from hearthkit.governance.manifest import Request
+    from hearthkit.governance.policy import compute_manifest
+    from hearthkit.store.cas import ContentStore
+
+    for name, seed in (("old", 1), ("new", 2)):
+        folder = make_parallel_corpus(tmp_path / name, n_train=40, n_dev=0, seed=seed)
+        if name == "new":  # text the parent never saw, with a character it never saw
+            (folder / "train.xx").write_text((folder / "train.xx").read_text(encoding="utf-8").replace("a", "ä"),
+                                             encoding="utf-8")
+        hearth("data", "import-parallel", str(folder), "--src", "es", "--tgt", "xx", "--collection", name,
+               "--community", "Toy community", "--purpose", "research", ws=workspace)
+    root = find_workspace(workspace)
+    catalog, store = Catalog.open(root.db_url), ContentStore(root.store_dir)
+
+    def entries(collection: str) -> list[dict]:
+        return compute_manifest(catalog, Request("research", "t", (collection,), date.today().isoformat())).included
+
+    cfg = LMConfig(units=units, vocab_size=40, lang="xx", block_size=16, n_layer=1, n_head=2, n_embd=16)
+    old, new = entries("old"), entries("new")
+    parent = tmp_path / "models" / "toy-lm"  # what publishing a model writes: its prep and its config
+    RECIPE.prepare(cfg, old, parent / "prep", reader=GovernedReader(store, old))
+    (parent / "config.json").write_text(json.dumps({"recipe": "lm", "model": cfg.model_dump()}))
+    fresh = RECIPE.prepare(cfg, new, tmp_path / "fresh", reader=GovernedReader(store, new))["units"]
+    kept = RECIPE.prepare(cfg, new, tmp_path / "child", reader=GovernedReader(store, new), parent=parent)["units"]
+    own = RECIPE.load_prep(parent / "prep")["units"]
+    assert kept.encode("kali ä") == own.encode("kali ä") != fresh.encode("kali ä")  # the parent's numbering
+    assert json.loads((tmp_path / "child" / "spm_sources.json").read_text())["inherited_from"] == "toy-lm"
+    with pytest.raises(HearthError, match="model.n_embd: 32 here but 16 in init_from model toy-lm"):
+        RECIPE.prepare(cfg.model_copy(update={"n_embd": 32}), new, tmp_path / "wide",
+                       reader=GovernedReader(store, new), parent=parent)

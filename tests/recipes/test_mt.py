@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 from sacrebleu.metrics import CHRF
+from safetensors.torch import load_file
+from sqlalchemy import select
 
+from hearthkit.catalog.db import Catalog
+from hearthkit.catalog.models import Model
 from hearthkit.demo.parallel import make_parallel_corpus
 from hearthkit.recipes.sentencepiece_vocab import EOS, SentencePieceVocab
 from hearthkit.workspace import find_workspace
@@ -82,6 +86,55 @@ def test_mt_trains_evaluates_translates_and_matches_sacrebleu(trained_mt):
     assert len(dropped) == 6 and all("tk:secret_sacred" in d["reason"] for d in dropped)
     # The checkpoint averaging ran over the last two checkpoints.
     assert "averaged the weights of 2 checkpoints: step_00000120, step_00000160" in train_out
+
+
+@pytest.mark.slow
+def test_continuing_from_a_model_keeps_its_vocabulary_and_weights(trained_mt, tmp_path: Path):
+    ws, _, _ = trained_mt
+    root = find_workspace(ws)
+    # New text arrives: another collection, other sentences; a vocabulary fitted on it would number pieces anew.
+    more = make_parallel_corpus(tmp_path / "more", n_train=120, n_dev=12, seed=7)
+    hearth("data", "import-parallel", str(more), "--src", "es", "--tgt", "xx", "--collection", "more",
+           "--community", "Toy community", "--purpose", "research", ws=ws)
+    child = {**CONFIG, "name": "toy-mt-more", "init_from": "toy-mt",
+             "request": {**CONFIG["request"], "collections": ["more"]},
+             "train": {**CONFIG["train"], "steps": 10, "warmup": 2, "checkpoint_every": 10, "log_every": 5,
+                       "average_last": 1, "keep_last": 1},
+             "launch": {"nproc": 1, "threads_per_worker": 1}}
+    cfg = tmp_path / "child.yaml"
+    cfg.write_text(yaml.safe_dump(child, allow_unicode=True), encoding="utf-8")
+    out = hearth("train", str(cfg), ws=ws, timeout=300)
+    parent_run, run = root.run_dir("toy-mt"), root.run_dir("toy-mt-more")
+    n_tensors = len(load_file(str(root.models_dir / "toy-mt" / "model.safetensors")))
+    assert f"initialised {n_tensors}/{n_tensors} tensors from toy-mt" in out.stdout
+    assert (run / "prep" / "spm.model").read_bytes() == (parent_run / "prep" / "spm.model").read_bytes()
+    sources = json.loads((run / "prep" / "spm_sources.json").read_text())
+    assert sources["inherited_from"] == "toy-mt"
+    assert sources["content_hashes"] == json.loads((parent_run / "prep" / "spm_sources.json").read_text())[
+        "content_hashes"]  # the record still names the items the vocabulary was fitted on: the parent's
+    fresh = SentencePieceVocab.fit([ln for f in ("train.es", "train.xx") for ln in
+                                    (more / f).read_text(encoding="utf-8").splitlines()], 80)
+    assert fresh.pieces() != SentencePieceVocab.load(run / "prep").pieces()  # control: refitting would renumber
+    # The weights came with their pieces: five steps in, the child is where the parent ended, not where it began.
+    first = [json.loads(x)["loss"] for x in (parent_run / "metrics.jsonl").read_text().splitlines()]
+    child_first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])["loss"]
+    assert child_first < first[0] and child_first < first[-1] * 1.5, (child_first, first)
+    with Catalog.open(root.db_url).session() as s:
+        parent, model = (s.scalar(select(Model).where(Model.name == n)) for n in ("toy-mt", "toy-mt-more"))
+        assert model.parent_id == parent.id  # lineage: the child inherits the parent's restrictions and attribution
+
+    # A shape the parent's weights do not have, or a language its vocabulary lacks: one line at planning.
+    bad = hearth("train", str(cfg), "--set", "name=toy-mt-wide", "--set", "model.d_model=32", ws=ws, check=False)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert "model.d_model: 32 here but 64 in init_from model toy-mt" in bad.stdout + bad.stderr
+    assert not (root.run_dir("toy-mt-wide") / "run.json").exists()
+    (more / "train.xx").rename(more / "train.yy")
+    (more / "dev.xx").rename(more / "dev.yy")
+    hearth("data", "import-parallel", str(more), "--src", "es", "--tgt", "yy", "--collection", "more-yy",
+           "--community", "Toy community", "--purpose", "research", ws=ws)
+    bad = hearth("train", str(cfg), "--set", "name=toy-mt-yy", "--set", "request.collections=[more-yy]",
+                 "--set", "model.pairs=[es-yy]", ws=ws, check=False)
+    assert bad.returncode != 0 and "its vocabulary has no <2yy> tag" in bad.stdout + bad.stderr
 
 
 def test_multilingual_and_reverse_directions_share_one_vocabulary_with_target_tags(workspace: Path, tmp_path: Path):

@@ -106,7 +106,8 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
     # Preparation (e.g. a vocabulary) reads training items only, through the governed reader.
     reader = GovernedReader(workspace_store(ws), train, run_dir / "access" / "prepare.jsonl")
-    recipe.prepare(mcfg, train, run_dir / "prep", reader=reader, manifest=manifest)
+    recipe.prepare(mcfg, train, run_dir / "prep", reader=reader, manifest=manifest,
+                   parent=Path(parent["path"]) if parent else None)
     spec = {"config": json.loads(cfg.model_dump_json()), "manifest_hash": mhash,
             "as_of": manifest.request.as_of, "store": str(ws.store_dir), "parent": parent,
             "keys": str(ws.keys_dir)}

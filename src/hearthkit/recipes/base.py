@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 from torch import nn
 
 from hearthkit.data.loader import GovernedReader
+from hearthkit.errors import HearthError
 from hearthkit.governance.manifest import Manifest
 
 
@@ -22,11 +24,12 @@ class Recipe(ABC):
 
     @abstractmethod
     def prepare(self, cfg: BaseModel, train_entries: list[dict], out: Path, reader: GovernedReader | None = None,
-                manifest: Manifest | None = None) -> dict:
+                manifest: Manifest | None = None, parent: Path | None = None) -> dict:
         """Fit what comes from training data only (e.g. a vocabulary, band statistics); save under OUT; return it.
 
         READER reads the training items' bytes (governed, logged) for recipes that need pixels or samples;
-        MANIFEST gives excluded items' reasons.
+        MANIFEST gives excluded items' reasons; PARENT is the folder of the model the run initialises from
+        (`init_from`), whose preparation a recipe keeps where its weights depend on it (a vocabulary).
         """
 
     @abstractmethod
@@ -62,6 +65,16 @@ class Recipe(ABC):
     def flops_per_sample(self, cfg: BaseModel, model: nn.Module) -> float | None:
         """Training FLOPs (forward + backward) of one sample, for MFU; None where unknown."""
         return None
+
+    def parent_config(self, cfg: BaseModel, parent: Path, shape: tuple[str, ...]) -> BaseModel:
+        """The parent model's settings, after checking that CFG keeps the SHAPE fields its weights depend on."""
+        raw = json.loads((parent / "config.json").read_text()).get("model") or {}
+        theirs = type(cfg).model_validate(raw)
+        for field in shape:
+            if getattr(cfg, field) != getattr(theirs, field):
+                raise HearthError(f"model.{field}: {getattr(cfg, field)!r} here but {getattr(theirs, field)!r} in "
+                                  f"init_from model {parent.name}; keep the parent's value to continue from it")
+        return theirs
 
     def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
         """Copy the parent model's weights wherever name and shape match (a recipe may do better); say what."""

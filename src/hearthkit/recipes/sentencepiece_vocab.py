@@ -57,3 +57,13 @@ class SentencePieceVocab:
     @classmethod
     def load(cls, folder: Path) -> SentencePieceVocab:
         return cls((folder / "spm.model").read_bytes())
+
+    @classmethod
+    def inherit(cls, parent_prep: Path, out: Path) -> SentencePieceVocab:
+        """Keep a parent model's vocabulary in OUT; its record of sources stays the parent's, marked as inherited."""
+        vocab = cls.load(parent_prep)
+        sources = json.loads((parent_prep / "spm_sources.json").read_text())
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "spm.model").write_bytes(vocab.proto)
+        (out / "spm_sources.json").write_text(json.dumps({**sources, "inherited_from": parent_prep.parent.name}))
+        return vocab

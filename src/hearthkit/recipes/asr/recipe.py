@@ -135,7 +135,8 @@ class ASRRecipe(Recipe):
     ModelConfig = ASRConfig
     metric_names = ("cer", "wer")
 
-    def prepare(self, cfg: ASRConfig, train_entries: list[dict], out: Path, reader=None, manifest=None) -> dict:
+    def prepare(self, cfg: ASRConfig, train_entries: list[dict], out: Path, reader=None, manifest=None,
+                parent=None) -> dict:
         if cfg.init_from:  # fail at planning, in one line, rather than inside the workers
             from hearthkit.recipes.asr.transfer import check_parent
 

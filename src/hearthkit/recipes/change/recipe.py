@@ -111,7 +111,7 @@ class ChangeRecipe(Recipe):
     groups = ("scene",)
 
     def prepare(self, cfg: ChangeConfig, train_entries: list[dict], out: Path, reader=None,
-                manifest=None) -> dict:
+                manifest=None, parent=None) -> dict:
         scenes = geo.open_scenes(train_entries, reader, tuple(cfg.bands))
         prep = {"bands": cfg.bands, "stats": geo.band_stats(scenes), "threshold": 0.5,
                 "train_scenes": [s.name for s in scenes]}

@@ -100,7 +100,7 @@ class LandcoverRecipe(Recipe):
     groups = ("scene",)
 
     def prepare(self, cfg: LandcoverConfig, train_entries: list[dict], out: Path, reader=None,
-                manifest=None) -> dict:
+                manifest=None, parent=None) -> dict:
         scenes = geo.open_scenes(train_entries, reader, tuple(cfg.bands), need=("before", "landcover"))
         classes = next((e["meta"].get("classes") for e in train_entries
                         if (e.get("meta") or {}).get("role") == "landcover"), None)

@@ -116,14 +116,23 @@ class LMRecipe(Recipe):
         return list(cfg.group_by)
 
     def prepare(self, cfg: LMConfig, train_entries: list[dict], out: Path, reader: GovernedReader | None = None,
-                manifest: Manifest | None = None) -> dict:
+                manifest: Manifest | None = None, parent: Path | None = None) -> dict:
         if reader is None:
             raise HearthError("the lm recipe reads its training text through a governed reader")
         mine = select(cfg, train_entries)
         if not mine:
             raise HearthError(f"no text items{f' in language {cfg.lang}' if cfg.lang else ''} to train on")
-        texts = read_texts(mine, reader)
         out.mkdir(parents=True, exist_ok=True)
+        if parent is not None:  # continuing from a model: its embeddings are indexed by its own units, so keep them
+            self.parent_config(cfg, parent, ("units", "block_size", "n_layer", "n_head", "n_embd", "bias"))
+            if cfg.units == "sentencepiece":
+                return {"units": PieceUnits(SentencePieceVocab.inherit(parent / "prep", out))}
+            units = CharUnits(json.loads((parent / "prep" / "chars.json").read_text()))
+            units.save(out)
+            sources = json.loads((parent / "prep" / "spm_sources.json").read_text())
+            (out / "spm_sources.json").write_text(json.dumps({**sources, "inherited_from": parent.name}))
+            return {"units": units}
+        texts = read_texts(mine, reader)
         if cfg.units == "char":
             units = CharUnits.fit(texts)
             units.save(out)

@@ -16,7 +16,7 @@ from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes.base import Recipe
 from hearthkit.recipes.mt.beam import beam_search, greedy
 from hearthkit.recipes.mt.model import MTConfig, Seq2Seq
-from hearthkit.recipes.sentencepiece_vocab import BOS, EOS, PAD, SentencePieceVocab
+from hearthkit.recipes.sentencepiece_vocab import BOS, EOS, PAD, UNK, SentencePieceVocab
 
 
 def tag(lang: str) -> str:
@@ -150,7 +150,7 @@ class MTRecipe(Recipe):
         return list(cfg.group_by)
 
     def prepare(self, cfg: MTConfig, train_entries: list[dict], out: Path, reader: GovernedReader | None = None,
-                manifest: Manifest | None = None) -> dict:
+                manifest: Manifest | None = None, parent: Path | None = None) -> dict:
         if reader is None:
             raise HearthError("the mt recipe reads its training text through a governed reader")
         dirs = directions(cfg)
@@ -164,9 +164,17 @@ class MTRecipe(Recipe):
             for e in (s, t):
                 seen.setdefault(e["content_hash"], reader.read(e["content_hash"]).decode("utf-8"))
         langs = sorted({lang for d in dirs for lang in d})
-        vocab = SentencePieceVocab.fit(list(seen.values()), cfg.vocab_size, cfg.sp_model_type,
-                                       symbols=[tag(lang) for lang in langs])
-        vocab.save(out, list(seen))
+        if parent is None:
+            vocab = SentencePieceVocab.fit(list(seen.values()), cfg.vocab_size, cfg.sp_model_type,
+                                           symbols=[tag(lang) for lang in langs])
+            vocab.save(out, list(seen))
+        else:  # continuing from a model: its embeddings are indexed by its own pieces, so keep them
+            self.parent_config(cfg, parent, ("d_model", "n_heads", "enc_layers", "dec_layers", "d_ff"))
+            vocab = SentencePieceVocab.inherit(parent / "prep", out)
+            missing = [tag(lang) for lang in langs if vocab.piece_id(tag(lang)) == UNK]
+            if missing:
+                raise HearthError(f"init_from model {parent.name}: its vocabulary has no {', '.join(missing)} tag, "
+                                  "so it cannot learn that direction; start a new model (no init_from)")
         (out / "dropped_pairs.json").write_text(json.dumps(dropped, indent=1, ensure_ascii=False))
         # Which training pairs are longer than the model takes (left out of training, or cut: model.long_pairs).
         long = []
