@@ -42,6 +42,22 @@ def import_pair(ws, catalog, data: Path, lang: str) -> str:
     return name
 
 
+def publish_parent(ws, catalog, name: str) -> None:
+    """Publish the finished bench run NAME as a model (once), so that a run may continue from it."""
+    from sqlalchemy import select
+
+    from hearthkit.catalog.models import Model
+    from hearthkit.launch.pipeline import finish_run
+
+    with catalog.session() as s:
+        if s.scalar(select(Model).where(Model.name == name)) is not None:
+            return
+    if not (ws.run_dir(name) / "final" / "model.safetensors").is_file():
+        raise SystemExit(f"--init-from {name}: no finished run of that name in {ws.root}")
+    finish_run(ws, catalog, ws.run_dir(name), evaluate=False)  # the bench scores dev itself
+    print(f"published run {name} as a model to continue from", flush=True)
+
+
 def checkpoint_interval(steps: int, average: int) -> int:
     """Steps between checkpoints, so that the AVERAGE averaged ones come from the last 20% of STEPS."""
     return max(1, steps // (5 * average))
@@ -56,12 +72,12 @@ def run_config(name: str, langs: list[str], args) -> dict:
              "length_penalty": 1.0, "eval_batch": 64, "group_by": ["direction"],
              "sample_temperature": args.temperature if len(langs) > 1 else 1.0}
     every = checkpoint_interval(args.steps, args.average)
-    return {"name": name, "recipe": "mt",
+    return {"name": name, "recipe": "mt", "init_from": args.init_from,
             "request": {"purpose": "research", "requester": "hearthkit-bench",
                         "collections": [f"americasnlp-{lang}" for lang in langs]},
             "split": {"by": "split", "test_values": ["dev"]}, "model": model,
             "train": {"steps": args.steps, "batch_size": args.batch, "lr": args.lr,
-                      "warmup": min(200, args.steps // 8),
+                      "warmup": min(args.warmup, args.steps // 8),
                       "checkpoint_every": every, "keep_last": args.average, "average_last": args.average,
                       "log_every": 25,
                       "weight_decay": 0.01, "bucket": args.bucket},
@@ -153,6 +169,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--temperature", type=float, default=5.0, help="Multilingual sampling temperature.")
     ap.add_argument("--bucket", type=int, default=20, help="train.bucket: length-bucketed batches (0: off).")
+    ap.add_argument("--warmup", type=int, default=200, help="Warm-up steps (at most an eighth of the steps).")
+    ap.add_argument("--init-from", default=None, metavar="RUN",
+                    help="Continue from this finished run of the workspace (published as a model first; its "
+                         "vocabulary and shape are kept): a fresh schedule from --lr, a warm restart.")
     ap.add_argument("--tag", default="", help="Suffix of run names (a new tag trains afresh).")
     ap.add_argument("--out", type=Path, default=Path("bench/results/mt_americasnlp.jsonl"))
     args = ap.parse_args()
@@ -167,6 +187,8 @@ def main() -> None:
     langs = args.pairs.split(",")
     for lang in langs:
         import_pair(ws, catalog, args.data, lang)
+    if args.init_from:
+        publish_parent(ws, catalog, args.init_from)
     print(f"chrF signature (sacrebleu): {signatures(('chrf',))['chrf']}", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     jobs = [] if args.only_multilingual else [(f"es-{lang}{args.tag}", [lang]) for lang in langs]
@@ -195,7 +217,8 @@ def main() -> None:
                    "train_s": round(t_train, 1), "decode_s": round(t_dec, 1),
                    "steps": steps, "batch": args.batch, "d_model": args.d_model, "layers": args.layers,
                    "vocab": args.vocab, "beam": args.beam, "max_tokens": args.max_tokens,
-                   "long_pairs": args.long_pairs, "date": date.today().isoformat()}
+                   "long_pairs": args.long_pairs, "lr": args.lr, "init_from": args.init_from,
+                   "date": date.today().isoformat()}
             row["ratio"] = row["chrf"] / row["baseline_chrf_official_refs"]  # same references as ours
             print("RESULT " + json.dumps(row), flush=True)
             with args.out.open("a", encoding="utf-8") as f:
