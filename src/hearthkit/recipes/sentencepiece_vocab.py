@@ -62,8 +62,13 @@ class SentencePieceVocab:
     def inherit(cls, parent_prep: Path, out: Path) -> SentencePieceVocab:
         """Keep a parent model's vocabulary in OUT; its record of sources stays the parent's, marked as inherited."""
         vocab = cls.load(parent_prep)
-        sources = json.loads((parent_prep / "spm_sources.json").read_text())
         out.mkdir(parents=True, exist_ok=True)
         (out / "spm.model").write_bytes(vocab.proto)
-        (out / "spm_sources.json").write_text(json.dumps({**sources, "inherited_from": parent_prep.parent.name}))
+        inherit_sources(parent_prep, out)
         return vocab
+
+
+def inherit_sources(parent_prep: Path, out: Path) -> None:
+    """Copy the parent's record of the items its units were fitted on into OUT, naming the parent model."""
+    sources = json.loads((parent_prep / "spm_sources.json").read_text())
+    (out / "spm_sources.json").write_text(json.dumps({**sources, "inherited_from": parent_prep.parent.name}))

@@ -15,7 +15,7 @@ from hearthkit.errors import HearthError
 from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes.base import Recipe
 from hearthkit.recipes.lm.model import GPT, LMConfig
-from hearthkit.recipes.sentencepiece_vocab import EOS, SentencePieceVocab
+from hearthkit.recipes.sentencepiece_vocab import EOS, SentencePieceVocab, inherit_sources
 
 
 class CharUnits:
@@ -129,8 +129,7 @@ class LMRecipe(Recipe):
                 return {"units": PieceUnits(SentencePieceVocab.inherit(parent / "prep", out))}
             units = CharUnits(json.loads((parent / "prep" / "chars.json").read_text()))
             units.save(out)
-            sources = json.loads((parent / "prep" / "spm_sources.json").read_text())
-            (out / "spm_sources.json").write_text(json.dumps({**sources, "inherited_from": parent.name}))
+            inherit_sources(parent / "prep", out)
             return {"units": units}
         texts = read_texts(mine, reader)
         if cfg.units == "char":
