@@ -121,6 +121,27 @@ def baseline_records(data: Path, lang: str, official_refs: bool) -> list[dict]:
             for r, h in zip(ref, hyp, strict=True)]
 
 
+def paired_test(ours: list[dict], base: list[dict], samples: int = 1000) -> dict:
+    """sacrebleu's paired bootstrap of our chrF against the baseline's on the dev lines both translated.
+
+    Ours are keyed by their pair id (CORPUS/dev/LINE); the baseline's outputs are the dev file's lines in order.
+    """
+    from sacrebleu.metrics import CHRF
+    from sacrebleu.significance import PairedTest
+
+    by_line = {int(r["pair"].rsplit("/", 1)[1]): r for r in ours}
+    lines = sorted(i for i in by_line if i <= len(base))
+    refs = [base[i - 1]["reference"] for i in lines]
+    if [by_line[i]["reference"] for i in lines] != refs:
+        raise SystemExit("paired test: our references and dev.LANG disagree; the lines are not aligned")
+    systems = [("baseline", [base[i - 1]["hypothesis"] for i in lines]),
+               ("ours", [by_line[i]["hypothesis"] for i in lines])]
+    _, scores = PairedTest(systems, {"chrF": CHRF()}, [refs], test_type="bs", n_samples=samples)()
+    base_res, res = next(v for k, v in scores.items() if k != "System")  # keyed by the metric's name, e.g. chrF2
+    return {"paired_n": len(lines), "paired_p": float(res.p_value), "chrf_ci95": round(float(res.ci), 2),
+            "baseline_chrf_ci95": round(float(base_res.ci), 2)}
+
+
 def calibrate(cfg_dict: dict, seconds: float, vocab: int) -> int:
     """Steps that fit SECONDS of training, from timing a few steps of the same model and batch shape here."""
     import torch
@@ -220,6 +241,9 @@ def main() -> None:
                    "long_pairs": args.long_pairs, "lr": args.lr, "init_from": args.init_from,
                    "date": date.today().isoformat()}
             row["ratio"] = row["chrf"] / row["baseline_chrf_official_refs"]  # same references as ours
+            row.update(paired_test(ours, base_off))
+            (ws.run_dir(name) / f"dev.{lang}.hyp").write_text(
+                "".join(r["hypothesis"] + "\n" for r in sorted(ours, key=lambda r: r["pair"])), encoding="utf-8")
             print("RESULT " + json.dumps(row), flush=True)
             with args.out.open("a", encoding="utf-8") as f:
                 f.write(json.dumps(row) + "\n")
