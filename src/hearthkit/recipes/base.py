@@ -66,15 +66,14 @@ class Recipe(ABC):
         """Training FLOPs (forward + backward) of one sample, for MFU; None where unknown."""
         return None
 
-    def parent_config(self, cfg: BaseModel, parent: Path, shape: tuple[str, ...]) -> BaseModel:
-        """The parent model's settings, after checking that CFG keeps the SHAPE fields its weights depend on."""
+    def check_parent_shape(self, cfg: BaseModel, parent: Path, shape: tuple[str, ...]) -> None:
+        """Refuse CFG unless it keeps the parent model's SHAPE fields, which its weights depend on."""
         raw = json.loads((parent / "config.json").read_text()).get("model") or {}
         theirs = type(cfg).model_validate(raw)
         for field in shape:
             if getattr(cfg, field) != getattr(theirs, field):
                 raise HearthError(f"model.{field}: {getattr(cfg, field)!r} here but {getattr(theirs, field)!r} in "
                                   f"init_from model {parent.name}; keep the parent's value to continue from it")
-        return theirs
 
     def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
         """Copy the parent model's weights wherever name and shape match (a recipe may do better); say what."""

@@ -124,7 +124,7 @@ class LMRecipe(Recipe):
             raise HearthError(f"no text items{f' in language {cfg.lang}' if cfg.lang else ''} to train on")
         out.mkdir(parents=True, exist_ok=True)
         if parent is not None:  # continuing from a model: its embeddings are indexed by its own units, so keep them
-            self.parent_config(cfg, parent, ("units", "block_size", "n_layer", "n_head", "n_embd", "bias"))
+            self.check_parent_shape(cfg, parent, ("units", "block_size", "n_layer", "n_head", "n_embd", "bias"))
             if cfg.units == "sentencepiece":
                 return {"units": PieceUnits(SentencePieceVocab.inherit(parent / "prep", out))}
             units = CharUnits(json.loads((parent / "prep" / "chars.json").read_text()))

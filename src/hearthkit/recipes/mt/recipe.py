@@ -153,6 +153,8 @@ class MTRecipe(Recipe):
                 manifest: Manifest | None = None, parent: Path | None = None) -> dict:
         if reader is None:
             raise HearthError("the mt recipe reads its training text through a governed reader")
+        if parent is not None:  # before the training text is read: a shape mismatch fails at once
+            self.check_parent_shape(cfg, parent, ("d_model", "n_heads", "enc_layers", "dec_layers", "d_ff"))
         dirs = directions(cfg)
         examples, dropped = pair_up(train_entries, dirs, manifest)
         if not examples:
@@ -169,7 +171,6 @@ class MTRecipe(Recipe):
                                            symbols=[tag(lang) for lang in langs])
             vocab.save(out, list(seen))
         else:  # continuing from a model: its embeddings are indexed by its own pieces, so keep them
-            self.parent_config(cfg, parent, ("d_model", "n_heads", "enc_layers", "dec_layers", "d_ff"))
             vocab = SentencePieceVocab.inherit(parent / "prep", out)
             missing = [tag(lang) for lang in langs if vocab.piece_id(tag(lang)) == UNK]
             if missing:
