@@ -67,8 +67,8 @@ def run_config(name: str, langs: list[str], args) -> dict:
     """The run config of one (bilingual or multilingual) model."""
     model = {"pairs": [f"es-{lang}" for lang in langs], "vocab_size": args.vocab, "d_model": args.d_model,
              "n_heads": 4, "enc_layers": args.layers, "dec_layers": args.layers, "d_ff": 4 * args.d_model,
-             "dropout": args.dropout, "label_smoothing": 0.1, "max_tokens": args.max_tokens,
-             "long_pairs": args.long_pairs, "beam": args.beam,
+             "dropout": args.dropout, "subword_alpha": args.subword_alpha, "label_smoothing": 0.1,
+             "max_tokens": args.max_tokens, "long_pairs": args.long_pairs, "beam": args.beam,
              "length_penalty": 1.0, "eval_batch": 64, "group_by": ["direction"],
              "sample_temperature": args.temperature if len(langs) > 1 else 1.0}
     every = checkpoint_interval(args.steps, args.average)
@@ -185,6 +185,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--long-pairs", choices=["drop", "cut"], default="drop",
                     help="Training pairs longer than --max-tokens (model.long_pairs).")
+    ap.add_argument("--subword-alpha", type=float, default=0.0,
+                    help="model.subword_alpha: sample each training pair's segmentation afresh (0: off).")
     ap.add_argument("--beam", type=int, default=4)
     ap.add_argument("--average", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
@@ -239,6 +241,7 @@ def main() -> None:
                    "steps": steps, "batch": args.batch, "d_model": args.d_model, "layers": args.layers,
                    "vocab": args.vocab, "beam": args.beam, "max_tokens": args.max_tokens,
                    "long_pairs": args.long_pairs, "lr": args.lr, "init_from": args.init_from,
+                   "dropout": args.dropout, "subword_alpha": args.subword_alpha,
                    "date": date.today().isoformat()}
             row["ratio"] = row["chrf"] / row["baseline_chrf_official_refs"]  # same references as ours
             row.update(paired_test(ours, base_off))

@@ -185,6 +185,22 @@ def test_multilingual_and_reverse_directions_share_one_vocabulary_with_target_ta
     assert len(cut) == 90 and all(len(cut[i]["tgt"]) <= m and int(cut[i]["tgt"][-1]) == EOS for i in range(90))
     assert len(RECIPE.dataset(short, prep, man.included, reader, train=False)) == 90  # evaluation keeps them all
 
+    # Subword regularisation: each draw of a training pair is segmented afresh into pieces that spell the same
+    # text, never past max_tokens; evaluation and the default keep the one best segmentation.
+    sampled_cfg = short.model_copy(update={"subword_alpha": 0.3})
+    sampled = RECIPE.dataset(sampled_cfg, prep, man.included, reader, train=True)
+    assert len(sampled) == len(dropped)
+    vocab = prep["vocab"]
+    draws = [[sampled[i]["tgt"].tolist() for _ in range(8)] for i in range(len(sampled))]
+    assert sum(len({tuple(d) for d in ds}) > 1 for ds in draws) > len(sampled) // 2
+    for i, ds in enumerate(draws):
+        assert {vocab.decode(d) for d in ds} == {vocab.decode(dropped[i]["tgt"].tolist())}
+        assert all(len(d) <= m and d[-1] == EOS for d in ds)
+    assert all(int(sampled[i]["src"][0]) == int(dropped[i]["src"][0]) for i in range(len(sampled)))  # the tag
+    best = RECIPE.dataset(sampled_cfg, prep, man.included, reader, train=False)
+    plain = RECIPE.dataset(short, prep, man.included, reader, train=False)
+    assert [best[i]["tgt"].tolist() for i in range(90)] == [plain[i]["tgt"].tolist() for i in range(90)]
+
 
 def test_temperature_sampling_repeats_small_directions_and_never_cuts_the_largest():
     from hearthkit.recipes.mt.recipe import repeats, temperature_repeat

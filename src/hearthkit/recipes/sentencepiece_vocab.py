@@ -34,7 +34,11 @@ class SentencePieceVocab:
     def __len__(self) -> int:
         return self.sp.get_piece_size()
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, alpha: float = 0.0) -> list[int]:
+        """Piece ids of TEXT: its best segmentation, or with ALPHA > 0 one sampled afresh (subword regularisation:
+        unigram sampling with smoothing ALPHA over all segmentations, BPE-dropout with rate ALPHA for bpe)."""
+        if alpha > 0:
+            return self.sp.encode(text, enable_sampling=True, alpha=alpha, nbest_size=-1)
         return self.sp.encode(text)
 
     def decode(self, ids: list[int]) -> str:

@@ -88,8 +88,8 @@ class PairDataset(torch.utils.data.Dataset):
     """(source ids, target ids) per complete pair, texts read once through the governed reader."""
 
     def __init__(self, cfg: MTConfig, vocab: SentencePieceVocab, examples: list[tuple[dict, dict, str]],
-                 reader: GovernedReader, temperature: float = 1.0, drop_long: bool = False):
-        self.cfg, self.vocab = cfg, vocab
+                 reader: GovernedReader, temperature: float = 1.0, drop_long: bool = False, alpha: float = 0.0):
+        self.cfg, self.vocab, self.alpha = cfg, vocab, alpha
         cache: dict[str, str] = {}
 
         def text(e: dict) -> str:
@@ -101,8 +101,8 @@ class PairDataset(torch.utils.data.Dataset):
         for s, g, t in examples:
             pair = fit_pair(encode_source(vocab, text(s), t), encode_target(vocab, text(g)), cfg.max_tokens,
                             drop_long)
-            if pair is not None:
-                items.append(pair)
+            if pair is not None:  # with sampling, the texts too: each draw segments them afresh
+                items.append((*pair, text(s), text(g), t) if alpha > 0 else pair)
                 keys.append(t)
         self.items = temperature_repeat(items, keys, temperature)
 
@@ -110,23 +110,32 @@ class PairDataset(torch.utils.data.Dataset):
         return len(self.items)
 
     def lengths(self) -> list[float]:
-        """Source plus target tokens per pair (for length-bucketed batches)."""
-        return [float(len(s) + len(t)) for s, t in self.items]
+        """Source plus target tokens per pair in the best segmentation (for length-bucketed batches)."""
+        return [float(len(x[0]) + len(x[1])) for x in self.items]
 
     def __getitem__(self, i: int) -> dict:
-        src, tgt = self.items[i]
+        src, tgt = self.items[i][:2]
+        if self.alpha > 0:
+            s_text, g_text, lang = self.items[i][2:]
+            sampled = fit_pair(encode_source(self.vocab, s_text, lang, alpha=self.alpha),
+                               encode_target(self.vocab, g_text, alpha=self.alpha), self.cfg.max_tokens,
+                               drop=True)
+            # A sampled segmentation is mostly longer than the best one; one past max_tokens keeps the best (it fits).
+            src, tgt = sampled or (src, tgt)
         return {"src": torch.tensor(src), "tgt": torch.tensor(tgt)}
 
 
-def encode_source(vocab: SentencePieceVocab, text: str, tgt_lang: str, max_tokens: int | None = None) -> list[int]:
-    """<2tgt> pieces… </s>, cut to MAX_TOKENS when given."""
-    pieces = vocab.encode(text)
+def encode_source(vocab: SentencePieceVocab, text: str, tgt_lang: str, max_tokens: int | None = None,
+                  alpha: float = 0.0) -> list[int]:
+    """<2tgt> pieces… </s>, cut to MAX_TOKENS when given; pieces sampled with ALPHA > 0."""
+    pieces = vocab.encode(text, alpha)
     return [vocab.piece_id(tag(tgt_lang))] + (pieces if max_tokens is None else pieces[: max_tokens - 2]) + [EOS]
 
 
-def encode_target(vocab: SentencePieceVocab, text: str, max_tokens: int | None = None) -> list[int]:
-    """<s> pieces… </s>, cut to MAX_TOKENS when given."""
-    pieces = vocab.encode(text)
+def encode_target(vocab: SentencePieceVocab, text: str, max_tokens: int | None = None,
+                  alpha: float = 0.0) -> list[int]:
+    """<s> pieces… </s>, cut to MAX_TOKENS when given; pieces sampled with ALPHA > 0."""
+    pieces = vocab.encode(text, alpha)
     return [BOS] + (pieces if max_tokens is None else pieces[: max_tokens - 2]) + [EOS]
 
 
@@ -202,7 +211,7 @@ class MTRecipe(Recipe):
     def dataset(self, cfg, prep, entries, reader, train):
         examples, dropped = pair_up(entries, directions(cfg))
         return PairDataset(cfg, prep["vocab"], examples, reader, cfg.sample_temperature if train else 1.0,
-                           drop_long=train and cfg.long_pairs == "drop")
+                           drop_long=train and cfg.long_pairs == "drop", alpha=cfg.subword_alpha if train else 0.0)
 
     def collate(self, batch: list[dict]) -> dict:
         src = nn.utils.rnn.pad_sequence([b["src"] for b in batch], batch_first=True, padding_value=PAD)  # (B, S)
