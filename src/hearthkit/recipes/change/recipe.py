@@ -115,6 +115,9 @@ class ChangeRecipe(Recipe):
         scenes = geo.open_scenes(train_entries, reader, tuple(cfg.bands))
         prep = {"bands": cfg.bands, "stats": geo.band_stats(scenes), "threshold": 0.5,
                 "train_scenes": [s.name for s in scenes]}
+        if parent is not None:  # its weights expect inputs scaled by its own band statistics
+            self.check_parent_shape(cfg, parent, ("bands", "width", "depth", "fusion"))
+            prep["stats"], prep["stats_from"] = self.load_prep(parent / "prep")["stats"], parent.name
         out.mkdir(parents=True, exist_ok=True)
         (out / "prep.json").write_text(json.dumps(prep, indent=1))
         return prep

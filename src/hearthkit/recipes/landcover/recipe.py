@@ -107,6 +107,14 @@ class LandcoverRecipe(Recipe):
         if not classes:
             raise HearthError("landcover items carry no class names; list them under `classes:` in archive.yaml")
         prep = {"bands": cfg.bands, "classes": classes, "stats": geo.band_stats(scenes, dates=("before",))}
+        if parent is not None:  # its weights expect inputs scaled its way and output channels in its class order
+            self.check_parent_shape(cfg, parent, ("task", "bands", "width", "depth"))
+            theirs = self.load_prep(parent / "prep")
+            if classes != theirs["classes"]:
+                raise HearthError(f"landcover classes {classes} differ from init_from model {parent.name}'s "
+                                  f"{theirs['classes']}; import the same classes in that order, or start a new "
+                                  "model (no init_from)")
+            prep["stats"], prep["stats_from"] = theirs["stats"], parent.name
         out.mkdir(parents=True, exist_ok=True)
         (out / "prep.json").write_text(json.dumps(prep, indent=1))
         return prep
