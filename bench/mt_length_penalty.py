@@ -1,0 +1,86 @@
+"""Beam-search length penalty for finished AmericasNLP bench runs, chosen by two-fold cross-validation on dev.
+
+AmericasNLP gives no tuning set apart from dev, and our runs trained on all of train. So dev's lines are split in
+two folds (odd and even line numbers); each fold is decoded with the penalty that scores best on the *other*
+fold, and the two halves together are scored against the baseline's dev output — no line is scored under a
+setting chosen on it. The chrF of every penalty on the whole of dev is printed as well (a dev-tuned figure,
+optimistic, for reference only). chrF's beta = 2 weighs recall twice as much as precision, so outputs shorter
+than the references cost more than longer ones; the GNMT penalty ((5+len)/6)^alpha is what moves length.
+
+Example: .venv/bin/python bench/mt_length_penalty.py --workspace /tmp/hearth-bench-mt2 --runs es-nah-n55c
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mt_americasnlp import DATA, baseline_records, paired_test  # noqa: E402  (a sibling script)
+
+
+def line_of(record: dict) -> int:
+    """The dev line number of a record (its pair id is CORPUS/dev/LINE)."""
+    return int(record["pair"].rsplit("/", 1)[1])
+
+
+def cross_validated(by_lp: dict[float, list[dict]], score) -> tuple[list[dict], dict[int, float]]:
+    """Records of each fold decoded with the penalty best on the other fold; {fold: penalty chosen}."""
+    out, chosen = [], {}
+    for fold in (0, 1):
+        best = max(by_lp, key=lambda lp: (score([r for r in by_lp[lp] if line_of(r) % 2 != fold]), -abs(lp - 1)))
+        chosen[fold] = best
+        out += [r for r in by_lp[best] if line_of(r) % 2 == fold]
+    return sorted(out, key=line_of), chosen
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--workspace", type=Path, required=True)
+    ap.add_argument("--runs", required=True, help="Finished bilingual bench runs, comma-separated.")
+    ap.add_argument("--penalties", default="0.6,1.0,1.4,1.8,2.2,2.6")
+    ap.add_argument("--out", type=Path, default=Path("bench/results/mt_length_penalty.jsonl"))
+    args = ap.parse_args()
+
+    from hearthkit.engine.config import RunConfig
+    from hearthkit.evaluate.metrics import score
+    from hearthkit.evaluate.run import evaluate_run
+    from hearthkit.workspace import find_workspace
+
+    ws = find_workspace(args.workspace)
+    penalties = [float(x) for x in args.penalties.split(",")]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name in args.runs.split(","):
+        run_dir = ws.run_dir(name)
+        cfg = RunConfig.model_validate(json.loads((run_dir / "run.json").read_text())["config"])
+        (direction,) = cfg.model["pairs"]
+        lang = direction.split("-")[1]
+        by_lp, whole = {}, {}
+        t0 = time.perf_counter()
+        for lp in penalties:
+            ev = evaluate_run(run_dir, by=["direction"], overrides=[f"length_penalty={lp}"])
+            by_lp[lp] = [r for r in ev["records"] if r["direction"] == direction]
+            whole[lp] = score(by_lp[lp], "chrf")
+            ratio = sum(len(r["hypothesis"]) for r in by_lp[lp]) / sum(len(r["reference"]) for r in by_lp[lp])
+            print(f"{name} length_penalty {lp}: dev chrF {whole[lp]:.2f} (whole dev, dev-tuned), "
+                  f"hypothesis/reference characters {ratio:.3f}", flush=True)
+        cv, chosen = cross_validated(by_lp, lambda rs: score(rs, "chrf"))
+        base = baseline_records(args.data, lang, official_refs=True)
+        row = {"model": name, "pair": direction, "chrf_cv": score(cv, "chrf"), "bleu_cv": score(cv, "bleu"),
+               "n": len(cv), "chosen": {"odd_lines": chosen[1], "even_lines": chosen[0]},
+               "chrf_config_lp": whole.get(float(cfg.model.get("length_penalty", 1.0))),
+               "chrf_by_lp_whole_dev": whole, "baseline_chrf_official_refs": score(base, "chrf"),
+               "decode_s": round(time.perf_counter() - t0, 1), "date": date.today().isoformat()}
+        row.update(paired_test(cv, base))
+        print("RESULT " + json.dumps(row), flush=True)
+        with args.out.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
