@@ -69,6 +69,17 @@ def test_mt_trains_evaluates_translates_and_matches_sacrebleu(trained_mt):
     direct = CHRF().corpus_score(hyps, [refs]).score
     assert direct == pytest.approx(overall["chrf"], abs=1e-9)
     assert direct > 30  # far above chance on a 20-word lexicon: the model learned something
+    # --length-penalty reaches the beam search: the CLI gives what the recipe gives with that penalty.
+    from hearthkit.recipes.load import load_model_dir
+
+    recipe, mcfg, mprep, net = load_model_dir(root.models_dir / "toy-mt", "mt")
+    longer = subprocess.run([*HEARTH, "translate", "toy-mt", "--to", "xx", "--length-penalty", "6", "-w", str(ws)],
+                            input=src, text=True, capture_output=True, check=True, timeout=120).stdout.splitlines()
+    assert longer == recipe.translate(net, mcfg.model_copy(update={"length_penalty": 6.0}), mprep,
+                                      src.splitlines(), "xx")
+    bad = subprocess.run([*HEARTH, "translate", "toy-mt", "--to", "xx", "--length-penalty", "-1", "-w", str(ws)],
+                         input=src, text=True, capture_output=True, timeout=120)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--length-penalty" in bad.stderr
 
     # The vocabulary never saw the excluded pairs: not their hashes, not the marker they alone carry.
     prep = run / "prep"

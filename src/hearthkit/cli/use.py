@@ -17,6 +17,9 @@ def translate(
     model: ModelArg,
     to: Annotated[str, typer.Option("--to", help="Target language code, e.g. nah.")],
     beam: Annotated[int | None, typer.Option(help="Beam size (1 = greedy; default: the model's).")] = None,
+    length_penalty: Annotated[float | None, typer.Option(
+        min=0, help="Beam length penalty alpha, higher = longer output (default: the model's; choose it with "
+                    "`hearth eval NAME --split valid --set length_penalty=A`).")] = None,
     threads: Annotated[int, typer.Option(help="Torch threads (more only helps on an idle machine).")] = 1,
     purpose: PurposeOpt = "community_use",
     requester: RequesterOpt = None,
@@ -29,6 +32,8 @@ def translate(
 
     torch.set_num_threads(threads)
     recipe, cfg, prep, net = load_model_dir(resolve_model(model, workspace, purpose, requester), "mt")
+    if length_penalty is not None:
+        cfg = cfg.model_copy(update={"length_penalty": length_penalty})
     lines = [line.strip() for line in sys.stdin.read().splitlines()]
     out = recipe.translate(net, cfg, prep, [x for x in lines if x], to, beam)
     it = iter(out)
