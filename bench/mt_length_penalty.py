@@ -1,13 +1,13 @@
-"""Beam-search length penalty for finished AmericasNLP bench runs, chosen by two-fold cross-validation on dev.
+"""Beam width and length penalty for finished AmericasNLP bench runs, chosen by two-fold cross-validation on dev.
 
 AmericasNLP gives no tuning set apart from dev, and our runs trained on all of train. So dev's lines are split in
-two folds (odd and even line numbers); each fold is decoded with the penalty that scores best on the *other*
-fold, and the two halves together are scored against the baseline's dev output — no line is scored under a
-setting chosen on it. The chrF of every penalty on the whole of dev is printed as well (a dev-tuned figure,
+two folds (odd and even line numbers); each fold is decoded with the (beam, penalty) that scores best on the
+*other* fold, and the two halves together are scored against the baseline's dev output — no line is scored under
+a setting chosen on it. The chrF of every setting on the whole of dev is printed as well (a dev-tuned figure,
 optimistic, for reference only). chrF's beta = 2 weighs recall twice as much as precision, so outputs shorter
 than the references cost more than longer ones; the GNMT penalty ((5+len)/6)^alpha is what moves length.
 
-Example: .venv/bin/python bench/mt_length_penalty.py --workspace /tmp/hearth-bench-mt2 --runs es-nah-n55c
+Example: .venv/bin/python bench/mt_length_penalty.py --workspace /tmp/hearth-bench-mt2 --runs es-nah-n55c --beams 4,8
 """
 
 from __future__ import annotations
@@ -28,13 +28,17 @@ def line_of(record: dict) -> int:
     return int(record["pair"].rsplit("/", 1)[1])
 
 
-def cross_validated(by_lp: dict[float, list[dict]], score) -> tuple[list[dict], dict[int, float]]:
-    """Records of each fold decoded with the penalty best on the other fold; {fold: penalty chosen}."""
+def cross_validated(by_setting: dict[tuple[int, float], list[dict]], score
+                    ) -> tuple[list[dict], dict[int, tuple[int, float]]]:
+    """Records of each fold decoded with the (beam, penalty) best on the other fold; {fold: setting chosen}.
+
+    Ties go to the smaller beam, then to the penalty nearer 1."""
     out, chosen = [], {}
     for fold in (0, 1):
-        best = max(by_lp, key=lambda lp: (score([r for r in by_lp[lp] if line_of(r) % 2 != fold]), -abs(lp - 1)))
+        best = max(by_setting, key=lambda bl: (score([r for r in by_setting[bl] if line_of(r) % 2 != fold]),
+                                               -bl[0], -abs(bl[1] - 1)))
         chosen[fold] = best
-        out += [r for r in by_lp[best] if line_of(r) % 2 == fold]
+        out += [r for r in by_setting[best] if line_of(r) % 2 == fold]
     return sorted(out, key=line_of), chosen
 
 
@@ -44,7 +48,8 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, required=True)
     ap.add_argument("--runs", required=True, help="Finished bench runs, comma-separated.")
     ap.add_argument("--langs", default="", help="Only these target languages of a multilingual run (default all).")
-    ap.add_argument("--penalties", default="0.6,1.0,1.4,1.8,2.2,2.6")
+    ap.add_argument("--penalties", default="0.6,1.0,1.4,1.8,2.2,2.6,3.0,3.4")
+    ap.add_argument("--beams", default="4", help="Beam widths to try with each penalty.")
     ap.add_argument("--out", type=Path, default=Path("bench/results/mt_length_penalty.jsonl"))
     args = ap.parse_args()
 
@@ -54,33 +59,34 @@ def main() -> None:
     from hearthkit.workspace import find_workspace
 
     ws = find_workspace(args.workspace)
-    penalties = [float(x) for x in args.penalties.split(",")]
+    settings = [(int(b), float(lp)) for b in args.beams.split(",") for lp in args.penalties.split(",")]
     args.langs = [x for x in args.langs.split(",") if x]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     for name in args.runs.split(","):
         run_dir = ws.run_dir(name)
         cfg = RunConfig.model_validate(json.loads((run_dir / "run.json").read_text())["config"])
         directions = [d for d in cfg.model["pairs"] if d.split("-")[1] in (args.langs or d.split("-")[1])]
-        by_lp: dict[str, dict[float, list[dict]]] = {d: {} for d in directions}
+        by_setting: dict[str, dict[tuple[int, float], list[dict]]] = {d: {} for d in directions}
         t0 = time.perf_counter()
-        for lp in penalties:
-            ev = evaluate_run(run_dir, by=["direction"], overrides=[f"length_penalty={lp}"])
+        for beam, lp in settings:
+            ev = evaluate_run(run_dir, by=["direction"], overrides=[f"beam={beam}", f"length_penalty={lp}"])
             for d in directions:
-                by_lp[d][lp] = [r for r in ev["records"] if r["direction"] == d]
+                by_setting[d][(beam, lp)] = [r for r in ev["records"] if r["direction"] == d]
         for d in directions:
             whole = {}
-            for lp, recs in by_lp[d].items():
-                whole[lp] = score(recs, "chrf")
+            for (beam, lp), recs in by_setting[d].items():
+                whole[f"beam {beam} lp {lp}"] = chrf = score(recs, "chrf")
                 ratio = sum(len(r["hypothesis"]) for r in recs) / sum(len(r["reference"]) for r in recs)
-                print(f"{name} {d} length_penalty {lp}: dev chrF {whole[lp]:.2f} (whole dev, dev-tuned), "
+                print(f"{name} {d} beam {beam} length_penalty {lp}: dev chrF {chrf:.2f} (whole dev, dev-tuned), "
                       f"hypothesis/reference characters {ratio:.3f}", flush=True)
-            cv, chosen = cross_validated(by_lp[d], lambda rs: score(rs, "chrf"))
+            cv, chosen = cross_validated(by_setting[d], lambda rs: score(rs, "chrf"))
+            own = f"beam {cfg.model.get('beam')} lp {float(cfg.model.get('length_penalty', 1.0))}"
             base = baseline_records(args.data, d.split("-")[1], official_refs=True)
             row = {"model": name, "pair": d, "chrf_cv": score(cv, "chrf"), "bleu_cv": score(cv, "bleu"),
                    "n": len(cv), "chosen": {"odd_lines": chosen[1], "even_lines": chosen[0]},
-                   "chrf_config_lp": whole.get(float(cfg.model.get("length_penalty", 1.0))),
-                   "chrf_by_lp_whole_dev": whole, "baseline_chrf_official_refs": score(base, "chrf"),
-                   "decode_s_all_penalties": round(time.perf_counter() - t0, 1), "date": date.today().isoformat()}
+                   "chrf_config": whole.get(own),
+                   "chrf_by_setting_whole_dev": whole, "baseline_chrf_official_refs": score(base, "chrf"),
+                   "decode_s_all_settings": round(time.perf_counter() - t0, 1), "date": date.today().isoformat()}
             row.update(paired_test(cv, base))
             print("RESULT " + json.dumps(row), flush=True)
             with args.out.open("a", encoding="utf-8") as f:
