@@ -73,10 +73,10 @@ def test_mt_trains_evaluates_translates_and_matches_sacrebleu(trained_mt):
     from hearthkit.recipes.load import load_model_dir
 
     recipe, mcfg, mprep, net = load_model_dir(root.models_dir / "toy-mt", "mt")
-    longer = subprocess.run([*HEARTH, "translate", "toy-mt", "--to", "xx", "--length-penalty", "6", "-w", str(ws)],
-                            input=src, text=True, capture_output=True, check=True, timeout=120).stdout.splitlines()
-    assert longer == recipe.translate(net, mcfg.model_copy(update={"length_penalty": 6.0}), mprep,
-                                      src.splitlines(), "xx")
+    penalised = subprocess.run([*HEARTH, "translate", "toy-mt", "--to", "xx", "--length-penalty", "6", "-w",
+                                str(ws)], input=src, text=True, capture_output=True, check=True, timeout=120)
+    assert penalised.stdout.splitlines() == recipe.translate(
+        net, mcfg.model_copy(update={"length_penalty": 6.0}), mprep, src.splitlines(), "xx")
     bad = subprocess.run([*HEARTH, "translate", "toy-mt", "--to", "xx", "--length-penalty", "-1", "-w", str(ws)],
                          input=src, text=True, capture_output=True, timeout=120)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--length-penalty" in bad.stderr

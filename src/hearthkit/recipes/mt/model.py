@@ -44,7 +44,7 @@ class MTConfig(BaseModel):
     subword_alpha: float = Field(
         0.0, ge=0, lt=1, description="Subword regularisation (Kudo 2018): each time a training pair is drawn its two "
         "sides are segmented afresh, sampled with this smoothing (unigram; for bpe it is the BPE-dropout rate). "
-        "0.1-0.3 helps tiny data; 0 always takes the best segmentation. Evaluation and translation never sample. "
+        "0.1 is a usual start; 0 always takes the best segmentation. Evaluation and translation never sample. "
         "Samples come from sentencepiece's own generator, so a resumed run draws other segmentations.")
     beam: int = Field(5, gt=0, description="Beam size at evaluation (1 = greedy).")
     length_penalty: float = Field(1.0, ge=0, description="GNMT length penalty alpha: ((5+len)/6)**alpha.")
