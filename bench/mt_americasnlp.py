@@ -121,6 +121,11 @@ def baseline_records(data: Path, lang: str, official_refs: bool) -> list[dict]:
             for r, h in zip(ref, hyp, strict=True)]
 
 
+def line_of(record: dict) -> int:
+    """The dev line number of one of our records (its pair id is CORPUS/dev/LINE)."""
+    return int(record["pair"].rsplit("/", 1)[1])
+
+
 def paired_test(ours: list[dict], base: list[dict], samples: int = 1000) -> dict:
     """sacrebleu's paired bootstrap of our chrF against the baseline's on the dev lines both translated.
 
@@ -129,7 +134,7 @@ def paired_test(ours: list[dict], base: list[dict], samples: int = 1000) -> dict
     from sacrebleu.metrics import CHRF
     from sacrebleu.significance import PairedTest
 
-    by_line = {int(r["pair"].rsplit("/", 1)[1]): r for r in ours}
+    by_line = {line_of(r): r for r in ours}
     lines = sorted(i for i in by_line if i <= len(base))
     refs = [base[i - 1]["reference"] for i in lines]
     if [by_line[i]["reference"] for i in lines] != refs:

@@ -20,12 +20,7 @@ from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from mt_americasnlp import DATA, baseline_records, paired_test  # noqa: E402  (a sibling script)
-
-
-def line_of(record: dict) -> int:
-    """The dev line number of a record (its pair id is CORPUS/dev/LINE)."""
-    return int(record["pair"].rsplit("/", 1)[1])
+from mt_americasnlp import DATA, baseline_records, line_of, paired_test  # noqa: E402  (a sibling script)
 
 
 def cross_validated(by_setting: dict[tuple[int, float], list[dict]], score

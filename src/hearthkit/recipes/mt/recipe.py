@@ -101,8 +101,8 @@ class PairDataset(torch.utils.data.Dataset):
         for s, g, t in examples:
             pair = fit_pair(encode_source(vocab, text(s), t), encode_target(vocab, text(g)), cfg.max_tokens,
                             drop_long)
-            if pair is not None:  # with sampling, the texts too: each draw segments them afresh
-                items.append((*pair, text(s), text(g), t) if alpha > 0 else pair)
+            if pair is not None:  # the texts too (cached strings, no copy): with sampling each draw segments afresh
+                items.append((*pair, text(s), text(g), t))
                 keys.append(t)
         self.items = temperature_repeat(items, keys, temperature)
 
@@ -111,12 +111,11 @@ class PairDataset(torch.utils.data.Dataset):
 
     def lengths(self) -> list[float]:
         """Source plus target tokens per pair in the best segmentation (for length-bucketed batches)."""
-        return [float(len(x[0]) + len(x[1])) for x in self.items]
+        return [float(len(src) + len(tgt)) for src, tgt, *_ in self.items]
 
     def __getitem__(self, i: int) -> dict:
-        src, tgt = self.items[i][:2]
+        src, tgt, s_text, g_text, lang = self.items[i]
         if self.alpha > 0:
-            s_text, g_text, lang = self.items[i][2:]
             sampled = fit_pair(encode_source(self.vocab, s_text, lang, alpha=self.alpha),
                                encode_target(self.vocab, g_text, alpha=self.alpha), self.cfg.max_tokens,
                                drop=True)
