@@ -8,6 +8,9 @@ optimistic, for reference only). chrF's beta = 2 weighs recall twice as much as 
 than the references cost more than longer ones; the GNMT penalty ((5+len)/6)^alpha is what moves length.
 
 Example: .venv/bin/python bench/mt_length_penalty.py --workspace /tmp/hearth-bench-mt2 --runs es-nah-n55c --beams 4,8
+One fixed setting, e.g. minimum-Bayes-risk decoding, scored on the whole of dev with nothing chosen on it:
+  .venv/bin/python bench/mt_length_penalty.py --workspace W --runs es-gn-g55ccc --beams 4 --penalties 1.0 \
+      --set mbr=32 --set mbr_epsilon=0.02
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ def main() -> None:
     ap.add_argument("--langs", default="", help="Only these target languages of a multilingual run (default all).")
     ap.add_argument("--penalties", default="0.6,1.0,1.4,1.8,2.2,2.6,3.0,3.4")
     ap.add_argument("--beams", default="4", help="Beam widths to try with each penalty.")
+    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
+                    help="A model setting applied to every decode, e.g. --set mbr=32 --set mbr_epsilon=0.02 "
+                         "(minimum-Bayes-risk decoding); with one beam and one penalty nothing is chosen on dev.")
     ap.add_argument("--out", type=Path, default=Path("bench/results/mt_length_penalty.jsonl"))
     args = ap.parse_args()
 
@@ -64,7 +70,8 @@ def main() -> None:
         by_setting: dict[str, dict[tuple[int, float], list[dict]]] = {d: {} for d in directions}
         t0 = time.perf_counter()
         for beam, lp in settings:
-            ev = evaluate_run(run_dir, by=["direction"], overrides=[f"beam={beam}", f"length_penalty={lp}"])
+            ev = evaluate_run(run_dir, by=["direction"],
+                              overrides=[f"beam={beam}", f"length_penalty={lp}", *args.extra])
             for d in directions:
                 by_setting[d][(beam, lp)] = [r for r in ev["records"] if r["direction"] == d]
         for d in directions:
@@ -78,7 +85,7 @@ def main() -> None:
             own = f"beam {cfg.model.get('beam')} lp {float(cfg.model.get('length_penalty', 1.0))}"
             base = baseline_records(args.data, d.split("-")[1], official_refs=True)
             row = {"model": name, "pair": d, "chrf_cv": score(cv, "chrf"), "bleu_cv": score(cv, "bleu"),
-                   "n": len(cv), "chosen": {"odd_lines": chosen[1], "even_lines": chosen[0]},
+                   "n": len(cv), "chosen": {"odd_lines": chosen[1], "even_lines": chosen[0]}, "set": args.extra,
                    "chrf_config": whole.get(own),
                    "chrf_by_setting_whole_dev": whole, "baseline_chrf_official_refs": score(base, "chrf"),
                    "decode_s_all_settings": round(time.perf_counter() - t0, 1), "date": date.today().isoformat()}

@@ -1,4 +1,4 @@
-"""Beam search against greedy on a logit table where greedy is provably suboptimal."""
+"""Beam search, n-best and sampling on a logit table where greedy is provably suboptimal."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from hearthkit.recipes.mt.beam import beam_search, greedy
+from hearthkit.recipes.mt.beam import beam_nbest, beam_search, greedy, sample
 
 BOS, EOS, A, B, C, D = 0, 1, 2, 3, 4, 5
 V = 6
@@ -56,3 +56,29 @@ def test_length_penalty_can_prefer_the_longer_hypothesis():
     # With alpha 2: -1.02/((5+2)/6)^2 = -0.75 vs -1.20/((5+3)/6)^2 = -0.68: the longer one wins.
     assert beam_search(step, reorder, {}, 1, BOS, EOS, max_len=10, beam=3, alpha=2.0)[0] == [A, C]
     assert beam_search(step, reorder, {}, 1, BOS, EOS, max_len=10, beam=3, alpha=0.0)[0] == [B]
+
+
+def test_nbest_lists_every_finished_hypothesis_best_first():
+    nbest = beam_nbest(step, reorder, {}, 2, BOS, EOS, max_len=10, beam=3, alpha=0.0)
+    assert nbest[0] == nbest[1]
+    assert nbest[0][0] == beam_search(step, reorder, {}, 1, BOS, EOS, max_len=10, beam=3, alpha=0.0)[0] == [B]
+    probs = [seq_prob(s) for s in nbest[0]]
+    assert probs == sorted(probs, reverse=True) and len(nbest[0]) >= 3
+    assert {tuple(s) for s in nbest[0][:3]} == {(B,), (A, C), (A, D)}  # 0.36, 0.30, 0.18: the three most probable
+
+
+def test_epsilon_sampling_follows_the_model_and_never_draws_below_epsilon():
+    gen = torch.Generator().manual_seed(0)
+    draws = sample(step, reorder, {}, 1, BOS, EOS, max_len=10, n=4000, epsilon=0.25, generator=gen)[0]
+    seen = {tuple(s) for s in draws}
+    # Below 0.25 and never drawn: EOS right after A (0.2), C after B (0.1).
+    assert seen == {(A, C), (A, D), (B,)}
+    # Renormalised over what is kept: P(A first) = 0.6; P(A C | A) = 0.5 / 0.8.
+    assert abs(sum(s[0] == A for s in draws) / 4000 - 0.6) < 0.03
+    assert abs(sum(s == [A, C] for s in draws) / sum(s[0] == A for s in draws) - 0.625) < 0.03
+    free = sample(step, reorder, {}, 1, BOS, EOS, max_len=10, n=4000, epsilon=0.0,
+                  generator=torch.Generator().manual_seed(0))[0]
+    assert [A] in free and [B, C] in free  # without the cut the tail is drawn too
+    again = sample(step, reorder, {}, 1, BOS, EOS, max_len=10, n=4000, epsilon=0.25,
+                   generator=torch.Generator().manual_seed(0))[0]
+    assert again == draws  # a seeded generator repeats itself

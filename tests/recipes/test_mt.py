@@ -77,6 +77,14 @@ def test_mt_trains_evaluates_translates_and_matches_sacrebleu(trained_mt):
                                 str(ws)], input=src, text=True, capture_output=True, check=True, timeout=120)
     assert penalised.stdout.splitlines() == recipe.translate(
         net, mcfg.model_copy(update={"length_penalty": 6.0}), mprep, src.splitlines(), "xx")
+    # --mbr/--mbr-epsilon reach the decoder: the sampler is seeded, so the CLI repeats the recipe's choices.
+    sampled = subprocess.run([*HEARTH, "translate", "toy-mt", "--to", "xx", "--mbr", "8", "--mbr-epsilon", "0.02",
+                              "-w", str(ws)], input=src, text=True, capture_output=True, check=True, timeout=120)
+    mbr_cfg = mcfg.model_copy(update={"mbr": 8, "mbr_epsilon": 0.02})
+    assert sampled.stdout.splitlines() == recipe.translate(net, mbr_cfg, mprep, src.splitlines(), "xx")
+    assert CHRF().corpus_score(sampled.stdout.splitlines(), [refs]).score > 30
+    from_beam = recipe.translate(net, mcfg.model_copy(update={"mbr": 4}), mprep, src.splitlines(), "xx")
+    assert CHRF().corpus_score(from_beam, [refs]).score > 30
     bad = subprocess.run([*HEARTH, "translate", "toy-mt", "--to", "xx", "--length-penalty", "-1", "-w", str(ws)],
                          input=src, text=True, capture_output=True, timeout=120)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr and "--length-penalty" in bad.stderr

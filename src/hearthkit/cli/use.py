@@ -20,20 +20,29 @@ def translate(
     length_penalty: Annotated[float | None, typer.Option(
         min=0, help="Beam length penalty alpha, higher = longer output (default: the model's; choose it with "
                     "`hearth eval NAME --split valid --set length_penalty=A`).")] = None,
+    mbr: Annotated[int | None, typer.Option(
+        min=0, help="Minimum-Bayes-risk decoding: draw N candidates, keep the one with the highest mean chrF "
+                    "against the others (0 = off; default: the model's).")] = None,
+    mbr_epsilon: Annotated[float | None, typer.Option(
+        min=0, max=0.99, help="MBR candidates by epsilon sampling, tokens below this probability never drawn "
+                              "(0.02 is usual; 0 = the beam's n-best; default: the model's).")] = None,
     threads: Annotated[int, typer.Option(help="Torch threads (more only helps on an idle machine).")] = 1,
     purpose: PurposeOpt = "community_use",
     requester: RequesterOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Translate standard input, one sentence a line, into language --to with an mt model."""
+    """Translate standard input, one sentence a line, into language --to with an mt model.
+
+    Example: hearth translate es-nah --to nah --mbr 32 --mbr-epsilon 0.02 < sentences.txt
+    """
     import torch
 
     from hearthkit.recipes.load import load_model_dir, resolve_model
 
     torch.set_num_threads(threads)
     recipe, cfg, prep, net = load_model_dir(resolve_model(model, workspace, purpose, requester), "mt")
-    if length_penalty is not None:
-        cfg = cfg.model_copy(update={"length_penalty": length_penalty})
+    settings = {"length_penalty": length_penalty, "mbr": mbr, "mbr_epsilon": mbr_epsilon}
+    cfg = cfg.model_copy(update={k: v for k, v in settings.items() if v is not None})
     lines = [line.strip() for line in sys.stdin.read().splitlines()]
     out = recipe.translate(net, cfg, prep, [x for x in lines if x], to, beam)
     it = iter(out)

@@ -1,4 +1,4 @@
-"""Greedy and beam search over any step function: (state, last tokens) -> log-probabilities of the next token."""
+"""Greedy, beam search and sampling over any step function: (state, last tokens) -> next-token log-probabilities."""
 
 from __future__ import annotations
 
@@ -35,9 +35,18 @@ def greedy(step: StepFn, state: dict, batch: int, bos: int, eos: int, max_len: i
 @torch.no_grad()
 def beam_search(step: StepFn, reorder: ReorderFn, state: dict, batch: int, bos: int, eos: int, max_len: int,
                 beam: int, alpha: float = 1.0) -> list[list[int]]:
-    """Best hypothesis per sentence by log-probability / length_penalty, keeping BEAM hypotheses alive.
+    """Best hypothesis per sentence by log-probability / length_penalty, keeping BEAM hypotheses alive."""
+    return [hyps[0] if hyps else [] for hyps in beam_nbest(step, reorder, state, batch, bos, eos, max_len, beam,
+                                                            alpha)]
+
+
+@torch.no_grad()
+def beam_nbest(step: StepFn, reorder: ReorderFn, state: dict, batch: int, bos: int, eos: int, max_len: int,
+               beam: int, alpha: float = 1.0) -> list[list[list[int]]]:
+    """Every hypothesis a beam search finished, per sentence, best first by log-probability / length_penalty.
 
     STATE holds BATCH rows and is expanded here to BATCH * BEAM rows (row b*BEAM + k is beam k of sentence b).
+    A sentence has at least BEAM hypotheses unless fewer sequences exist (some may end on the same step).
     """
     K = beam
     reorder(state, torch.arange(batch).repeat_interleave(K))
@@ -91,5 +100,34 @@ def beam_search(step: StepFn, reorder: ReorderFn, state: dict, batch: int, bos: 
         if not hyps:  # nothing ended within MAX_LEN: take the alive beams as they are
             hyps = [(float(scores[b, k]) / length_penalty(len(seqs[b * K + k]), alpha), seqs[b * K + k])
                     for k in range(K) if scores[b, k] > float("-inf")]
-        out.append(max(hyps, key=lambda h: h[0])[1] if hyps else [])
+        hyps.sort(key=lambda h: -h[0])  # stable: equal scores keep the order they were found in
+        out.append([seq for _, seq in hyps])
     return out
+
+
+@torch.no_grad()
+def sample(step: StepFn, reorder: ReorderFn, state: dict, batch: int, bos: int, eos: int, max_len: int, n: int,
+           epsilon: float = 0.0, generator: torch.Generator | None = None) -> list[list[list[int]]]:
+    """N sequences per sentence drawn from the model, each token from those with probability >= EPSILON.
+
+    Epsilon sampling (Hewitt et al. 2022) cuts the unreliable tail yet keeps the model's spread; candidates drawn
+    this way make better minimum-Bayes-risk evidence than a beam's near-duplicates (Freitag et al. 2023).
+    """
+    reorder(state, torch.arange(batch).repeat_interleave(n))
+    last = torch.full((batch * n,), bos, dtype=torch.long)
+    out: list[list[int]] = [[] for _ in range(batch * n)]
+    done = torch.zeros(batch * n, dtype=torch.bool)
+    for _ in range(max_len):
+        probs = step(state, last).exp()
+        if epsilon > 0:
+            # keep the most probable token always, so no row is left with nothing to draw
+            keep = (probs >= epsilon) | (probs == probs.max(-1, keepdim=True).values)
+            probs = probs * keep
+        last = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        for r in (~done).nonzero().flatten().tolist():
+            if int(last[r]) != eos:
+                out[r].append(int(last[r]))
+        done |= last == eos
+        if bool(done.all()):
+            break
+    return [out[b * n:(b + 1) * n] for b in range(batch)]

@@ -48,6 +48,13 @@ class MTConfig(BaseModel):
         "Samples come from sentencepiece's own generator, so a resumed run draws other segmentations.")
     beam: int = Field(5, gt=0, description="Beam size at evaluation (1 = greedy).")
     length_penalty: float = Field(1.0, ge=0, description="GNMT length penalty alpha: ((5+len)/6)**alpha.")
+    mbr: int = Field(0, ge=0, description="Minimum-Bayes-risk decoding: draw this many candidates and keep the one "
+                     "with the highest mean chrF against the others (0 = off; the beam's best). Costs about MBR**2 "
+                     "sentence-chrF calls per sentence.")
+    mbr_epsilon: float = Field(0.0, ge=0, lt=1, description="Where MBR candidates come from: 0 = the n-best of a "
+                               "beam of max(beam, mbr); above 0 = epsilon sampling (tokens of probability below it "
+                               "are never drawn; 0.02 is a usual value).")
+    mbr_seed: int = Field(0, description="Seed of the sampler when mbr_epsilon > 0: a translation is reproducible.")
     eval_batch: int = Field(32, gt=0, description="Sentences per decoding batch.")
     group_by: list[str] = Field(["direction", "domain", "variant", "document"],
                                 description="Item metadata columns the evaluation is broken down by.")

@@ -14,7 +14,8 @@ from hearthkit.data.loader import GovernedReader
 from hearthkit.errors import HearthError
 from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes.base import Recipe
-from hearthkit.recipes.mt.beam import beam_search, greedy
+from hearthkit.recipes.mt.beam import beam_nbest, beam_search, greedy, sample
+from hearthkit.recipes.mt.mbr import mbr_pick
 from hearthkit.recipes.mt.model import MTConfig, Seq2Seq
 from hearthkit.recipes.sentencepiece_vocab import BOS, EOS, PAD, UNK, SentencePieceVocab
 
@@ -238,12 +239,24 @@ class MTRecipe(Recipe):
         srcs = [encode_source(vocab, t, tgt_lang, cfg.max_tokens) for t in texts]
         order = sorted(range(len(srcs)), key=lambda i: len(srcs[i]))  # similar lengths share a batch
         out: list[str] = [""] * len(srcs)
+        gen = torch.Generator().manual_seed(cfg.mbr_seed)  # one stream per call: the same input, the same output
         for i in range(0, len(order), cfg.eval_batch):
             idx = order[i:i + cfg.eval_batch]
             src = nn.utils.rnn.pad_sequence([torch.tensor(srcs[j]) for j in idx], batch_first=True,
                                             padding_value=PAD)
             max_len = min(cfg.max_tokens, int(src.size(1) * 2) + 10)
             state = model.start(src)
+            if cfg.mbr > 0:
+                if cfg.mbr_epsilon > 0:
+                    cands = sample(model.step, model.reorder, state, len(idx), BOS, EOS, max_len, cfg.mbr,
+                                   cfg.mbr_epsilon, gen)
+                else:
+                    cands = [hyps[:cfg.mbr] for hyps in beam_nbest(model.step, model.reorder, state, len(idx), BOS,
+                                                                   EOS, max_len, max(k, cfg.mbr), cfg.length_penalty)]
+                for j, hyps in zip(idx, cands, strict=True):
+                    texts_j = [vocab.decode(h) for h in hyps]
+                    out[j] = texts_j[mbr_pick(texts_j)] if texts_j else ""
+                continue
             if k == 1:
                 ids = greedy(model.step, state, len(idx), BOS, EOS, max_len)
             else:
