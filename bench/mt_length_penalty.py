@@ -69,9 +69,11 @@ def main() -> None:
         directions = [d for d in cfg.model["pairs"] if d.split("-")[1] in (args.langs or d.split("-")[1])]
         by_setting: dict[str, dict[tuple[int, float], list[dict]]] = {d: {} for d in directions}
         t0 = time.perf_counter()
+        # Decode only the directions asked for (each direction is decoded on its own, so this changes nothing else).
+        only = [f"pairs=[{','.join(directions)}]"] if args.langs else []
         for beam, lp in settings:
             ev = evaluate_run(run_dir, by=["direction"],
-                              overrides=[f"beam={beam}", f"length_penalty={lp}", *args.extra])
+                              overrides=[f"beam={beam}", f"length_penalty={lp}", *args.extra, *only])
             for d in directions:
                 by_setting[d][(beam, lp)] = [r for r in ev["records"] if r["direction"] == d]
         for d in directions:
@@ -79,12 +81,16 @@ def main() -> None:
             for (beam, lp), recs in by_setting[d].items():
                 whole[f"beam {beam} lp {lp}"] = chrf = score(recs, "chrf")
                 ratio = sum(len(r["hypothesis"]) for r in recs) / sum(len(r["reference"]) for r in recs)
-                print(f"{name} {d} beam {beam} length_penalty {lp}: dev chrF {chrf:.2f} (whole dev, dev-tuned), "
+                tuned = ", dev-tuned" if len(settings) > 1 else ""
+                print(f"{name} {d} beam {beam} length_penalty {lp} {' '.join(args.extra)}: dev chrF {chrf:.2f} "
+                      f"(whole dev{tuned}), "
                       f"hypothesis/reference characters {ratio:.3f}", flush=True)
             cv, chosen = cross_validated(by_setting[d], lambda rs: score(rs, "chrf"))
             own = f"beam {cfg.model.get('beam')} lp {float(cfg.model.get('length_penalty', 1.0))}"
             base = baseline_records(args.data, d.split("-")[1], official_refs=True)
             row = {"model": name, "pair": d, "chrf_cv": score(cv, "chrf"), "bleu_cv": score(cv, "bleu"),
+                   "hyp_ref_chars_cv": round(sum(len(r["hypothesis"]) for r in cv)
+                                             / sum(len(r["reference"]) for r in cv), 3),
                    "n": len(cv), "chosen": {"odd_lines": chosen[1], "even_lines": chosen[0]}, "set": args.extra,
                    "chrf_config": whole.get(own),
                    "chrf_by_setting_whole_dev": whole, "baseline_chrf_official_refs": score(base, "chrf"),

@@ -54,6 +54,8 @@ class MTConfig(BaseModel):
     mbr_epsilon: float = Field(0.0, ge=0, lt=1, description="Where MBR candidates come from: 0 = the n-best of a "
                                "beam of max(beam, mbr); above 0 = epsilon sampling (tokens of probability below it "
                                "are never drawn; 0.02 is a usual value).")
+    mbr_beta: float = Field(2.0, gt=0, description="Beta of the MBR utility chrF: 2 = the chrF reported (recall "
+                            "counts more, so longer candidates win); 1 weighs precision and recall alike.")
     mbr_seed: int = Field(0, description="Seed of the sampler when mbr_epsilon > 0: a translation is reproducible.")
     eval_batch: int = Field(32, gt=0, description="Sentences per decoding batch.")
     group_by: list[str] = Field(["direction", "domain", "variant", "document"],

@@ -255,7 +255,7 @@ class MTRecipe(Recipe):
                                                                    EOS, max_len, max(k, cfg.mbr), cfg.length_penalty)]
                 for j, hyps in zip(idx, cands, strict=True):
                     texts_j = [vocab.decode(h) for h in hyps]
-                    out[j] = texts_j[mbr_pick(texts_j)] if texts_j else ""
+                    out[j] = texts_j[mbr_pick(texts_j, cfg.mbr_beta)] if texts_j else ""
                 continue
             if k == 1:
                 ids = greedy(model.step, state, len(idx), BOS, EOS, max_len)
