@@ -229,7 +229,7 @@ class MTRecipe(Recipe):
     @torch.no_grad()
     def translate(self, model: Seq2Seq, cfg: MTConfig, prep: dict, texts: list[str], tgt_lang: str,
                   beam: int | None = None) -> list[str]:
-        """Translations of TEXTS into TGT_LANG (beam search; beam 1 is greedy), in input order."""
+        """Translations of TEXTS into TGT_LANG (beam search, beam 1 greedy; MBR when cfg.mbr), in input order."""
         vocab: SentencePieceVocab = prep["vocab"]
         if vocab.piece_id(tag(tgt_lang)) == vocab.piece_id("<unk>"):
             raise HearthError(f"this model does not translate into {tgt_lang!r}; it knows "
