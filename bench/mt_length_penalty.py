@@ -40,6 +40,11 @@ def cross_validated(by_setting: dict[tuple[int, float], list[dict]], score
     return sorted(out, key=line_of), chosen
 
 
+def length_ratio(records: list[dict]) -> float:
+    """Characters of the hypotheses over characters of the references."""
+    return sum(len(r["hypothesis"]) for r in records) / sum(len(r["reference"]) for r in records)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA)
@@ -80,7 +85,7 @@ def main() -> None:
             whole = {}
             for (beam, lp), recs in by_setting[d].items():
                 whole[f"beam {beam} lp {lp}"] = chrf = score(recs, "chrf")
-                ratio = sum(len(r["hypothesis"]) for r in recs) / sum(len(r["reference"]) for r in recs)
+                ratio = length_ratio(recs)
                 tuned = ", dev-tuned" if len(settings) > 1 else ""
                 print(f"{name} {d} beam {beam} length_penalty {lp} {' '.join(args.extra)}: dev chrF {chrf:.2f} "
                       f"(whole dev{tuned}), "
@@ -89,8 +94,7 @@ def main() -> None:
             own = f"beam {cfg.model.get('beam')} lp {float(cfg.model.get('length_penalty', 1.0))}"
             base = baseline_records(args.data, d.split("-")[1], official_refs=True)
             row = {"model": name, "pair": d, "chrf_cv": score(cv, "chrf"), "bleu_cv": score(cv, "bleu"),
-                   "hyp_ref_chars_cv": round(sum(len(r["hypothesis"]) for r in cv)
-                                             / sum(len(r["reference"]) for r in cv), 3),
+                   "hyp_ref_chars_cv": round(length_ratio(cv), 3),
                    "n": len(cv), "chosen": {"odd_lines": chosen[1], "even_lines": chosen[0]}, "set": args.extra,
                    "chrf_config": whole.get(own),
                    "chrf_by_setting_whole_dev": whole, "baseline_chrf_official_refs": score(base, "chrf"),

@@ -7,11 +7,10 @@ from functools import cache
 from sacrebleu.metrics.chrf import CHRF
 from sacrebleu.metrics.helpers import extract_all_char_ngrams
 
-_CHRF = CHRF()  # sacrebleu's defaults: the chrF the evaluation reports (char order 6, beta 2, no word n-grams)
-
 
 @cache
 def _scorer(beta: float) -> CHRF:
+    """sacrebleu's chrF with that beta, otherwise its defaults (char order 6, no word n-grams): what we report."""
     return CHRF(beta=beta)
 
 
@@ -24,13 +23,13 @@ def chrf(hyp_ngrams: list, ref_ngrams: list, beta: float = 2.0) -> float:
     """
     stats: list[int] = []
     for h, r in zip(hyp_ngrams, ref_ngrams, strict=True):
-        stats.extend(_CHRF._get_match_statistics(h, r))
+        stats.extend(CHRF._get_match_statistics(h, r))
     return _scorer(beta)._compute_f_score(stats)
 
 
 def ngrams(text: str) -> list:
     """Character n-gram counts of TEXT per order, as sacrebleu's chrF counts them."""
-    return extract_all_char_ngrams(text, _CHRF.char_order, _CHRF.whitespace)
+    return extract_all_char_ngrams(text, _scorer(2.0).char_order, _scorer(2.0).whitespace)
 
 
 def mbr_pick(candidates: list[str], beta: float = 2.0) -> int:

@@ -148,6 +148,16 @@ def fit_pair(src: list[int], tgt: list[int], max_tokens: int, drop: bool) -> tup
     return src[: max_tokens - 1] + [EOS], tgt[: max_tokens - 1] + [EOS]
 
 
+def mbr_candidates(model: Seq2Seq, cfg: MTConfig, state: dict, batch: int, max_len: int, beam: int,
+                   gen: torch.Generator) -> list[list[list[int]]]:
+    """cfg.mbr candidates per sentence: epsilon-sampled, or the n-best of a beam at least that wide."""
+    if cfg.mbr_epsilon > 0:
+        return sample(model.step, model.reorder, state, batch, BOS, EOS, max_len, cfg.mbr, cfg.mbr_epsilon, gen)
+    nbest = beam_nbest(model.step, model.reorder, state, batch, BOS, EOS, max_len, max(beam, cfg.mbr),
+                       cfg.length_penalty)
+    return [hyps[:cfg.mbr] for hyps in nbest]
+
+
 class MTRecipe(Recipe):
     """Sentence translation between the languages of line-aligned parallel text items."""
 
@@ -247,13 +257,7 @@ class MTRecipe(Recipe):
             max_len = min(cfg.max_tokens, int(src.size(1) * 2) + 10)
             state = model.start(src)
             if cfg.mbr > 0:
-                if cfg.mbr_epsilon > 0:
-                    cands = sample(model.step, model.reorder, state, len(idx), BOS, EOS, max_len, cfg.mbr,
-                                   cfg.mbr_epsilon, gen)
-                else:
-                    cands = [hyps[:cfg.mbr] for hyps in beam_nbest(model.step, model.reorder, state, len(idx), BOS,
-                                                                   EOS, max_len, max(k, cfg.mbr), cfg.length_penalty)]
-                for j, hyps in zip(idx, cands, strict=True):
+                for j, hyps in zip(idx, mbr_candidates(model, cfg, state, len(idx), max_len, k, gen), strict=True):
                     texts_j = [vocab.decode(h) for h in hyps]
                     out[j] = texts_j[mbr_pick(texts_j, cfg.mbr_beta)] if texts_j else ""
                 continue
