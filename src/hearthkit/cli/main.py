@@ -49,6 +49,8 @@ app.command("approve", help=gov_cmds.approve.__doc__ + gov_cmds.APPROVE_EXAMPLE)
 app.command("deny", help=gov_cmds.deny.__doc__ + gov_cmds.DENY_EXAMPLE)(gov_cmds.deny)
 app.command("monitor", help=monitor_cmds.monitor.__doc__ + monitor_cmds.MONITOR_EXAMPLE)(monitor_cmds.monitor)
 app.command("translate", help=use_cmds.translate.__doc__ + "\n\nExample: hearth translate es-nah --to nah < input.txt"
+                                        "\n\nSlower, usually better: hearth translate es-nah --to nah --mbr 32 "
+                                        "--mbr-epsilon 0.02 < input.txt"
             )(use_cmds.translate)
 app.command("generate", help=use_cmds.generate.__doc__ + "\n\nExample: hearth generate nah-lm --prompt 'In '"
             )(use_cmds.generate)

@@ -31,10 +31,7 @@ def translate(
     requester: RequesterOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Translate standard input, one sentence a line, into language --to with an mt model.
-
-    Example: hearth translate es-nah --to nah --mbr 32 --mbr-epsilon 0.02 < sentences.txt
-    """
+    """Translate standard input, one sentence a line, into language --to with an mt model."""
     import torch
 
     from hearthkit.recipes.load import load_model_dir, resolve_model
