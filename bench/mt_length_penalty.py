@@ -81,15 +81,13 @@ def main() -> None:
                               overrides=[f"beam={beam}", f"length_penalty={lp}", *args.extra, *only])
             for d in directions:
                 by_setting[d][(beam, lp)] = [r for r in ev["records"] if r["direction"] == d]
+        tuned = ", dev-tuned" if len(settings) > 1 else ""
         for d in directions:
             whole = {}
             for (beam, lp), recs in by_setting[d].items():
                 whole[f"beam {beam} lp {lp}"] = chrf = score(recs, "chrf")
-                ratio = length_ratio(recs)
-                tuned = ", dev-tuned" if len(settings) > 1 else ""
                 print(f"{name} {d} beam {beam} length_penalty {lp} {' '.join(args.extra)}: dev chrF {chrf:.2f} "
-                      f"(whole dev{tuned}), "
-                      f"hypothesis/reference characters {ratio:.3f}", flush=True)
+                      f"(whole dev{tuned}), hypothesis/reference characters {length_ratio(recs):.3f}", flush=True)
             cv, chosen = cross_validated(by_setting[d], lambda rs: score(rs, "chrf"))
             own = f"beam {cfg.model.get('beam')} lp {float(cfg.model.get('length_penalty', 1.0))}"
             base = baseline_records(args.data, d.split("-")[1], official_refs=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from functools import cache
 
 from sacrebleu.metrics.chrf import CHRF
@@ -43,9 +44,7 @@ def mbr_pick(candidates: list[str], beta: float = 2.0) -> int:
     """
     if len(candidates) <= 2:  # with two, chrF's asymmetry alone would decide; keep the model's first choice
         return 0
-    counts: dict[str, int] = {}
-    for c in candidates:
-        counts[c] = counts.get(c, 0) + 1
+    counts = Counter(candidates)  # first-seen order, as the candidates came
     grams = {c: ngrams(c) for c in counts}
     utility = {}  # per distinct string: duplicates are scored once, weighted by how often they occur
     for hyp in counts:
