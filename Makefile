@@ -5,8 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 APT_PKGS := espeak-ng sox libsndfile1
 # Only the tests need these: a real one-node SLURM cluster (tests/launch/test_slurm.py) and network namespaces
-# joined by a veth pair (tests/launch/test_multinode.py).
-TEST_APT_PKGS := slurm-wlm munge iproute2 util-linux
+# joined by a veth pair (tests/launch/test_multinode.py); Debian's chromium drives the browser tests (tests/web/).
+TEST_APT_PKGS := slurm-wlm munge iproute2 util-linux chromium
 DEMO_DIR ?= demo-workspace
 
 # The catalog tests also run against a real PostgreSQL server: `make test` installs the Debian server package

@@ -35,6 +35,10 @@ class WorkspaceConfig(BaseModel):
     """The workspace's own settings, stored in hearth.yaml."""
 
     name: str = Field("hearth", description="A name for this workspace.")
+    owner: str | None = Field(
+        None, description="Operating-system account that owns this workspace (set by `hearth init`); only it may "
+                          "create a community's first steward. Unset: the account that owns hearth.yaml.",
+    )
     db_url: str | None = Field(
         None, description="SQLAlchemy URL of the catalog; default is catalog.sqlite in the workspace."
     )
@@ -87,6 +91,36 @@ class Workspace:
     def run_dir(self, name: str) -> Path:
         return self.runs_dir / name
 
+    @property
+    def owner(self) -> str:
+        """The workspace owner's OS account: `owner:` in hearth.yaml, else the account that owns hearth.yaml."""
+        if self.config.owner:
+            return self.config.owner
+        import pwd
+
+        uid = (self.root / CONFIG_NAME).stat().st_uid
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return f"uid {uid}"
+
+    def require_owner(self, action: str) -> str:
+        """Return the owner's name when the OS user running this is the workspace owner; else refuse ACTION."""
+        me = current_os_user()
+        if me != self.owner:
+            raise HearthError(f"only the workspace owner ({self.owner}) may {action}; you are {me}")
+        return me
+
+
+def current_os_user() -> str:
+    """The operating-system account running this process (the terminal's identity)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
 
 def init_workspace(root: Path, name: str | None = None) -> Workspace:
     """Create a workspace in ROOT (idempotent: an existing one is opened, not overwritten)."""
@@ -98,7 +132,7 @@ def init_workspace(root: Path, name: str | None = None) -> Workspace:
         ws = open_workspace(root)
     else:
         root.mkdir(parents=True, exist_ok=True)
-        config = WorkspaceConfig(name=name or root.name)
+        config = WorkspaceConfig(name=name or root.name, owner=current_os_user())
         cfg_path.write_text(yaml.safe_dump(config.model_dump(exclude_none=True), sort_keys=False))
         ws = Workspace(root, config)
     for d in (ws.store_dir, ws.runs_dir, ws.models_dir):

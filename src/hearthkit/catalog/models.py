@@ -29,6 +29,8 @@ class Collection(Base):
     restricted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     embargo_until: Mapped[date | None] = mapped_column(Date)  # nothing in it is used before this date
+    # Mukurtu browsing access: open | registered | community | protocol. Unset reads as community (deny by default).
+    access: Mapped[str] = mapped_column(String(20), default="community", server_default="community")
 
     items: Mapped[list[Item]] = relationship(back_populates="collection")
 
@@ -56,6 +58,7 @@ class Item(Base):
     withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     embargo_until: Mapped[date | None] = mapped_column(Date)  # not used before this date
     sharing: Mapped[str] = mapped_column(String(3), default="all", server_default="all")  # protocols: all | any
+    access: Mapped[str | None] = mapped_column(String(20))  # browsing access of this item; None: the collection's
 
     collection: Mapped[Collection] = relationship(back_populates="items")
     labels: Mapped[list[Label]] = relationship(back_populates="item")
@@ -262,3 +265,73 @@ class AuditEvent(Base):
     data: Mapped[str] = mapped_column(Text)  # canonical JSON, hashed as stored
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Declaration(Base):
+    """A steward's declaration about an item or a whole collection, e.g. that no identifiable person is in it."""
+
+    __tablename__ = "declarations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id"), index=True)
+    item_id: Mapped[int | None] = mapped_column(ForeignKey("items.id"), index=True)  # None: the whole collection
+    kind: Mapped[str] = mapped_column(String(40))  # no_identifiable_person
+    by: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ExternalModel(Base):
+    """A model folder from outside this catalog that a steward registered, with the restrictions it carries."""
+
+    __tablename__ = "external_models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)  # sha256 over the folder's weight files
+    path: Mapped[str] = mapped_column(Text)
+    community: Mapped[str] = mapped_column(String(200))
+    restrictions: Mapped[list] = mapped_column(JSON, default=list)
+    registered_by: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Account(Base):
+    """A person's login: an argon2 password hash, lockout state and whether the password is one-time."""
+
+    __tablename__ = "accounts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), unique=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    must_change: Mapped[bool] = mapped_column(Boolean, default=True)  # one-time password until changed
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser session, stored by the hash of its id so it can be revoked (sign out, lock)."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ApiToken(Base):
+    """A scoped, revocable API token for scripts; only its sha256 is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[list] = mapped_column(JSON, default=list)  # allowlist, e.g. ["read", "transcribe"]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
