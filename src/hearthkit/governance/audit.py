@@ -16,7 +16,7 @@ from hearthkit.catalog.models import AuditEvent
 
 GENESIS = "0" * 64  # the "previous hash" of the first event
 KINDS = {"import", "label", "consent", "withdrawal", "protocol", "person", "manifest", "request", "approval",
-         "denial", "data_access", "export"}
+         "denial", "data_access", "export", "declaration"}
 _PG_LOCK = 7_042_011  # advisory lock id that serialises appends on PostgreSQL
 
 
