@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from datetime import date
 from pathlib import Path
@@ -142,10 +143,60 @@ def apply_override(data: dict, assignment: str) -> None:
         raise HearthError(f"--set {key}: the value {raw!r} is not valid YAML") from None
 
 
-def field_error(exc: ValidationError, prefix: str = "") -> str:
-    """`field a.b: message` for the first error of EXC (PREFIX names the section it was validated as)."""
-    err = exc.errors()[0]
-    return f"field {prefix}{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+def field_error(exc: ValidationError, prefix: str = "", schema: type[BaseModel] | None = None) -> str:
+    """`field a.b: message` for the first error of EXC (PREFIX names the section it was validated as).
+
+    An unknown key says which known one it is probably a misspelling of (from SCHEMA, the model validated);
+    a wrong value says what was given. Nothing of Python's own representation reaches the user.
+    """
+    err = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in err["loc"]]
+    where = f"field {prefix}{'.'.join(loc)}" if loc else (f"section {prefix.rstrip('.')}" if prefix else "config")
+    if err["type"] == "extra_forbidden":
+        known = sorted(_fields_at(schema, loc[:-1])) if schema is not None else []
+        near = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6) if loc else []
+        hint = f"; did you mean {near[0]}?" if near else (f"; known fields: {', '.join(known)}" if known else "")
+        return f"{where}: unknown field{hint}"
+    msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if err["type"] != "missing" and isinstance(err.get("input"), str | int | float | bool):
+        msg += f" (got {_short(err['input'])})"
+    return f"{where}: {msg}"
+
+
+def _short(value: object) -> str:
+    """A user's scalar value as they would write it in YAML, cut to a readable length."""
+    text = repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _fields_at(schema: type[BaseModel], path: list[str]) -> list[str]:
+    """The field names of the (nested) model at PATH under SCHEMA; none where PATH leaves the models."""
+    model: Any = schema
+    for part in path:
+        info = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if info is None:
+            return []
+        model = info.annotation
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def model_schema(recipe: str, path: Path | str = "config") -> type[BaseModel]:
+    """The pydantic schema of recipe RECIPE's `model:` section; an unknown recipe names the known ones."""
+    from hearthkit.recipes import REGISTRY, get_recipe
+
+    if recipe not in REGISTRY:
+        raise HearthError(f"{path}: field recipe: {recipe!r} is not a recipe; choose one of: "
+                          f"{', '.join(sorted(REGISTRY))}")
+    return get_recipe(recipe).ModelConfig
+
+
+def validate_model(cfg: RunConfig, path: Path | str = "config") -> BaseModel:
+    """CFG's `model:` section checked against its recipe's schema (extra keys refused); errors name PATH and field."""
+    schema = model_schema(cfg.recipe, path)
+    try:
+        return schema.model_validate(cfg.model)
+    except ValidationError as exc:
+        raise HearthError(f"{path}: {field_error(exc, 'model.', schema)}") from None
 
 
 def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
@@ -163,7 +214,8 @@ def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
     try:
         cfg = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise HearthError(f"{path}: {field_error(exc)}") from None
+        raise HearthError(f"{path}: {field_error(exc, schema=RunConfig)}") from None
     if not _NAME.match(cfg.name):
         raise HearthError(f"{path}: field name: {cfg.name!r} must be letters, digits, '.', '_' or '-'")
+    validate_model(cfg, path)  # at plan time, not in the workers: a bad model section never starts a run
     return cfg

@@ -12,7 +12,7 @@ from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Run, RunItem
 from hearthkit.data.loader import GovernedReader
 from hearthkit.data.split import split_entries
-from hearthkit.engine.config import RunConfig
+from hearthkit.engine.config import RunConfig, validate_model
 from hearthkit.errors import HearthError
 from hearthkit.governance import audit
 from hearthkit.governance.manifest import Manifest, Request
@@ -59,8 +59,8 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
     """Create (or re-open, to resume) the run folder of CFG; return it, its manifest, and whether it resumes."""
     run_dir = ws.run_dir(cfg.name)
     spec_path = run_dir / "run.json"
+    validate_model(cfg, f"run {cfg.name}")  # fail before any work on a bad model section, naming the field
     recipe = get_recipe(cfg.recipe)
-    recipe.ModelConfig.model_validate(cfg.model)  # fail before any work on a bad model section
     if spec_path.is_file():
         spec = json.loads(spec_path.read_text())
         if spec["config"] != json.loads(cfg.model_dump_json()):
