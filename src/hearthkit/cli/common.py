@@ -40,8 +40,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def open_catalog(workspace: Path | None):
     """The workspace and its catalog, found from --workspace, $HEARTH_WORKSPACE or the current folder."""
-    from hearthkit.catalog.db import Catalog
+    from hearthkit.catalog.context import open_workspace_catalog
     from hearthkit.workspace import find_workspace
 
     ws = find_workspace(workspace)
-    return ws, Catalog.open(ws.db_url)
+    return ws, open_workspace_catalog(ws)  # bound to the workspace: its key folder anchors the audit log

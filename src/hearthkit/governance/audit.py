@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session
 
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import AuditEvent
+from hearthkit.governance import anchor
 
 GENESIS = "0" * 64  # the "previous hash" of the first event
 KINDS = {"import", "label", "consent", "withdrawal", "protocol", "person", "manifest", "request", "approval",
-         "denial", "data_access", "export", "declaration"}
+         "denial", "data_access", "export", "declaration",
+         "serve", "serve_refused", "external_model"}  # serving a model, a refused use, a steward-registered folder
 _PG_LOCK = 7_042_011  # advisory lock id that serialises appends on PostgreSQL
 
 
@@ -50,6 +52,7 @@ def append(s: Session, kind: str, actor: str | None = None, **data) -> AuditEven
                     hash=link_hash(prev, seq, at, kind, actor, body))
     s.add(ev)
     s.flush()  # a concurrent append that raced us fails here on the unique prev_hash, not silently
+    anchor.note_append(s, seq, ev.hash, at)  # the head anchor outside the workspace moves once S commits
     return ev
 
 

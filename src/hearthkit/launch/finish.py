@@ -9,13 +9,13 @@ from pathlib import Path
 
 def finish(run_dir: Path) -> Path:
     """Evaluate RUN_DIR's final model on its held-out items and publish it; return the card path."""
-    from hearthkit.catalog.db import Catalog
+    from hearthkit.catalog.context import open_workspace_catalog
     from hearthkit.launch.pipeline import finish_run
     from hearthkit.workspace import open_workspace
 
     # The run folder lives at WORKSPACE/runs/NAME unless the job says otherwise.
     ws = open_workspace(Path(os.environ.get("HEARTH_WORKSPACE") or run_dir.resolve().parents[1]))
-    catalog = Catalog.open(ws.db_url)
+    catalog = open_workspace_catalog(ws)
     try:
         return finish_run(ws, catalog, run_dir).card
     finally:

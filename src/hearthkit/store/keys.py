@@ -167,3 +167,34 @@ class KeyRing:
         doc["rotated_at"] = datetime.now(UTC).isoformat()
         self._write_key_file(community, doc)
         return n
+
+
+def local_secret(key_dir: Path, name: str) -> bytes:
+    """A 32-byte secret of this key folder (file NAME.secret, mode 0600), made on first use: MAC keys of anchors.
+
+    It lives beside the community keys, outside the workspace, so whoever can rewrite the workspace (its catalog,
+    its model folders) cannot forge what it signs.
+    """
+    path = Path(key_dir) / f"{name}.secret"
+    if not path.is_file():
+        Path(key_dir).mkdir(parents=True, exist_ok=True)
+        os.chmod(key_dir, 0o700)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        atomic_write(tmp, _b64(os.urandom(32)).encode(), mode=0o600)
+        try:  # link, not rename: two processes making it at once keep the first secret, never half of one
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise HearthError(f"{path}: secret is readable by others (mode {mode:o}); run `chmod 600 {path}`")
+    raw = path.read_text(encoding="utf-8").strip()
+    try:
+        key = _unb64(raw)
+    except ValueError:
+        key = b""
+    if len(key) != 32:
+        raise HearthError(f"{path}: not a hearthkit secret (expected 32 base64 bytes); restore it from your backup")
+    return key
