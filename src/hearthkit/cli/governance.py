@@ -402,17 +402,25 @@ APPROVE_EXAMPLE = "\n\nExample: hearth approve 1 --by aroha"
 DENY_EXAMPLE = "\n\nExample: hearth deny 1 --by aroha --note 'not for this purpose'"
 
 
-@audit_app.command("verify", help="Walk the hash chain; report the first event that was edited, deleted or "
-                                  "moved. Exit 1 when the chain is broken.\n\nExample: hearth audit verify")
+@audit_app.command("verify", help="Walk the hash chain and check it against the signed head anchor kept in the "
+                                  "key folder outside the workspace; report the first event edited, deleted or "
+                                  "moved, a cut-off tail, a rewritten log or a forged anchor. Exit 1 when broken."
+                                  "\n\nExample: hearth audit verify")
 @user_errors
 def audit_verify(
     expect_head: Annotated[str | None, typer.Option(help="Head hash recorded earlier; detects a cut-off tail.")]
     = None,
+    allow_unanchored: Annotated[bool, typer.Option(
+        "--allow-unanchored", help="Exit 0 when the log has events but no head anchor (e.g. a log older than "
+                                   "anchoring); the chain itself is still checked.")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
+    from hearthkit.catalog.context import bind
+    from hearthkit.governance.anchor import check
     from hearthkit.governance.audit import verify
 
-    _, catalog = open_catalog(workspace)
+    ws, catalog = open_catalog(workspace)
+    bind(catalog, ws)
     v = verify(catalog)
     if not v.ok:
         console.print(f"[bold red]audit chain broken[/] at event {v.broken_seq}: {v.reason} "
@@ -422,7 +430,35 @@ def audit_verify(
         console.print(f"[bold red]audit chain broken[/]: head {expect_head[:12]}… is not in the chain "
                       "(events at or before it were removed or changed)", highlight=False)
         raise typer.Exit(1)
-    console.print(f"audit chain intact: {v.events} events, head {v.head}")
+    a = check(catalog, ws)
+    if a.state == "unanchored":
+        console.print(f"[bold yellow]audit log UNANCHORED[/]: {a.message}", highlight=False, soft_wrap=True)
+        if not allow_unanchored:
+            raise typer.Exit(1)
+    elif not a.ok:
+        console.print(f"[bold red]audit log {a.state}[/]: {a.message}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+    console.print(f"audit chain intact: {v.events} events, head {v.head}; {a.message}", highlight=False,
+                  soft_wrap=True)
+
+
+@audit_app.command("anchor", help="Anchor the log's current head in the key folder, replacing a missing or stale "
+                                  "anchor (workspace owner only; the chain must verify first).\n\n"
+                                  "Example: hearth audit anchor")
+@user_errors
+def audit_anchor(workspace: WorkspaceOpt = None) -> None:
+    from hearthkit.catalog.context import bind
+    from hearthkit.governance.anchor import reanchor
+    from hearthkit.governance.audit import verify
+
+    ws, catalog = open_catalog(workspace)
+    ws.require_owner("re-anchor the audit log")
+    bind(catalog, ws)
+    v = verify(catalog)
+    if not v.ok:
+        raise HearthError(f"the chain is broken at event {v.broken_seq}; it cannot be anchored: {v.reason}")
+    seq = reanchor(catalog, ws)
+    console.print(f"anchored the audit log at event {seq} (head {v.head})", highlight=False)
 
 
 def _head_in_chain(catalog, digest: str) -> bool:
