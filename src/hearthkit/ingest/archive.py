@@ -8,13 +8,28 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hearthkit.errors import HearthError
-from hearthkit.governance.vocabulary import Purpose
+from hearthkit.governance.vocabulary import LABELS, Purpose
 
 
-class ConsentEntry(BaseModel):
+def _label_key(v: str) -> str:
+    """V when it is a Local Contexts key exactly as the vocabulary spells it; else ValueError saying which it is."""
+    if v in LABELS:
+        return v
+    near = next((k for k in LABELS if k == v.strip().lower().replace("-", "_")), None)
+    hint = f"write it as {near!r}" if near else "use a Local Contexts key such as tk:non_commercial"
+    raise ValueError(f"label {v!r} is not a known key; {hint}")
+
+
+class _Strict(BaseModel):
+    """A section of archive.yaml: a misspelt field is refused, never ignored (it may have been a restriction)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConsentEntry(_Strict):
     """One consent record as written in archive.yaml."""
 
     subject: str = Field(description="Community name (collective) or speaker id (individual).")
@@ -25,7 +40,7 @@ class ConsentEntry(BaseModel):
     evidence: str | None = Field(None, description="Reference to the signed form or recording of consent.")
 
 
-class CollectionInfo(BaseModel):
+class CollectionInfo(_Strict):
     """The collection an archive is imported into."""
 
     name: str = Field(description="Collection name, unique in the catalog.")
@@ -35,7 +50,7 @@ class CollectionInfo(BaseModel):
     restricted: bool = Field(False, description="Steward marked the collection restricted.")
 
 
-class LayoutConfig(BaseModel):
+class LayoutConfig(_Strict):
     """How an archive folder is laid out: which files hold what, and what to do with odd recordings."""
 
     transcript: str | None = Field(".txt", description="Suffix of the transcript file next to each recording "
@@ -53,6 +68,11 @@ class LayoutConfig(BaseModel):
     resample_to: int = Field(16000, description="Target rate (Hz) when other_rates is resample.")
     batch_size: int = Field(200, ge=1, description="Items per catalog transaction; a crash loses at most one batch.")
 
+    @field_validator("labels")
+    @classmethod
+    def _known_labels(cls, v: list[str]) -> list[str]:
+        return [_label_key(k) for k in v]
+
     @field_validator("name_pattern")
     @classmethod
     def _compiles(cls, v: str | None) -> str | None:
@@ -64,13 +84,41 @@ class LayoutConfig(BaseModel):
         return v
 
 
-class ArchiveInfo(BaseModel):
+class CollectionLabel(_Strict):
+    """A label on the whole collection, as written under `labels:` in archive.yaml."""
+
+    key: str = Field(description="Local Contexts key, e.g. bc:non_commercial.")
+    text: str | None = Field(None, description="The community's wording of the label.")
+
+    @field_validator("key")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        return _label_key(v)
+
+
+class ArchiveInfo(_Strict):
     """archive.yaml: the collection and the consent that comes with an archive folder."""
 
     collection: CollectionInfo
     collective_consent: list[ConsentEntry] = Field(default_factory=list)
     individual_consent: list[ConsentEntry] = Field(default_factory=list)
     layout: LayoutConfig = Field(default_factory=LayoutConfig, description="File layout of the archive folder.")
+    labels: list[CollectionLabel] = Field(default_factory=list, description="Labels on the whole collection.")
+    classes: list[str | int] = Field(default_factory=list, description="Class names of raster label items.")
+
+
+def _nul_field(data, path: str = "") -> str | None:
+    """The dotted path of the first text in DATA holding a NUL byte (no catalog may store it), or None."""
+    if isinstance(data, str):
+        return path or "(top)" if "\0" in data else None
+    items = data.items() if isinstance(data, dict) else enumerate(data) if isinstance(data, list) else ()
+    for k, v in items:
+        if isinstance(k, str) and "\0" in k:
+            return f"{path}.{k}".lstrip(".")
+        found = _nul_field(v, f"{path}.{k}".lstrip("."))
+        if found:
+            return found
+    return None
 
 
 def read_archive_info(folder: Path, path: Path | None = None) -> ArchiveInfo:
@@ -83,12 +131,20 @@ def read_archive_info(folder: Path, path: Path | None = None) -> ArchiveInfo:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise HearthError(f"{path}: not valid UTF-8 YAML ({str(exc).splitlines()[0]})") from None
+    if data is not None and not isinstance(data, dict):
+        raise HearthError(f"{path}: expected a mapping with `collection:` and consent, not {type(data).__name__}")
+    bad = _nul_field(data or {})
+    if bad:
+        raise HearthError(f"{path}: field {bad}: holds a NUL byte; nothing was imported")
     try:
         return ArchiveInfo.model_validate(data or {})
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise HearthError(f"{path}: field {field}: {err['msg']}") from None
+        field = ".".join(str(p) for p in err["loc"]) or "(top)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "not a field archive.yaml knows; fix its spelling (a misspelt field may be a lost restriction)"
+        raise HearthError(f"{path}: field {field}: {msg}; nothing was imported") from None
 
 
 def _utc(d: date | None):

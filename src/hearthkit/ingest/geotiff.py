@@ -21,6 +21,7 @@ from sqlalchemy import select
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Item
 from hearthkit.errors import HearthError
+from hearthkit.governance import audit
 from hearthkit.governance.vocabulary import LABELS
 from hearthkit.ingest.archive import ArchiveInfo, collection_with_consent, read_archive_info
 from hearthkit.ingest.speech_folder import ImportReport
@@ -255,3 +256,6 @@ def _commit(catalog: Catalog, store: Store, info: ArchiveInfo, labels: list[dict
             s.add(Item(collection_id=coll.id, external_id=f.external_id, kind="raster", content_hash=digest,
                        size_bytes=len(f.data), media_type=f.media_type, meta=f.meta))
             report.imported += 1
+        audit.append(s, "import", collection=info.collection.name, batch=1, imported=report.imported,
+                     items=[f.external_id for f in pending if f.external_id not in have],
+                     unchanged=report.unchanged, skipped=len(report.problems), done=True)

@@ -8,7 +8,6 @@ Item.text stays empty: the text reaches a run only through the governed reader.
 
 from __future__ import annotations
 
-import csv
 import os
 import unicodedata
 from dataclasses import dataclass, field
@@ -19,8 +18,10 @@ from sqlalchemy import select
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Item, Label
 from hearthkit.errors import HearthError
+from hearthkit.governance import audit
 from hearthkit.governance.vocabulary import LABELS
 from hearthkit.ingest.archive import ArchiveInfo, collection_with_consent
+from hearthkit.ingest.sheet import csv_dict_rows
 from hearthkit.ingest.speech_folder import ImportReport
 from hearthkit.store.vault import Store
 
@@ -54,7 +55,7 @@ def _read_meta(path: Path, n: int) -> list[dict]:
     """Rows of an optional line-aligned SPLIT.meta.csv (domain, variant, document, labels …), or empty dicts."""
     if not path.is_file():
         return [{} for _ in range(n)]
-    rows = list(csv.DictReader(_read_lines(path)))
+    rows = csv_dict_rows(path, _read_lines(path))
     if len(rows) != n:
         raise HearthError(f"{path}: {len(rows)} rows but the text files have {n} lines; one row per line")
     return [{k: v for k, v in r.items() if k and v not in (None, "")} for r in rows]
@@ -123,18 +124,20 @@ def import_parallel(catalog: Catalog, store: Store, folder: Path, src: str, tgt:
     if src == tgt:
         raise HearthError(f"--src and --tgt are both {src!r}; a parallel corpus needs two languages")
     coll_labels = _labels(";".join(collection_labels or []), "--label")
+    # archive.yaml's collection labels and layout.labels bind every item here too, as they do for speech.
+    coll_labels += [k for k in [*(lab.key for lab in info.labels), *info.layout.labels] if k not in coll_labels]
     sides, problems = read_parallel(folder, src, tgt, corpus or folder.name)
     report = ImportReport(collection=info.collection.name, problems=problems)
     # Everything is read and checked before anything is stored or committed.
     # Many small objects: write them without a flush each, then flush once before the catalog refers to them.
     digests = [store.put(s.data, sync=False) for s in sides]
     os.sync()
-    _commit(catalog, info, sides, digests, coll_labels, report)
+    _commit(catalog, info, sides, digests, coll_labels, report, folder)
     return report
 
 
 def _commit(catalog: Catalog, info: ArchiveInfo, sides: list[_Side], digests: list[str], coll_labels: list[str],
-            report: ImportReport) -> None:
+            report: ImportReport, folder: Path) -> None:
     """Collection, consent, collection labels and items with their labels, in one transaction."""
     c = info.collection
     with catalog.session() as s:
@@ -159,3 +162,6 @@ def _commit(catalog: Catalog, info: ArchiveInfo, sides: list[_Side], digests: li
             for key in side.labels:
                 s.add(Label(item_id=item.id, key=key, community=c.community))
         report.imported += len(new)
+        audit.append(s, "import", collection=c.name, folder=str(folder), batch=1, imported=len(new),
+                     items=[it.external_id for it, _ in new], unchanged=report.unchanged,
+                     skipped=len(report.problems), done=True)

@@ -142,5 +142,5 @@ def import_annotations(catalog: Catalog, store: Store, info: ArchiveInfo, annota
             fresh.append(p)
     for digest in replaced:  # after the rows point at the new objects: a crash leaves an orphan, never a hole
         imp.store.delete(digest)
-    imp.commit(fresh)
+    imp.commit(fresh, final=True)  # with its import event, in the same transaction
     return report

@@ -36,6 +36,7 @@ class ImportReport:
     unchanged: int = 0
     sealed: bool = False
     problems: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # e.g. a label key read in its exact spelling
 
 
 @dataclass
@@ -146,6 +147,7 @@ class _Importer:
         self.have: dict[str, str] = {}  # external id -> hash of the source file, already in the catalog
         self.by_hash: dict[str, str] = {}  # source hash -> external id (same content -> same item)
         self.seal_for: tuple[str, str] | None = None
+        self.batches = 0
 
     def metadata(self, rec: Recording, rows: list[SheetRow]) -> tuple[dict, list[str], dict | None]:
         """Meta from the name pattern, then the sheet's rows (later rows win); labels; individual consent."""
@@ -211,9 +213,10 @@ class _Importer:
         """Load what the catalog holds already; decide encryption; seal a collection that must now be sealed."""
         c = self.info.collection
         labels, protocols = sheet.labels_and_protocols()
+        coll_labels = [lab.key for lab in self.info.labels]
         with self.catalog.session() as s:
             coll = s.scalar(select(Collection).where(Collection.name == c.name))
-            sealed = must_seal(c.restricted, [*labels, *self.layout.labels], protocols)
+            sealed = must_seal(c.restricted, [*labels, *self.layout.labels, *coll_labels], protocols)
             if coll is not None:
                 if coll.community != c.community:
                     raise HearthError(f"archive.yaml: collection {c.name!r} belongs to {coll.community}, "
@@ -230,13 +233,15 @@ class _Importer:
             if coll is not None:
                 seal_collection(self.catalog, self.store, c.name)
 
-    def commit(self, pending: list[_Pending]) -> None:
-        """Write collection, consent, items and labels of one batch in one transaction (all or nothing)."""
+    def commit(self, pending: list[_Pending], final: bool = False) -> None:
+        """Write collection, consent, items, labels and the batch's import event in one transaction (all or
+        nothing), so an import killed later leaves an event for every item it stored."""
         c = self.info.collection
         sheet_consent = [ConsentEntry(subject=p.meta["speaker"], **p.consent)
                          for p in pending if p.consent and p.meta.get("speaker")]
         with self.catalog.session() as s:
-            coll = collection_with_consent(s, self.info, individual=sheet_consent)
+            coll = collection_with_consent(s, self.info, labels=[lab.model_dump() for lab in self.info.labels],
+                                           individual=sheet_consent)
             for p in pending:
                 item = Item(collection_id=coll.id, external_id=p.external_id, kind="audio", content_hash=p.digest,
                             size_bytes=p.size, media_type=p.media_type, duration_s=p.duration_s,
@@ -247,6 +252,12 @@ class _Importer:
                 s.flush()
                 for key in p.labels:
                     s.add(Label(item_id=item.id, key=key, community=c.community))
+            if pending or final:
+                self.batches += 1
+                r = self.report
+                extra = {"unchanged": r.unchanged, "skipped": len(r.problems), "done": True} if final else {}
+                audit.append(s, "import", collection=c.name, folder=str(self.folder), batch=self.batches,
+                             imported=len(pending), items=[p.external_id for p in pending], **extra)
         for p in pending:
             self.have[p.external_id] = p.meta.get("resampled_from", {}).get("sha256", p.digest)
         self.report.imported += len(pending)
@@ -268,7 +279,11 @@ def import_speech_folder(
     imp = _Importer(catalog, store, folder, info, accept_truncated)
     problems = imp.report.problems
     sheet = read_sheet(folder, info.layout.sheet, problems)
+    imp.report.notes += sheet.notes
     recordings = scan_folder(folder, info.layout, problems)
+    all_ids = {rec.id for rec in recordings}
+    imp.report.notes += [(r.where, f"names {r.match!r}, which is no recording in the folder")
+                         for r in sheet.exact.values() if r.match not in all_ids]
     sweep_partial(store.root)  # temp files of an import that was killed
     imp.prepare_collection(sheet)
     size = batch_size or info.layout.batch_size
@@ -276,6 +291,12 @@ def import_speech_folder(
     for n, rec in enumerate(recordings):
         if progress:
             progress(n, len(recordings))
+        held = sheet.held_back(rec.id, all_ids)
+        if held is not None:
+            # Its own row (or a glob naming it) could not be read exactly: never import it under fewer restrictions.
+            problems.append((rec.audio.name, f"not imported: {held[0]} could not be read exactly ({held[1]}); "
+                                             "fix that row and import again"))
+            continue
         rows = sheet.rows_for(rec.id)
         if rec.id in sheet.conflicts:
             problems.append((rec.audio.name, "the metadata sheet has several rows for it; merge them"))
@@ -297,10 +318,7 @@ def import_speech_folder(
             pending = []
             if on_batch:
                 on_batch(imp.report.imported, len(recordings))
-    imp.commit(pending)  # also records the collection and consent when nothing new came
+    imp.commit(pending, final=True)  # also records the collection and consent when nothing new came
     if on_batch and pending:
         on_batch(imp.report.imported, len(recordings))
-    r = imp.report
-    audit.record(catalog, "import", collection=r.collection, folder=str(folder), imported=r.imported,
-                 unchanged=r.unchanged, skipped=len(r.problems))
-    return r
+    return imp.report
