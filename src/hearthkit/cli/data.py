@@ -54,6 +54,8 @@ def import_(
             progress=lambda i, n: bar.update(task, completed=i, total=n), info_path=info, batch_size=batch_size,
             collection=collection,
             on_batch=lambda done, n: console.print(f"saved {done} new items (of {n} recordings)", highlight=False))
+    for where, what in report.notes:  # normalisations made and rows that named nothing: said, not refused
+        console.print(f"[cyan]note[/] {where}: {what}", highlight=False, soft_wrap=True)
     _report_problems(report.problems)
     sealed = " (stored encrypted)" if report.sealed else ""
     console.print(f"collection {report.collection}{sealed}: {report.imported} imported, {report.unchanged} already "
