@@ -31,6 +31,7 @@ KNOWN_COLUMNS = ("file", "labels", "protocols", *CONSENT_COLUMNS, *ITEM_FIELDS)
 # column: its rows are unreadable rather than their restriction silently becoming a note in the meta.
 RESTRICTING_WORDS = ("label", "protocol", "consent", "purpose", "embargo", "season", "restrict", "sharing",
                      "access", "secret")
+_SHORT = "\0short"  # the value of a cell a CSV row lacks (no real cell may hold a NUL byte)
 CSV_FIELD_LIMIT = 64 * 1024 * 1024  # the csv module's default (128 KiB) is below a long transcript-like note
 
 
@@ -162,6 +163,8 @@ def _columns(where: str, raw: dict, notes: list[tuple[str, str]]) -> dict:
     for k, val in raw.items():
         if k is None:  # csv: more fields than the header has names
             raise ValueError(f"{len(val)} more field(s) than the header has columns")
+        if val is _SHORT:  # a cut-off row may have lost exactly the cell that restricted it
+            raise ValueError("fewer fields than the header has columns; write empty cells as ,,")
         if not isinstance(k, str):
             raise ValueError(f"column name {k!r} is not text")
         name = k
@@ -191,8 +194,11 @@ def _free_column_check(name: str, value) -> None:
 
 def _file_of(raw: dict) -> str:
     """The row's `file`, or HearthError when it cannot be read at all (the row cannot be tied to any item)."""
-    v = raw.get("file")
-    if v is None or (isinstance(v, str) and not v.strip()):
+    keys = [k for k in raw if isinstance(k, str) and _norm_key(k) == "file"]
+    if len(keys) > 1:
+        raise HearthError(f"columns {', '.join(map(repr, keys))} both name the file")
+    v = raw[keys[0]] if keys else None
+    if v is None or v is _SHORT or (isinstance(v, str) and not v.strip()):
         raise HearthError("column 'file' is empty or missing")
     if not isinstance(v, str):
         raise HearthError(f"file {v!r} is {type(v).__name__}, not a file name; quote it")
@@ -244,7 +250,7 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, dict]]:
     """(line, row) of a CSV text; HearthError naming the file and line for anything the csv module refuses."""
     old = csv.field_size_limit()
     csv.field_size_limit(min(CSV_FIELD_LIMIT, sys.maxsize))
-    reader = csv.DictReader(text.splitlines(), restval=None)
+    reader = csv.DictReader(text.splitlines(), restval=_SHORT)
     try:
         header = reader.fieldnames or []
         norm = [_norm_key(h) for h in header]
@@ -277,7 +283,7 @@ def _raw_rows(path: Path) -> list[tuple[str, dict]]:
             raise HearthError(f"{path}: line {line}: holds a NUL byte (not a text sheet); re-save it as UTF-8 CSV")
         rows = _csv_rows(path, text)
         return [(f"{path.name}:{n}", row) for n, row in rows
-                if any(v not in (None, "") for v in row.values())]  # an empty line of commas names nothing
+                if any(v not in (None, "", _SHORT) for v in row.values())]  # an empty line of commas names nothing
     try:
         data = yaml.safe_load(text) or []
     except yaml.YAMLError as exc:
@@ -305,14 +311,13 @@ def read_sheet(folder: Path, name: str | None, problems: list[tuple[str, str]]) 
     for where, raw in _raw_rows(path):
         notes: list[tuple[str, str]] = []
         try:
-            cols = _columns(where, raw, notes)
-            file = _file_of(cols)
-        except (ValueError, HearthError) as exc:
+            file = _file_of(raw)
+        except HearthError as exc:
             # Which items this row meant cannot be known: the most restricted reading holds every item back.
             raise HearthError(f"{path}: {where}: {exc}; no item was imported, since the row's restrictions "
                               "cannot be tied to its items — fix the row and import again") from None
         try:
-            row = _row(where, cols, notes)
+            row = _row(where, _columns(where, raw, notes), notes)
         except ValueError as exc:
             base = file.replace("\\", "/").rsplit("/", 1)[-1]  # a path row still names its file's recording
             sheet.bad.append(BadRow(where, _id_of(base), str(exc)))
