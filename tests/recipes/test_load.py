@@ -50,11 +50,14 @@ def test_a_revoked_model_is_refused_even_without_a_purpose(registered):
             resolve_model(ref, ws.root)
 
 
-def test_unknown_names_fail_in_one_line_and_outside_folders_pass_through(registered, tmp_path: Path):
+def test_unknown_names_fail_in_one_line_and_unregistered_folders_are_refused(registered, tmp_path: Path):
     ws, _, _ = registered
     with pytest.raises(HearthError, match="model 'nope' is not in this workspace"):
         resolve_model("nope", ws.root, "research")
     elsewhere = tmp_path / "from-a-partner"
     elsewhere.mkdir()
     (elsewhere / "config.json").write_text("{}")
-    assert resolve_model(str(elsewhere), ws.root, "commercial") == elsewhere  # not this catalog's to judge
+    # Issue 19 class 5: a folder with no restrictions of ours is the most restricted reading, not "anything goes".
+    with pytest.raises(HearthError, match="no restrictions.json; a steward must register it first"):
+        resolve_model(str(elsewhere), ws.root, "commercial")
+    assert resolve_model(str(elsewhere), None) == elsewhere  # a component (fusion lm) with no use of its own

@@ -63,6 +63,34 @@ def show(name: Annotated[str, typer.Argument(help="Model name.")], workspace: Wo
         console.print(f"  card: {m.card_path}")
 
 
+@models_app.command("register", help="Register a model folder from outside this workspace (no valid "
+                                     "restrictions.json of ours), with the restrictions it must carry; a steward's "
+                                     "act, audited. Restrictions already in the folder are kept.\n\n"
+                                     "Example: hearth models register ../partner-asr --name partner-asr --community "
+                                     "'Ngāti Demo' --by aroha --restriction tk:non_commercial --note 'from the "
+                                     "language centre, 2026-11'")
+@user_errors
+def register(
+    folder: Annotated[Path, typer.Argument(help="The model folder (config.json, model.safetensors).")],
+    name: Annotated[str, typer.Option(help="Name it is used by here (unique among models).")],
+    community: Annotated[str, typer.Option(help="Community whose steward takes responsibility for it.")],
+    by: Annotated[str, typer.Option(help="Steward of that community registering it.")],
+    restriction: Annotated[list[str] | None, typer.Option(help="A label key (e.g. tk:non_commercial) or "
+                                                               "protocol:NAME it must carry; repeat for more.")]
+    = None,
+    note: Annotated[str | None, typer.Option(help="Where it came from, and why it may be used.")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Register an external model folder by its weights' hash."""
+    from hearthkit.lineage.folder import register_external
+
+    _, catalog = open_catalog(workspace)
+    with catalog.session() as s:
+        ext = register_external(s, folder, name, community, by, restriction or [], note)
+        console.print(f"registered {ext.name} ({ext.content_hash[:12]}…) for {community}; restrictions: "
+                      f"{', '.join(ext.restrictions) or 'none'}", highlight=False)
+
+
 def print_impact(scope: str, subject: str, impact) -> None:
     """Print a withdrawal's impact: items, erased objects, and the models to retrain."""
     console.print(f"withdrew {scope} {subject}: {impact.items} items; {impact.erased_objects} stored objects erased")

@@ -29,17 +29,21 @@ def monitor(
 ) -> None:
     """Sliding-window change detection over whole scenes: GeoTIFFs, a map, hectares changed per territory, a report."""
     from hearthkit.data.geo import Scene
+    from hearthkit.lineage.serving import record_use, resolve_use
     from hearthkit.monitor.inputs import load_model, open_date
     from hearthkit.monitor.run import run_monitor
 
     ws, catalog = open_catalog(workspace)
-    lm = load_model(ws, catalog, model, purpose, requester)
+    served = resolve_use(catalog, model, "monitor", requester, purpose)  # status, inherited labels, protocols
+    lm = load_model(ws, catalog, model, purpose, requester, served=served)
     scene = Scene(before.name, open_date(before, lm.prep["bands"]), open_date(after, lm.prep["bands"]))
     with Progress(TextColumn("detecting change"), BarColumn(), TextColumn("{task.completed}/{task.total} tiles"),
                   TimeRemainingColumn(), console=console) as bar:
         task = bar.add_task("tiles", total=None)
         summary = run_monitor(lm, scene, out, territory,
                               progress=lambda i, n: bar.update(task, completed=i, total=n))
+    record_use(catalog, served.name, "monitor", requester, purpose, pixels=summary["pixels"],
+               territories=len(summary["territories"]))
     table = Table("territory", "area (ha)", "changed (ha)", "changed (%)")
     for t in summary["territories"]:
         table.add_row(t["name"], f"{t['area_ha']:,.2f}", f"{t['changed_ha']:,.2f}", f"{t['percent_changed']:.2f}")

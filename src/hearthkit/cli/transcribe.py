@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from hearthkit.cli.common import PurposeOpt, RequesterOpt, WorkspaceOpt, console, user_errors
+from hearthkit.cli.common import PurposeOpt, RequesterOpt, WorkspaceOpt, console, open_catalog, user_errors
 from hearthkit.errors import HearthError
 
 FORMATS = ("vtt", "srt", "eaf")
@@ -32,7 +32,7 @@ def transcribe(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Split a long recording at pauses, transcribe it in batches, write WebVTT/SRT/ELAN drafts."""
-    from hearthkit.recipes.load import resolve_model
+    from hearthkit.lineage.serving import record_use, resolve_use
     from hearthkit.transcribe.formats import to_eaf, to_srt, to_vtt, write_atomic
     from hearthkit.transcribe.long import load_model, transcribe_file
     from hearthkit.transcribe.vad import VADConfig
@@ -43,8 +43,9 @@ def transcribe(
         raise HearthError(f"--format {bad[0]!r}: choose from {', '.join(FORMATS)}")
     if not recording.is_file():
         raise HearthError(f"{recording}: no such recording")
-    folder = resolve_model(model, workspace, purpose, requester)  # status, inherited labels, protocols
-    lm = load_model(folder, beam)
+    _, catalog = open_catalog(workspace)
+    served = resolve_use(catalog, model, "transcribe", requester, purpose)  # status, inherited labels, protocols
+    lm = load_model(served.folder, beam)
     out = out or recording.parent
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -65,5 +66,7 @@ def transcribe(
     import soundfile as sf
 
     duration = sf.info(str(recording)).duration
+    record_use(catalog, served.name, "transcribe", requester, purpose, seconds=round(duration, 3),
+               segments=len(segments), formats=formats)  # counts only: never the words
     console.print(f"{len(segments)} segments, {duration:.1f} s of audio ({audio_s:.1f} s up to the last speech) "
                   f"in {wall:.1f} s: real-time factor {wall / max(duration, 1e-9):.3f}")

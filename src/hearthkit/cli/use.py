@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from hearthkit.cli.common import PurposeOpt, RequesterOpt, WorkspaceOpt, console, user_errors
+from hearthkit.cli.common import PurposeOpt, RequesterOpt, WorkspaceOpt, console, open_catalog, user_errors
 
 ModelArg = Annotated[str, typer.Argument(help="Model name (see `hearth models`) or a model folder.")]
 
@@ -34,10 +34,13 @@ def translate(
     """Translate standard input, one sentence a line, into language --to with an mt model."""
     import torch
 
-    from hearthkit.recipes.load import load_model_dir, resolve_model
+    from hearthkit.lineage.serving import record_use, resolve_use
+    from hearthkit.recipes.load import load_model_dir
 
     torch.set_num_threads(threads)
-    recipe, cfg, prep, net = load_model_dir(resolve_model(model, workspace, purpose, requester), "mt")
+    _, catalog = open_catalog(workspace)
+    served = resolve_use(catalog, model, "translate", requester, purpose)  # status, inherited labels, protocols
+    recipe, cfg, prep, net = load_model_dir(served.folder, "mt")
     settings = {"length_penalty": length_penalty, "mbr": mbr, "mbr_epsilon": mbr_epsilon}
     cfg = cfg.model_copy(update={k: v for k, v in settings.items() if v is not None})
     lines = [line.strip() for line in sys.stdin.read().splitlines()]
@@ -45,6 +48,7 @@ def translate(
     it = iter(out)
     for line in lines:
         sys.stdout.write((next(it) if line else "") + "\n")
+    record_use(catalog, served.name, "translate", requester, purpose, lines=sum(1 for x in lines if x), to=to)
 
 
 @user_errors
@@ -60,8 +64,12 @@ def generate(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Continue a prompt with an lm model."""
-    from hearthkit.recipes.load import load_model_dir, resolve_model
+    from hearthkit.lineage.serving import record_use, resolve_use
+    from hearthkit.recipes.load import load_model_dir
 
-    recipe, _, prep, net = load_model_dir(resolve_model(model, workspace, purpose, requester), "lm")
+    _, catalog = open_catalog(workspace)
+    served = resolve_use(catalog, model, "generate", requester, purpose)  # status, inherited labels, protocols
+    recipe, _, prep, net = load_model_dir(served.folder, "lm")
     console.print(recipe.generate(net, prep, prompt, tokens, temperature, top_k, seed), highlight=False,
                   markup=False)
+    record_use(catalog, served.name, "generate", requester, purpose, tokens=tokens, seed=seed)

@@ -131,23 +131,20 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
 def _parent(catalog: Catalog, cfg: RunConfig) -> dict | None:
     """The model CFG initialises from, checked for this run's purpose, as {name, path}.
 
-    A recipe's own transfer setting (asr's `model.init_from: FOLDER`) gets the same check when the folder is a
-    model of this workspace: a withdrawn, superseded or purpose-restricted model cannot be reached by its path.
-    A folder from elsewhere (weights the user points to) is not in this catalog; its card's restrictions are
-    inherited when the model is published.
+    A recipe's own transfer setting (asr's `model.init_from: FOLDER`) gets the same check: the folder must be a
+    model of this workspace, carry a restrictions.json signed by this workspace over its weights, or be registered
+    by a steward (lineage/folder.py); its restrictions are then checked here and inherited when it is published.
     """
     folder = cfg.model.get("init_from")
     if not cfg.init_from and not folder:
         return None
-    from hearthkit.catalog.models import Model
+    from hearthkit.catalog.context import workspace_of
+    from hearthkit.lineage.folder import authorize_folder
     from hearthkit.lineage.registry import guard
 
     with catalog.session() as s:
         if folder:
-            where = Path(folder).resolve()
-            for m in s.scalars(select(Model).where(Model.name == where.name)):
-                if Path(m.path).resolve() == where:
-                    guard(s, m.name, cfg.request.purpose, cfg.request.requester)
+            authorize_folder(s, workspace_of(catalog), Path(folder), cfg.request.purpose, cfg.request.requester)
         if not cfg.init_from:
             return None
         m = guard(s, cfg.init_from, cfg.request.purpose, cfg.request.requester)

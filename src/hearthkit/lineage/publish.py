@@ -12,6 +12,7 @@ from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Model, Run
 from hearthkit.governance.manifest import Manifest
 from hearthkit.lineage.card import model_card, parent_info, write_card
+from hearthkit.lineage.folder import write_restrictions
 from hearthkit.workspace import Workspace
 
 
@@ -33,6 +34,13 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
                                                       indent=1))
     init_from = (cfg.get("model") or {}).get("init_from")
     parent_folder = parent_info(Path(init_from)) if init_from else None
+    if parent_folder:  # what governs the parent is its registration or signed restrictions.json, never its card
+        from hearthkit.lineage.folder import inspect_folder
+
+        with catalog.session() as s:
+            governed = inspect_folder(s, ws, Path(init_from))
+        parent_folder.update(name=governed.name, restrictions=governed.restrictions, source=governed.source,
+                             chain=governed.parents)
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     overall = next((r for r in evaluation["rows"] if r["by"] == "overall"), {})
@@ -49,20 +57,26 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
         model.metrics = {m: overall.get(m) for m in evaluation["metrics"]}
         model.status = "active"
         parent = s.scalar(select(Model).where(Model.name == spec["parent"]["name"])) if spec.get("parent") else None
-        if parent is None and parent_folder:  # a recipe's own init_from naming a model folder of this workspace
-            parent = s.scalar(select(Model).where(Model.path == parent_folder["path"]))
+        if parent is None and parent_folder and governed.model_id is not None:  # a folder of this workspace's model
+            parent = s.get(Model, governed.model_id)
         # Inheritance: the union of the training items' restrictions/attribution and the parent's.
         model.parent_id = parent.id if parent else None
         model.restrictions = sorted(set(manifest.restrictions) | set(parent.restrictions if parent else [])
                                     | set((parent_folder or {}).get("restrictions") or []))
         model.attribution = sorted(set(manifest.attribution) | set(parent.attribution if parent else []))
+        model.attribution = sorted(set(model.attribution) | set(governed.attribution if parent_folder else []))
         lineage = _lineage(s, parent)
+        if parent is None and parent_folder:  # a signed or steward-registered folder from outside the registry
+            lineage = [{"model": governed.name, "recipe": governed.recipe, "manifest_sha256": None,
+                        "source": governed.source, "restrictions": governed.restrictions}, *governed.parents]
         restrictions, attribution = model.restrictions, model.attribution
     card = model_card(name, cfg["recipe"], manifest, len(split["train"]), len(split["test"]), evaluation["rows"],
                       evaluation["gaps"], tuple(evaluation["metrics"]), cfg, restrictions=restrictions,
                       attribution=attribution, lineage=lineage, signatures=evaluation.get("signatures"),
                       parent=parent_folder)
     write_card(out / "model_card.md", card)
+    # Machine-readable, signed restrictions over these very weights: they travel with any copy of the folder.
+    write_restrictions(out, ws, name, cfg["recipe"], restrictions, attribution, lineage, manifest.hash)
     return out / "model_card.md"
 
 

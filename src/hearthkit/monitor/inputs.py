@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,26 +18,21 @@ class LoadedModel(load.LoadedModel):
     attribution: list[str] = field(default_factory=list)
 
 
-def load_model(ws, catalog, name: str, purpose: str, requester: str | None = None) -> LoadedModel:
-    """The published model NAME (or a folder), if its status and lineage allow PURPOSE for REQUESTER."""
-    from sqlalchemy import select
+def load_model(ws, catalog, name: str, purpose: str, requester: str | None = None, served=None) -> LoadedModel:
+    """The change model NAME (or a folder) if its status and lineage allow PURPOSE for REQUESTER, with its restrictions.
 
-    from hearthkit.catalog.models import Model
+    SERVED, when the caller already checked the use (`lineage.serving.resolve_use`), skips the second check.
+    """
     from hearthkit.governance.manifest import Manifest
-    from hearthkit.recipes.load import resolve_model
+    from hearthkit.lineage.serving import resolve_use
 
-    folder = resolve_model(name, ws.root, purpose, requester)  # status, inherited labels, protocols
+    served = served or resolve_use(catalog, name, "monitor", requester, purpose)
+    folder = served.folder
     if not (folder / "model.safetensors").is_file():
-        raise HearthError(f"model {name!r}: no model.safetensors in {folder}; see `hearth models`")
-    config = json.loads((folder / "config.json").read_text())
-    restrictions: list[str] = []
-    with catalog.session() as s:
-        row = s.scalar(select(Model).where(Model.name == config["name"]))
-        if row is not None:
-            restrictions = list(row.restrictions or [])
-    attribution: list[str] = []
-    manifest = ws.run_dir(config["name"]) / "manifest.json"
-    if manifest.is_file():
+        raise HearthError(f"model {served.name!r}: no model.safetensors in {folder}; see `hearth models`")
+    restrictions, attribution = list(served.restrictions), []
+    manifest = ws.run_dir(served.name) / "manifest.json"
+    if served.source == "registered" and manifest.is_file():
         man = Manifest.read(manifest)
         attribution, restrictions = man.attribution, sorted(set(restrictions) | set(man.restrictions))
     lm = load.open_model(folder, "change")

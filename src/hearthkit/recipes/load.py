@@ -54,13 +54,15 @@ def resolve_model(name: str, workspace: Path | None, purpose: str | None = None,
     """The folder of model NAME (a workspace model name, or a folder with config.json), checked for this use.
 
     A model registered in the workspace must be active; with PURPOSE, its inherited restrictions and protocols
-    must allow that use by REQUESTER too (`lineage.registry.guard`). A folder that is not a model of the
-    workspace (weights from elsewhere, or no workspace at all) is returned as it is.
+    must allow that use by REQUESTER too (`lineage.registry.guard`). With PURPOSE, any other folder must carry a
+    restrictions.json signed by this workspace or be registered by a steward (`lineage.folder`), else it is
+    refused. Without PURPOSE (a component such as a fusion lm, not a use of its own) an outside folder passes.
     """
     from sqlalchemy import select
 
-    from hearthkit.catalog.db import Catalog
+    from hearthkit.catalog.context import open_workspace_catalog
     from hearthkit.catalog.models import Model
+    from hearthkit.lineage.folder import authorize_folder
     from hearthkit.lineage.registry import guard
     from hearthkit.workspace import find_workspace
 
@@ -69,22 +71,32 @@ def resolve_model(name: str, workspace: Path | None, purpose: str | None = None,
     try:
         ws = find_workspace(workspace)
     except HearthError:
-        if is_folder:
+        if is_folder and purpose is None:
             return as_path
+        if is_folder:  # no key folder to verify its restrictions with, no registry to look it up in
+            raise HearthError(f"{as_path}: a model folder is used only inside a workspace, which checks the "
+                              "restrictions it carries; pass --workspace DIR") from None
         raise
-    with Catalog.open(ws.db_url).session() as s:
-        if is_folder:
-            where = as_path.resolve()
-            row = next((m for m in s.scalars(select(Model).where(Model.name == where.name))
-                        if Path(m.path).resolve() == where), None)
-            if row is None:
+    catalog = open_workspace_catalog(ws)
+    try:
+        with catalog.session() as s:
+            if is_folder and purpose is not None:
+                authorize_folder(s, ws, as_path, purpose, requester)
                 return as_path
-        else:
-            row = s.scalar(select(Model).where(Model.name == name))
-            if row is None:
-                raise HearthError(f"model {name!r} is not in this workspace; see `hearth models`")
-        if purpose is not None:
-            guard(s, row.name, purpose, requester)  # status, inherited restrictions, protocol membership
-        elif row.status != "active":
-            raise HearthError(f"model {row.name!r} is {row.status}; it may no longer be used")
-        return as_path if is_folder else Path(row.path)
+            if is_folder:
+                where = as_path.resolve()
+                row = next((m for m in s.scalars(select(Model).where(Model.name == where.name))
+                            if Path(m.path).resolve() == where), None)
+                if row is None:
+                    return as_path
+            else:
+                row = s.scalar(select(Model).where(Model.name == name))
+                if row is None:
+                    raise HearthError(f"model {name!r} is not in this workspace; see `hearth models`")
+            if purpose is not None:
+                guard(s, row.name, purpose, requester)  # status, inherited restrictions, protocol membership
+            elif row.status != "active":
+                raise HearthError(f"model {row.name!r} is {row.status}; it may no longer be used")
+            return as_path if is_folder else Path(row.path)
+    finally:
+        catalog.close()
