@@ -51,10 +51,10 @@ def load_secret(ws: Workspace, secret_file: Path | None = None) -> bytes:
 
 def create_app(ws: Workspace, *, secret: bytes | None = None, behind_proxy: bool = False) -> FastAPI:
     """The web app over workspace WS; SECRET signs cookies (default: the key folder's web-secret)."""
-    from hearthkit.catalog.db import Catalog
+    from hearthkit.catalog.context import open_workspace_catalog
     from hearthkit.web import deps, errors, i18n
 
-    catalog = Catalog.open(ws.db_url)
+    catalog = open_workspace_catalog(ws)  # bound: the audit log's head anchor is kept in the key folder
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):

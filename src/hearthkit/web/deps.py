@@ -211,3 +211,30 @@ def set_cookie(request: Request, response, name: str, value: str, max_age: int |
     """Set a cookie the way every hearthkit cookie is set: HttpOnly, SameSite=Lax, Secure over TLS."""
     response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="lax", secure=secure_request(request),
                         path="/")
+
+
+def reader(scope: str = "read"):
+    """A dependency: any actor, anonymous included, but an API token must allow SCOPE."""
+    def check(request: Request) -> Actor:
+        a = actor(request)
+        if not a.allows(scope):
+            raise HTTPException(403, f"this API token does not allow {scope!r}; create one with that scope")
+        return a
+    return check
+
+
+def viewer(a: Actor):
+    """The access rules' view of actor A (governance/access.py)."""
+    from hearthkit.governance.access import Viewer
+
+    return Viewer(signed_in=a.signed_in, communities=frozenset(a.communities()), stewards_of=frozenset(a.stewards()),
+                  protocols=frozenset(a.protocols), name=a.name)
+
+
+def respond(request: Request, template: str, data: dict, status: int = 200):
+    """DATA as JSON for the API (the page's twin), else TEMPLATE rendered with DATA as `data`."""
+    from fastapi.responses import JSONResponse
+
+    if wants_json(request):
+        return JSONResponse(data, status_code=status)
+    return render(request, template, {"data": data}, status=status)
