@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import json
+import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Column, Table
 
 from hearthkit.errors import HearthError
 
@@ -25,6 +29,22 @@ WorkspaceOpt = Annotated[
                  show_default=False),
 ]
 
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout and nothing else "
+                                                      "(errors still go to stderr).")]
+
+
+def print_json(data: Any) -> None:
+    """DATA as JSON on stdout, for scripts: nothing else of the command goes to stdout."""
+    sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n")
+
+
+def table(*headers: str, ids: Iterable[str] = ()) -> Table:
+    """A rich table that never cuts a cell short: IDS columns (names, hashes) stay whole on one line so they can
+    be copied; the other columns wrap or fold onto more lines when the terminal is narrow."""
+    keep = set(ids)
+    return Table(*(Column(h, no_wrap=True, overflow="fold") if h in keep else Column(h, overflow="fold")
+                   for h in headers))
+
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a HearthError into one red line on stderr and exit code 2, no traceback."""
@@ -33,7 +53,8 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except HearthError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # The message is text, not markup: a value such as [es-zz] or [/] must print as the user wrote it.
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
     return wrapper
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,12 +13,15 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+from hearthkit.cli.common import JsonOpt, WorkspaceOpt, console, open_catalog, print_json, user_errors
+from hearthkit.cli.common import table as cli_table
 
 PLAN_EXAMPLE = "\n\nExample: hearth plan configs/demo-asr.yaml --set request.purpose=commercial"
 RETRAIN_EXAMPLE = "\n\nExample: hearth retrain demo-asr"
 TRAIN_EXAMPLE = "\n\nExample: hearth train configs/demo-asr.yaml --max-restarts 2 --set train.steps=200"
-RUNS_EXAMPLE = "\n\nExample: hearth runs"
+RUNS_EXAMPLE = "\n\nExample: hearth runs --json"
+NEW_EXAMPLE = "\n\nExample: hearth new asr > run.yaml"
+SCHEMA_EXAMPLE = "\n\nExample: hearth schema run --recipe mt > run.schema.json"
 EXPORT_EXAMPLE = "\n\nExample: hearth export demo-asr ./demo-asr-model"
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a config field: key.sub=value.")]
@@ -25,7 +29,7 @@ STEP = re.compile(r"^step (\d+)/(\d+)")
 
 
 @user_errors
-def plan(config: ConfigArg, set_: SetOpt = None, workspace: WorkspaceOpt = None) -> None:
+def plan(config: ConfigArg, set_: SetOpt = None, as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     """Show what a run's request may use: included items, and excluded items counted by reason."""
     from hearthkit.engine.config import load_config
     from hearthkit.governance.policy import compute_manifest
@@ -34,16 +38,27 @@ def plan(config: ConfigArg, set_: SetOpt = None, workspace: WorkspaceOpt = None)
 
     cfg = load_config(config, set_)
     _, catalog = open_catalog(workspace)
+    stored = None
     if cfg.request.id is not None:
         stored = get_request(catalog, cfg.request.id)
-        console.print(f"request {stored.id}: {stored.status}" + (f", needs approval by {', '.join(stored.needs)}"
-                                                                  if stored.needs else ""))
         man = compute_manifest(catalog, stored.policy_request())
     else:
         man = compute_manifest(catalog, make_request(cfg))
+    if as_json:
+        print_json({"run": cfg.name, "recipe": cfg.recipe, "request": {
+            "purpose": man.request.purpose, "requester": man.request.requester,
+            "collections": list(man.request.collections), "as_of": man.request.as_of},
+            "stored_request": None if stored is None else {"id": stored.id, "status": stored.status,
+                                                          "needs": list(stored.needs)},
+            "included": len(man.included), "excluded": man.excluded_counts(), "restrictions": man.restrictions,
+            "approvals_needed": man.approvals_needed, "notices": man.notices, "manifest_sha256": man.hash})
+        return
+    if stored is not None:
+        console.print(f"request {stored.id}: {stored.status}" + (f", needs approval by {', '.join(stored.needs)}"
+                                                                  if stored.needs else ""))
     console.print(f"request: purpose {man.request.purpose}, requester {man.request.requester}, "
                   f"collections {', '.join(man.request.collections)}, as of {man.request.as_of}")
-    table = Table("", "items")
+    table = cli_table("", "items")
     table.add_row("[green]included[/]", str(len(man.included)))
     for rule, n in man.excluded_counts().items():
         table.add_row(f"[red]excluded[/]: {rule}", str(n))
@@ -80,7 +95,7 @@ def _say(msg: str) -> None:
 
 
 def _results_table(evaluation: dict) -> Table:
-    table = Table("by", "group", "n", *[m.upper() for m in evaluation["metrics"]])
+    table = cli_table("by", "group", "n", *[m.upper() for m in evaluation["metrics"]], ids=("group",))
     for r in evaluation["rows"]:
         table.add_row(r["by"], r["group"], str(r["n"]), *[f"{r[m]:.3f}" for m in evaluation["metrics"]])
     return table
@@ -158,7 +173,7 @@ def retrain(name: Annotated[str, typer.Argument(help="Model to retrain without w
 
 
 @user_errors
-def runs(workspace: WorkspaceOpt = None) -> None:
+def runs(as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     """List training runs: status, progress, last loss and throughput, MLflow run id."""
     from sqlalchemy import select
 
@@ -166,18 +181,30 @@ def runs(workspace: WorkspaceOpt = None) -> None:
     from hearthkit.launch.local import mlflow_uri
 
     ws, catalog = open_catalog(workspace)
-    table = Table("run", "recipe", "status", "step", "loss", "samples/s", "mlflow run", "created")
+    rows = []
     with catalog.session() as s:
         for r in s.scalars(select(Run).order_by(Run.created_at)):
             run_dir = ws.run_dir(r.name)
-            last = _last_metrics(run_dir / "metrics.jsonl")
+            last = _last_metrics(run_dir / "metrics.jsonl") or {}
             id_file = run_dir / "mlflow_run_id"
-            table.add_row(r.name, r.recipe, r.status, f"{last['step']}/{last['steps']}" if last else "–",
-                          f"{last['loss']:.4f}" if last else "–", f"{last['samples_per_s']:.1f}" if last else "–",
-                          id_file.read_text().strip() if id_file.is_file() else "–",
-                          r.created_at.strftime("%Y-%m-%d %H:%M"))
-    console.print(table)
+            rows.append({"run": r.name, "recipe": r.recipe, "status": r.status, "step": last.get("step"),
+                         "steps": last.get("steps"), "loss": last.get("loss"),
+                         "samples_per_s": last.get("samples_per_s"),
+                         "mlflow_run": id_file.read_text().strip() if id_file.is_file() else None,
+                         "created": r.created_at.isoformat(timespec="seconds")})
     uri = mlflow_uri(ws.root)
+    if as_json:
+        print_json({"runs": rows, "mlflow_store": uri})
+        return
+    table = cli_table("run", "recipe", "status", "step", "loss", "samples/s", "mlflow run", "created",
+                      ids=("run", "mlflow run"))
+    for r in rows:
+        known = r["step"] is not None
+        table.add_row(r["run"], r["recipe"], r["status"], f"{r['step']}/{r['steps']}" if known else "–",
+                      f"{r['loss']:.4f}" if r["loss"] is not None else "–",
+                      f"{r['samples_per_s']:.1f}" if r["samples_per_s"] is not None else "–",
+                      r["mlflow_run"] or "–", r["created"].replace("T", " ")[:16])
+    console.print(table)
     console.print(f"MLflow store: {uri}  (browse: mlflow ui --backend-store-uri {uri})", highlight=False)
 
 
@@ -206,3 +233,28 @@ def export(
     console.print(f"exported {model} to {out}")
     if restrictions:
         console.print(f"[bold]restrictions travel with it[/]: {', '.join(restrictions)} (see README.md)")
+
+
+RecipeArg = Annotated[str, typer.Argument(help="Recipe: asr, mt, lm, landcover or change.", show_default=False)]
+
+
+@user_errors
+def new(recipe: RecipeArg) -> None:
+    """Print a starter run config for RECIPE: every field with its description as a comment, at its default."""
+    from hearthkit.engine.starter import starter_config
+
+    sys.stdout.write(starter_config(recipe))
+
+
+@user_errors
+def schema(
+    what: Annotated[str, typer.Argument(help="What to describe: run (a run config).")] = "run",
+    recipe: Annotated[str | None, typer.Option(help="Describe the model section of this recipe too.")] = None,
+) -> None:
+    """Print the JSON schema of a run config (for editors and validators)."""
+    from hearthkit.engine.starter import run_schema
+    from hearthkit.errors import HearthError
+
+    if what != "run":
+        raise HearthError(f"schema {what!r}: only `run` (a run config) has a schema")
+    print_json(run_schema(recipe))

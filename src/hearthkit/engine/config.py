@@ -141,6 +141,8 @@ def apply_override(data: dict, assignment: str) -> None:
         node[parts[-1]] = yaml.safe_load(raw)
     except yaml.YAMLError:
         raise HearthError(f"--set {key}: the value {raw!r} is not valid YAML") from None
+    except ValueError as exc:  # YAML-typed values that do not exist, e.g. the date 2020-13-01
+        raise HearthError(f"--set {key}: the value {raw!r} is not valid ({exc})") from None
 
 
 def field_error(exc: ValidationError, prefix: str = "", schema: type[BaseModel] | None = None) -> str:
@@ -205,8 +207,15 @@ def load_config(path: Path, overrides: list[str] | None = None) -> RunConfig:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise HearthError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise HearthError(f"{path}: is a folder; give the run config's YAML file (`hearth new asr > run.yaml` "
+                          "writes one)") from None
+    except OSError as exc:
+        raise HearthError(f"{path}: cannot be read ({exc.strerror})") from None
     except (UnicodeDecodeError, yaml.YAMLError) as exc:
         raise HearthError(f"{path}: not valid UTF-8 YAML ({str(exc).splitlines()[0]})") from None
+    except ValueError as exc:  # YAML-typed values that do not exist, e.g. the date 2020-02-30
+        raise HearthError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise HearthError(f"{path}: expected a mapping of settings at the top level")
     for o in overrides or []:

@@ -68,6 +68,7 @@ def worker_env(cfg: RunConfig, workspace_root: Path) -> dict[str, str]:
 def outcome(run_dir: Path, done: Launch, timeout_s: int, show: Callable[[str], None]) -> dict:
     """The run's end state after launch DONE ({"status": "finished" | "stopped", "step": N}); on a failed launch,
     SHOW the failing rank's last log lines and raise a one-line error naming the rank, its host and the cause."""
+    from hearthkit.engine.checkpoint import checkpoints
     from hearthkit.engine.faults import diagnose
     from hearthkit.engine.trainer import STATE_FILE
 
@@ -75,6 +76,8 @@ def outcome(run_dir: Path, done: Launch, timeout_s: int, show: Callable[[str], N
         summary, lines = diagnose(run_dir, done.started, done.output, timeout_s)
         for line in lines:
             show(line)
-        raise HearthError(f"training failed (torchrun exit {done.rc}): {summary}; "
-                          "re-run the same command to resume from the last checkpoint")
+        # Only a checkpoint makes a re-run a resume; before the first one, the cause must be fixed first.
+        then = ("re-run the same command to resume from the last checkpoint" if checkpoints(run_dir / "checkpoints")
+                else "no checkpoint was written, so there is nothing to resume; fix the cause and run it again")
+        raise HearthError(f"training failed (torchrun exit {done.rc}): {summary}; {then}")
     return json.loads((run_dir / STATE_FILE).read_text())

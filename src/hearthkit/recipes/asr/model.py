@@ -7,7 +7,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from hearthkit.engine.dropout import Dropout, dropout
@@ -54,24 +54,31 @@ class ASRConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     arch: Literal["conformer", "bigru"] = Field("conformer", description="Encoder: conformer or bigru.")
-    n_mels: int = Field(80, description="Log-mel bins per frame.")
+    n_mels: int = Field(80, gt=0, description="Log-mel bins per frame.")
     units: Literal["char", "sentencepiece"] = Field("char", description="Output units.")
     sp_vocab: int = Field(200, ge=8, description="Sentencepiece vocabulary size when units is sentencepiece.")
     # conformer
-    d_model: int = Field(144, description="Conformer width.")
-    heads: int = Field(4, description="Attention heads (conformer).")
-    ff_mult: int = Field(4, description="Feed-forward expansion (conformer).")
-    conv_kernel: int = Field(15, description="Depthwise convolution kernel (conformer), in 40 ms frames.")
+    d_model: int = Field(144, gt=0, description="Conformer width.")
+    heads: int = Field(4, gt=0, description="Attention heads (conformer).")
+    ff_mult: int = Field(4, gt=0, description="Feed-forward expansion (conformer).")
+    conv_kernel: int = Field(15, gt=0, description="Depthwise convolution kernel (conformer), in 40 ms frames.")
     # bigru (and the conformer's depth)
-    conv_channels: int = Field(192, description="Channels of the subsampling convolutions.")
-    hidden: int = Field(192, description="GRU hidden size per direction (bigru).")
-    layers: int = Field(2, description="Encoder layers (GRU layers or conformer blocks).")
-    dropout: float = Field(0.1, description="Dropout in the encoder.")
+    conv_channels: int = Field(192, gt=0, description="Channels of the subsampling convolutions.")
+    hidden: int = Field(192, gt=0, description="GRU hidden size per direction (bigru).")
+    layers: int = Field(2, gt=0, description="Encoder layers (GRU layers or conformer blocks).")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout in the encoder.")
     spec_augment: bool = Field(True, description="Augment training examples (see augment).")
     augment: AugmentConfig = AugmentConfig()
     decode: DecodeConfig = DecodeConfig()
     init_from: str | None = Field(None, description="A models/NAME folder of an earlier hearthkit speech model to "
                                   "start from; its output layer is re-made for this character set.")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ASRConfig:
+        """Each attention head takes an equal slice of d_model; a remainder would fail in the first worker."""
+        if self.arch == "conformer" and self.d_model % self.heads:
+            raise ValueError(f"d_model {self.d_model} must be a multiple of heads {self.heads}")
+        return self
 
 
 class BiGRUCTC(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 
@@ -73,6 +73,13 @@ class ChangeConfig(BaseModel):
                                                             "training to choose the threshold.")
     tile: int = Field(256, ge=16, description="Inference tile side (core) in pixels.")
     margin: int = Field(16, ge=0, description="Context added around each inference tile, then cropped.")
+
+    @model_validator(mode="after")
+    def _patch_fits_the_stages(self) -> ChangeConfig:
+        """Each stage halves the patch; the decoder's skips only line up when it halves evenly."""
+        if self.patch % 2 ** (self.depth - 1):
+            raise ValueError(f"patch {self.patch} must be a multiple of 2^(depth-1) = {2 ** (self.depth - 1)}")
+        return self
 
 
 class SiamUNet(nn.Module):

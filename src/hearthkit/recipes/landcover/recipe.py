@@ -9,7 +9,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rasterio.windows import Window
 from torch import nn
 
@@ -34,6 +34,14 @@ class LandcoverConfig(BaseModel):
     patches_per_epoch: int = Field(2048, gt=0, description="Random patches that make one pass of the sampler.")
     tile: int = Field(256, ge=16, description="Segmentation inference tile side in pixels.")
     margin: int = Field(16, ge=0, description="Context around each inference tile.")
+
+    @model_validator(mode="after")
+    def _patch_fits_the_stages(self) -> LandcoverConfig:
+        """Each U-Net stage halves the patch; the decoder's skips only line up when it halves evenly."""
+        if self.task == "segmentation" and self.patch % 2 ** (self.depth - 1):
+            raise ValueError(f"patch {self.patch} must be a multiple of 2^(depth-1) = {2 ** (self.depth - 1)} "
+                             "for segmentation")
+        return self
 
 
 class UNet(nn.Module):

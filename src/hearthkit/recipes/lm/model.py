@@ -6,10 +6,11 @@ Shapes: B batch, T time (tokens), C n_embd, H heads, V vocabulary.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from hearthkit.engine.dropout import Dropout
@@ -19,7 +20,8 @@ class LMConfig(BaseModel):
     """Units, model size and data settings of the lm recipe (GPT-2 small: 12 layers, 12 heads, 768 wide)."""
 
     model_config = ConfigDict(extra="forbid")
-    units: str = Field("char", description="Token units: char, or sentencepiece (subwords).")
+    units: Literal["char", "sentencepiece"] = Field("char", description="Token units: char, or sentencepiece "
+                                                    "(subwords).")
     vocab_size: int = Field(2000, gt=8, description="sentencepiece vocabulary size (units: sentencepiece).")
     lang: str | None = Field(None, description="Train only on text items whose meta.lang is this (e.g. nah).")
     block_size: int = Field(128, gt=1, description="Context length in tokens.")
@@ -31,6 +33,13 @@ class LMConfig(BaseModel):
     eval_batch: int = Field(16, gt=0, description="Items scored per batch at evaluation.")
     group_by: list[str] = Field(["lang", "domain", "variant", "document"],
                                 description="Item metadata columns the evaluation is broken down by.")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> LMConfig:
+        """Each attention head takes an equal slice of n_embd; a remainder would fail in the first worker."""
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd {self.n_embd} must be a multiple of n_head {self.n_head}")
+        return self
 
 
 class CausalSelfAttention(nn.Module):

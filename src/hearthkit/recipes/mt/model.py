@@ -10,7 +10,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
 from hearthkit.engine.dropout import Dropout
@@ -28,7 +28,7 @@ class MTConfig(BaseModel):
         "proportional to (its pairs)^(1/T); 1 keeps the data's shares, 5 is close to uniform (small pairs "
         "seen more). The largest direction is never cut.")
     vocab_size: int = Field(4000, gt=8, description="Shared sentencepiece vocabulary size (all languages).")
-    sp_model_type: str = Field("unigram", description="sentencepiece model type: unigram or bpe.")
+    sp_model_type: Literal["unigram", "bpe"] = Field("unigram", description="sentencepiece model type: unigram or bpe.")
     d_model: int = Field(256, gt=0, description="Width of the model.")
     n_heads: int = Field(4, gt=0, description="Attention heads.")
     enc_layers: int = Field(3, gt=0, description="Encoder layers.")
@@ -60,6 +60,23 @@ class MTConfig(BaseModel):
     eval_batch: int = Field(32, gt=0, description="Sentences per decoding batch.")
     group_by: list[str] = Field(["direction", "domain", "variant", "document"],
                                 description="Item metadata columns the evaluation is broken down by.")
+
+    @field_validator("pairs")
+    @classmethod
+    def _directions(cls, pairs: list[str]) -> list[str]:
+        """Each direction reads SRC-TGT: the recipe tags sources with TGT and reads both sides by language."""
+        for pair in pairs:
+            parts = pair.split("-")
+            if len(parts) != 2 or not all(parts):
+                raise ValueError(f"{pair!r} is not a direction SRC-TGT, e.g. es-nah")
+        return pairs
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> MTConfig:
+        """Each attention head takes an equal slice of d_model; a remainder would fail in the first worker."""
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} must be a multiple of n_heads {self.n_heads}")
+        return self
 
 
 class Attention(nn.Module):
