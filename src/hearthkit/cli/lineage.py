@@ -8,28 +8,45 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+from hearthkit.cli.common import JsonOpt, WorkspaceOpt, console, open_catalog, print_json, user_errors
+from hearthkit.cli.common import table as cli_table
 
-models_app = typer.Typer(help="The model registry.\n\nExample: hearth models ls", no_args_is_help=True)
+models_app = typer.Typer(help="The model registry: with no command, list the models.\n\nExample: hearth models",
+                         invoke_without_command=True)
 lineage_app = typer.Typer(help="Lineage exports.\n\nExample: hearth lineage export demo-asr", no_args_is_help=True)
 
 
+@models_app.callback()
+def models_default(ctx: typer.Context, as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+    """`hearth models` alone lists the models, as `hearth models ls` does."""
+    if ctx.invoked_subcommand is None:
+        ls(as_json=as_json, workspace=workspace)
+
+
 @models_app.command("ls", help="List models with status, parent, restrictions and metrics.\n\n"
-                               "Example: hearth models ls")
+                               "Example: hearth models ls --json")
 @user_errors
-def ls(workspace: WorkspaceOpt = None) -> None:
+def ls(as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     """List registered models."""
     from sqlalchemy import select
 
     from hearthkit.catalog.models import Model
 
     _, catalog = open_catalog(workspace)
-    table = Table("model", "status", "parent", "restrictions", "metrics")
+    rows = []
     with catalog.session() as s:
         names = {m.id: m.name for m in s.scalars(select(Model))}
         for m in s.scalars(select(Model).order_by(Model.name)):
-            table.add_row(m.name, m.status, names.get(m.parent_id, "–"), ", ".join(m.restrictions) or "–",
-                          ", ".join(f"{k} {v:.3f}" for k, v in m.metrics.items() if v is not None))
+            rows.append({"model": m.name, "recipe": m.recipe, "status": m.status,
+                         "parent": names.get(m.parent_id), "restrictions": list(m.restrictions),
+                         "metrics": dict(m.metrics)})
+    if as_json:
+        print_json({"models": rows})
+        return
+    table = cli_table("model", "status", "parent", "restrictions", "metrics", ids=("model", "parent"))
+    for r in rows:
+        table.add_row(r["model"], r["status"], r["parent"] or "–", ", ".join(r["restrictions"]) or "–",
+                      ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items() if v is not None))
     console.print(table)
 
 
