@@ -20,7 +20,8 @@ def _old_catalog(url: str) -> None:
     with eng.begin() as c:
         c.execute(text("INSERT INTO collections (id, name, community, licence, citation, restricted, created_at) "
                        "VALUES (1, 'korero', 'Ngāti A', 'CC BY-NC 4.0', 'Korero 2026', false, :t)"), {"t": NOW})
-        items = [(1, "a", "mere", {"embargo_until": "2027-01-01"}), (2, "b", "mere", {}), (3, "c", None, {})]
+        # Every recording names its speaker: one with none would need a no-identifiable-person declaration.
+        items = [(1, "a", "mere", {"embargo_until": "2027-01-01"}), (2, "b", "mere", {}), (3, "c", "mere", {})]
         for iid, ext, speaker, meta in items:
             c.execute(text("INSERT INTO items (id, collection_id, external_id, kind, content_hash, size_bytes, "
                            "speaker, text, meta, imported_at) VALUES (:i, 1, :e, 'audio', :h, 10, :s, 'kia ora', "

@@ -63,8 +63,8 @@ def _item(ws: Path, speaker: str) -> str:
 def test_steward_workflow(imported: Path, tmp_path: Path):
     ws = imported
     item = _item(ws, "hemi")
-    # Stewards: the first registers themselves, then adds others.
-    run(ws, "people", "add", "aroha", "--community", COMMUNITY, "--role", "steward")
+    # Stewards: the workspace owner adds the first, who then adds others.
+    run(ws, "people", "add", "aroha", "--community", COMMUNITY, "--role", "steward", "--as-owner")
     run(ws, "people", "add", "mere", "--community", COMMUNITY, "--role", "member", "--by", "aroha")
     # A protocol around one item: only members may use it.
     run(ws, "protocol", "create", "whanau-hemi", "--community", COMMUNITY, "--by", "aroha")
@@ -126,7 +126,7 @@ def test_user_errors_are_one_line_exit_2(imported: Path):
     ]
     for args, message in cases:
         assert message in refused(ws, *args)
-    run(ws, "people", "add", "aroha", "--community", COMMUNITY, "--role", "steward")
+    run(ws, "people", "add", "aroha", "--community", COMMUNITY, "--role", "steward", "--as-owner")
     # Once through the real executable: one red line on stderr, exit status 2.
     proc = hearth("people", "add", "mallory", "--community", COMMUNITY, "--role", "steward", "--by", "mallory",
                   ws=ws, check=False)
@@ -136,7 +136,7 @@ def test_user_errors_are_one_line_exit_2(imported: Path):
 
 def test_train_refuses_unapproved_request_and_tampered_audit_is_reported(imported: Path, tmp_path: Path):
     ws = imported
-    run(ws, "people", "add", "aroha", "--community", COMMUNITY, "--role", "steward")
+    run(ws, "people", "add", "aroha", "--community", COMMUNITY, "--role", "steward", "--as-owner")
     out = run(ws, "request", "--purpose", "language_revitalization", "--requester", "demo-technologist",
               "-c", "demo-korero", "--recipe", "asr")
     rid = re.search(r"request (\d+): pending", out).group(1)
@@ -173,7 +173,7 @@ def test_approved_request_plans_a_run_with_held_items_and_audits_it(imported: Pa
     from hearthkit.workspace import open_workspace
 
     ws = imported
-    run(ws, "people", "add", "aroha", "--community", COMMUNITY, "--role", "steward")
+    run(ws, "people", "add", "aroha", "--community", COMMUNITY, "--role", "steward", "--as-owner")
     out = run(ws, "request", "--purpose", "language_revitalization", "--requester", "demo-technologist",
               "-c", "demo-korero", "--recipe", "asr")
     rid = int(re.search(r"request (\d+): pending", out).group(1))

@@ -10,6 +10,7 @@ from hearthkit.catalog.models import (
     Collection,
     Community,
     Consent,
+    Declaration,
     Item,
     ItemProtocol,
     Label,
@@ -37,7 +38,10 @@ class Builder:
         self.catalog = catalog
 
     def collection(self, name: str = "korero", community: str = "A", purposes: list[str] | None = None,
-                   citation: str | None = None, embargo: str | None = None, consent: bool = True) -> int:
+                   citation: str | None = None, embargo: str | None = None, consent: bool = True,
+                   declared: bool = True) -> int:
+        """A collection; DECLARED: a steward declared no identifiable person in it (so items without a speaker
+        pass the unknown_speaker rule and each test states only the facts it is about)."""
         with self.catalog.session() as s:
             c = Collection(name=name, community=community, citation=citation,
                            embargo_until=date.fromisoformat(embargo) if embargo else None)
@@ -46,7 +50,19 @@ class Builder:
             if consent:
                 s.add(Consent(collection_id=c.id, scope="collective", subject=community, given_by="council",
                               given_at=day("2026-01-01"), purposes=purposes or NONCOMMERCIAL))
-            return c.id
+            cid = c.id
+        if declared:
+            self.declare(cid)
+        return cid
+
+    def declare(self, coll: int, item: int | None = None, at: str = "2026-01-01", revoked: str | None = None) -> int:
+        """A steward's declaration that no identifiable person is in ITEM (or the whole collection)."""
+        with self.catalog.session() as s:
+            d = Declaration(collection_id=coll, item_id=item, kind="no_identifiable_person", by="aroha",
+                            note="checked by listening", at=day(at), revoked_at=day(revoked) if revoked else None)
+            s.add(d)
+            s.flush()
+            return d.id
 
     def consent(self, coll: int, scope: str, subject: str, purposes: list[str], given: str = "2026-01-01",
                 expires: str | None = None, withdrawn: str | None = None) -> int:
@@ -59,11 +75,11 @@ class Builder:
             return c.id
 
     def item(self, coll: int, ext: str, speaker: str | None = None, embargo: str | None = None,
-             sharing: str = "all") -> int:
+             sharing: str = "all", meta: dict | None = None, kind: str = "audio") -> int:
         with self.catalog.session() as s:
-            it = Item(collection_id=coll, external_id=ext, kind="audio",
+            it = Item(collection_id=coll, external_id=ext, kind=kind,
                       content_hash=hashlib.sha256(ext.encode()).hexdigest(), size_bytes=1, speaker=speaker,
-                      text=f"text of {ext}", meta={}, sharing=sharing,
+                      text=f"text of {ext}", meta=meta or {}, sharing=sharing,
                       embargo_until=date.fromisoformat(embargo) if embargo else None)
             s.add(it)
             s.flush()

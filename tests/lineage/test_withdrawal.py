@@ -137,7 +137,7 @@ def test_protocol_restricted_model_refuses_outsiders(workspace: Path, speech_arc
 
     community = "Te Hapori Tauira (demo community)"
     hearth("data", "import", str(speech_archive), ws=workspace)
-    hearth("people", "add", "aroha", "--community", community, "--role", "steward", ws=workspace)
+    hearth("people", "add", "aroha", "--community", community, "--role", "steward", "--as-owner", ws=workspace)
     hearth("people", "add", "mere", "--community", community, "--role", "member", "--by", "aroha", ws=workspace)
     hearth("protocol", "create", "wahine", "--community", community, "--by", "aroha", ws=workspace)
     hearth("protocol", "add-member", "wahine", "mere", "--by", "aroha", ws=workspace)

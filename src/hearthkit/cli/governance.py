@@ -29,7 +29,7 @@ def _date(value: str | None, option: str) -> date | None:
 
 
 people_app = typer.Typer(help="People and their roles in communities.\n\n"
-                              "Example: hearth people add aroha --community 'Ngāti Example' --role steward",
+                              "Example: hearth people add aroha --community 'Ngāti Example' --role steward --as-owner",
                          no_args_is_help=True)
 labels_app = typer.Typer(help="Apply or remove Local Contexts TK/BC labels and notices.\n\n"
                               "Example: hearth labels apply tk:seasonal -c korero -i rec_001 --season 05-01..08-31 "
@@ -43,22 +43,24 @@ audit_app = typer.Typer(help="The tamper-evident audit log.\n\nExample: hearth a
 
 
 @people_app.command("add", help="Give a person a role (steward, member, researcher, partner) in a community. A "
-                                "community's first steward registers themselves; after that a steward adds "
-                                "people with --by.\n\nExample: hearth people add mere --community 'Ngāti Example' "
-                                "--role member --by aroha")
+                                "steward of the community grants roles with --by; the workspace owner grants them "
+                                "with --as-owner (the only way to add a community's first steward).\n\n"
+                                "Example: hearth people add mere --community 'Ngāti Example' --role member --by aroha")
 @user_errors
 def people_add(
     name: Annotated[str, typer.Argument(help="The person's handle (used as requester and --by).")],
     community: Annotated[str, typer.Option(help="Community name.")],
     role: Annotated[str, typer.Option(help="steward | member | researcher | partner.")],
-    by: Annotated[str | None, typer.Option("--by", help="Steward adding them (not needed for the first steward).")]
-    = None,
+    by: Annotated[str | None, typer.Option("--by", help="Steward of the community granting the role.")] = None,
+    as_owner: Annotated[bool, typer.Option("--as-owner", help="Grant it as the workspace owner (checked against "
+                                                              "the OS account running hearth).")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     from hearthkit.governance.stewardship import add_person
 
-    _, catalog = open_catalog(workspace)
-    add_person(catalog, name, community, role, by)
+    ws, catalog = open_catalog(workspace)
+    owner = ws.require_owner(f"grant roles in {community}") if as_owner else None
+    add_person(catalog, name, community, role, by, owner)
     console.print(f"{name} is now a {role} of {community}")
 
 
@@ -229,6 +231,44 @@ def consent_withdraw(
         scope, subject = chosen[0]
         impact = withdraw(catalog, workspace_store(ws), collection, scope, subject, by, reason)
     print_impact(scope, subject, impact)
+
+
+@consent_app.command("declare-no-person", help="Declare, as a steward, that no identifiable person is in a "
+                                               "recording (or in every recording of a collection). A recording with "
+                                               "no speaker recorded is used only with this declaration: unknown is "
+                                               "not nobody.\n\nExample: hearth consent declare-no-person birdsong "
+                                               "--item dawn_01 --by aroha --note 'birdsong only, checked by "
+                                               "listening'")
+@user_errors
+def consent_declare_no_person(
+    collection: Annotated[str, typer.Argument(help="Collection name.")],
+    by: ByOpt,
+    note: Annotated[str, typer.Option(help="How you know (recorded with the declaration).")] = "",
+    item: ItemOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    from hearthkit.governance.stewardship import declare_no_person
+
+    _, catalog = open_catalog(workspace)
+    did = declare_no_person(catalog, collection, by, note, item)
+    console.print(f"declaration {did}: no identifiable person in {collection}"
+                  + (f"/{item}" if item else " (every item)"))
+
+
+@consent_app.command("revoke-declaration", help="Revoke a no-identifiable-person declaration from now; its "
+                                                "recordings without a speaker are then excluded again.\n\n"
+                                                "Example: hearth consent revoke-declaration 4 --by aroha")
+@user_errors
+def consent_revoke_declaration(
+    declaration_id: Annotated[int, typer.Argument(help="Id the declaration was given.")],
+    by: ByOpt,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    from hearthkit.governance.stewardship import revoke_declaration
+
+    _, catalog = open_catalog(workspace)
+    revoke_declaration(catalog, declaration_id, by)
+    console.print(f"declaration {declaration_id} revoked")
 
 
 @user_errors

@@ -26,6 +26,7 @@ from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import (
     Collection,
     Consent,
+    Declaration,
     Item,
     ItemProtocol,
     Label,
@@ -39,6 +40,8 @@ from hearthkit.governance.manifest import Manifest, Request
 
 # Categories whose rule a steward's approval of the run lifts (VISION §4: approve / override).
 APPROVAL = {v.STEWARD_ONLY, v.NEEDS_APPROVAL, v.UNVERIFIED, v.MULTI_COMMUNITY}
+# Item kinds that record people: with no speaker recorded, someone unknown may be in them (rule unknown_speaker).
+RECORDINGS = frozenset({"audio", "video"})
 
 
 class LabelView(NamedTuple):
@@ -64,6 +67,7 @@ class Context:
     approved: frozenset[str]
     my_protocols: frozenset[int]
     protocol_names: dict[int, str]
+    protocol_ids: dict[str, int]  # by name: the import sheet's `protocols` column names protocols
 
 
 def _aware(d: datetime | None) -> datetime | None:
@@ -146,8 +150,15 @@ def _label_rule(lab: LabelView, ctx: Context, item_protocols: tuple[int, ...]) -
     return None
 
 
-def _protocol_rule(protocols: tuple[int, ...], sharing: str, ctx: Context) -> str | None:
-    """Why the requester may not use an item under PROTOCOLS (sharing all|any), or None."""
+def _protocol_rule(protocols: tuple[int, ...], sharing: str, ctx: Context, missing: tuple[str, ...] = ()) -> str | None:
+    """Why the requester may not use an item under PROTOCOLS (sharing all|any), or None.
+
+    MISSING are protocol names the import sheet placed the item under that the catalog does not hold: nobody can
+    be inside a protocol that does not exist, so the item stays out whatever its sharing (deny by default).
+    """
+    if missing:
+        return (f"the import sheet places this item under protocol {', '.join(repr(n) for n in missing)}, which "
+                "does not exist; a steward must create it (`hearth protocol create`) and add its members")
     mine = [p for p in protocols if p in ctx.my_protocols]
     names = ", ".join(repr(ctx.protocol_names[p]) for p in sorted(protocols, key=ctx.protocol_names.get))
     if sharing == "any":
@@ -160,9 +171,14 @@ def _protocol_rule(protocols: tuple[int, ...], sharing: str, ctx: Context) -> st
 
 def evaluate_item(speaker: str | None, until: date | None, sharing: str, labs: list[LabelView],
                   protocols: tuple[int, ...], coll_state, ctx: Context,
-                  individual: dict[str, tuple[str, str] | None]) -> tuple[str | None, str | None, frozenset | None]:
-    """(rule, reason, held_for) for one item: held_for names the communities whose approval would include it."""
-    coll_rule, coll_embargo = coll_state
+                  individual: dict[str, tuple[str, str] | None], kind: str | None = None, declared: bool = False,
+                  missing: tuple[str, ...] = ()) -> tuple[str | None, str | None, frozenset | None]:
+    """(rule, reason, held_for) for one item: held_for names the communities whose approval would include it.
+
+    KIND and DECLARED: a recording with no speaker recorded needs a steward's declaration that no identifiable
+    person is in it. MISSING: protocol names from the import sheet that the catalog does not hold.
+    """
+    coll_rule, coll_embargo, unknown_reason = coll_state
     if coll_rule:
         return coll_rule[0], coll_rule[1], None
     for day in (coll_embargo, until):
@@ -172,6 +188,8 @@ def evaluate_item(speaker: str | None, until: date | None, sharing: str, labs: l
         ind = individual.get(speaker)
         if ind:
             return ind[0], ind[1], None
+    elif kind in RECORDINGS and not declared:
+        return "unknown_speaker", unknown_reason, None
     held: list[tuple[str, str, frozenset]] = []
     for lab in labs:
         found = _label_rule(lab, ctx, protocols)
@@ -182,8 +200,8 @@ def evaluate_item(speaker: str | None, until: date | None, sharing: str, labs: l
             return lab.key, reason, None
         if not lift <= ctx.approved:
             held.append((lab.key, reason, lift - ctx.approved))
-    if protocols:
-        reason = _protocol_rule(protocols, sharing or "all", ctx)
+    if protocols or missing:
+        reason = _protocol_rule(protocols, sharing or "all", ctx, missing)
         if reason:
             return "protocol", reason, None
     if held:
@@ -207,7 +225,8 @@ def _context(s: Session, req: Request) -> Context:
     names = dict(s.execute(select(Protocol.id, Protocol.name)).all())
     mine = s.scalars(select(ProtocolMember.protocol_id).join(Person, Person.id == ProtocolMember.person_id)
                      .where(Person.name == req.requester)).all()
-    return Context(req, purpose, on, frozenset(req.approved), frozenset(mine), names)
+    return Context(req, purpose, on, frozenset(req.approved), frozenset(mine), names,
+                   {n: i for i, n in names.items()})
 
 
 _LABEL_COLS = (Label.item_id, Label.key, Label.community, Label.text, Label.protocol_id, Label.season_from,
@@ -281,7 +300,11 @@ def _manifest(s: Session, req: Request, only_item: str | None) -> Manifest:
             item_protocols[iid] += (pid,)
         if coll.citation:
             attribution.add(coll.citation)
-        coll_state = (coll_rule, coll.embargo_until)
+        coll_declared, declared_items = _declarations(s, coll.id, when)
+        unknown = (f"a recording with no speaker recorded: someone unknown may be in it; a steward of "
+                   f"{coll.community} must record its speaker and their consent, or declare that no identifiable "
+                   f"person is in it (`hearth consent declare-no-person {coll.name} --item ID --by STEWARD`)")
+        coll_state = (coll_rule, coll.embargo_until, unknown)
         # Core, not ORM, and meta/embargo as the driver returns them: per-row type processing would
         # dominate at a million items; _sweep decodes the few that need it.
         q = (select(Item.id, Item.external_id, Item.content_hash, Item.kind, Item.duration_s, Item.speaker,
@@ -290,7 +313,7 @@ def _manifest(s: Session, req: Request, only_item: str | None) -> Manifest:
              .where(Item.collection_id == coll.id).order_by(Item.external_id))
         rows = raw_rows(conn, q if only_item is None else q.where(Item.external_id == only_item))
         _sweep(rows, coll.name, coll_labels, item_labels, item_protocols, coll_state, ctx, individual, man,
-               restrictions, attribution, notices, needed)
+               restrictions, attribution, notices, needed, coll_declared, declared_items)
     man.restrictions = sorted(restrictions)
     man.attribution = sorted(attribution)
     man.notices = sorted(notices)
@@ -305,6 +328,36 @@ def _individual_cache(s: Session, coll_id: int, by_speaker: dict[str, list[Conse
                          .distinct()).all()
     return {sp: _consent_check(by_speaker.get(sp, []), f"speaker {sp}", purpose, when, "individual_consent",
                                "purpose_not_consented") for sp in speakers}
+
+
+def declaration_in_force(d: Declaration, when: datetime) -> bool:
+    """True when declaration D was made by WHEN and not revoked by then."""
+    revoked = _aware(d.revoked_at)
+    return _aware(d.at) <= when and (revoked is None or revoked > when)
+
+
+def _declarations(s: Session, coll_id: int, when: datetime) -> tuple[bool, frozenset[int]]:
+    """No-identifiable-person declarations in force at WHEN: (for the whole collection?, item ids)."""
+    found = [d for d in s.scalars(select(Declaration).where(Declaration.collection_id == coll_id,
+                                                            Declaration.kind == v.NO_PERSON))
+             if declaration_in_force(d, when)]
+    return any(d.item_id is None for d in found), frozenset(d.item_id for d in found if d.item_id is not None)
+
+
+def _meta_protocols(meta, ctx: Context) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The protocols the import sheet placed an item under (meta["protocols"], by name): (ids, unknown names).
+
+    A value that is not a list of names cannot be read exactly, so it stands for a protocol nobody is in.
+    """
+    names = meta.get("protocols") if isinstance(meta, dict) else None
+    if names is None:
+        return (), ()
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        return (), (f"{names!r} (unreadable)",)
+    found = tuple(ctx.protocol_ids[n] for n in names if n in ctx.protocol_ids)
+    return found, tuple(n for n in names if n not in ctx.protocol_ids)
 
 
 def raw_rows(conn, query, size: int = 20_000):
@@ -324,20 +377,34 @@ def raw_rows(conn, query, size: int = 20_000):
 
 
 def _sweep(rows, coll_name, coll_labels, item_labels, item_protocols, coll_state, ctx, individual, man,
-           restrictions, attribution, notices, needed) -> None:
+           restrictions, attribution, notices, needed, coll_declared: bool = False,
+           declared_items: frozenset[int] = frozenset()) -> None:
     """Evaluate each item row in order, appending to the manifest's included or excluded list."""
     excluded, append = man.excluded, man.included.append
     plain_ok = coll_state[0] is None and coll_state[1] is None and not coll_labels
     special = item_labels.keys() | item_protocols.keys()  # items with labels or protocols of their own
-    ok_speakers = {sp for sp, fail in individual.items() if fail is None} | {None, ""}
+    ok_speakers = {sp for sp, fail in individual.items() if fail is None and sp}
+    if coll_declared:  # the whole collection is declared free of identifiable people
+        ok_speakers |= {None, ""}
     for iid, ext, digest, kind, dur, speaker, dialect, gender, text, meta, until, sharing, withdrawn in rows:
-        # Fast path, the common case in a large archive: nothing on this item can exclude it.
-        if not (plain_ok and until is None and speaker in ok_speakers and iid not in special and withdrawn is None):
+        # Fast path, the common case in a large archive: nothing on this item can exclude it. A recording with
+        # no speaker and no declaration, and an item the import sheet placed under protocols, never take it
+        # ("protocols" in meta: a key of PostgreSQL's dict, a substring of SQLite's text; a false hit only costs
+        # the slow path; cheaper per row than a LIKE query).
+        if not (plain_ok and until is None and (speaker in ok_speakers or (not speaker and kind not in RECORDINGS))
+                and iid not in special and withdrawn is None and (not meta or "protocols" not in meta)):
             labs = sorted(coll_labels + item_labels.get(iid, []), key=lambda lab: lab.key)
             prots = item_protocols.get(iid, ())
+            missing: tuple[str, ...] = ()
+            if meta and "protocols" in meta:
+                if meta.__class__ is not dict:
+                    meta = _decode(meta)
+                named, missing = _meta_protocols(meta, ctx)
+                prots = tuple(sorted(set(prots) | set(named)))
             if until is not None and not isinstance(until, date):
                 until = date.fromisoformat(until)  # SQLite hands dates back as ISO text
-            rule, reason, held = evaluate_item(speaker, until, sharing, labs, prots, coll_state, ctx, individual)
+            rule, reason, held = evaluate_item(speaker, until, sharing, labs, prots, coll_state, ctx, individual,
+                                               kind, coll_declared or iid in declared_items, missing)
             if rule:
                 entry = {"item_id": iid, "collection": coll_name, "external_id": ext,
                          "rule": rule, "reason": reason}
@@ -357,6 +424,15 @@ def _sweep(rows, coll_name, coll_labels, item_labels, item_protocols, coll_state
         append({"item_id": iid, "collection": coll_name, "external_id": ext, "content_hash": digest, "kind": kind,
                 "duration_s": dur, "speaker": speaker, "dialect": dialect, "gender": gender, "text": text,
                 "meta": meta})
+
+
+def _decode(meta: str) -> dict:
+    """An item's meta as SQLite returns it (JSON text); anything but an object reads as unreadable protocols."""
+    try:
+        found = json.loads(meta)
+    except ValueError:
+        found = None
+    return found if isinstance(found, dict) else {"protocols": meta}
 
 
 def _inherit(labs: list[LabelView], prots: tuple[int, ...], ctx: Context, restrictions: set[str],

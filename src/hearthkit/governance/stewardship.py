@@ -13,6 +13,7 @@ from hearthkit.catalog.models import (
     Collection,
     Community,
     Consent,
+    Declaration,
     Item,
     ItemProtocol,
     Label,
@@ -63,8 +64,8 @@ def require_steward(s: Session, by: str, community: str) -> None:
     if by in stewards:
         return
     if not stewards:
-        raise HearthError(f"{community} has no steward yet; add one with `hearth people add NAME --community "
-                          f"{community!r} --role steward`")
+        raise HearthError(f"{community} has no steward yet; the workspace owner adds the first with `hearth people "
+                          f"add NAME --community {community!r} --role steward --as-owner`")
     raise HearthError(f"{by} is not a steward of {community}; ask one of: {', '.join(stewards)}")
 
 
@@ -89,26 +90,30 @@ def _protocol(s: Session, name: str) -> Protocol:
     return p
 
 
-def add_person(catalog: Catalog, name: str, community: str, role: str, by: str | None = None) -> None:
-    """Give NAME a ROLE in COMMUNITY; a community's first steward may register themselves, then stewards add."""
+def add_person(catalog: Catalog, name: str, community: str, role: str, by: str | None = None,
+               owner: str | None = None) -> None:
+    """Give NAME a ROLE in COMMUNITY, granted by BY (a steward of it) or OWNER (the verified workspace owner).
+
+    OWNER is passed only by a caller that checked it with `Workspace.require_owner`; nobody grants themselves a
+    role, so a community's first steward comes from the workspace owner.
+    """
     if role not in ROLES:
         raise HearthError(f"role {role!r} is not one of: {', '.join(ROLES)}")
+    if by is None and owner is None:
+        raise HearthError(f"adding {name} to {community} needs a steward of it (--by NAME) or the workspace owner "
+                          f"(--as-owner, e.g. for the first steward: `hearth people add {name} --community "
+                          f"{community!r} --role {role} --as-owner`)")
     with catalog.session() as s:
-        comm = _community(s, community, create=True)
-        has_steward = s.scalar(select(func.count()).select_from(Membership).where(
-            Membership.community_id == comm.id, Membership.role == "steward"))
-        if has_steward:
-            if by is None:
-                raise HearthError(f"{community} has stewards; name one with --by to add {name}")
+        if by is not None:
             require_steward(s, by, community)
-        elif role != "steward":
-            raise HearthError(f"{community} has no steward yet; register its first steward before other people")
+        comm = _community(s, community, create=True)
         person = _person(s, name, create=True)
         if s.scalar(select(Membership).where(Membership.community_id == comm.id, Membership.person_id == person.id,
                                              Membership.role == role)):
             raise HearthError(f"{name} is already a {role} of {community}")
         s.add(Membership(community_id=comm.id, person_id=person.id, role=role))
-        audit.append(s, "person", by or name, person=name, community=community, role=role)
+        audit.append(s, "person", by if by is not None else f"owner:{owner}", person=name, community=community,
+                     role=role)
 
 
 def create_protocol(catalog: Catalog, name: str, community: str, by: str, description: str | None = None) -> None:
@@ -263,3 +268,39 @@ def set_embargo(catalog: Catalog, collection: str, until: date | None, by: str, 
         target.embargo_until = until
         audit.append(s, "label", by, action="embargo", collection=collection, item=item,
                      until=until.isoformat() if until else None)
+
+
+def declare_no_person(catalog: Catalog, collection: str, by: str, note: str, item: str | None = None) -> int:
+    """Declare that no identifiable person is in an item (or every item) of COLLECTION; return the declaration id.
+
+    A recording with no speaker recorded is used only with such a declaration (unknown is not "nobody").
+    """
+    if not (note or "").strip():
+        raise HearthError("--note is required: say how you know nobody identifiable is in it (e.g. 'birdsong, "
+                          "checked by listening')")
+    with catalog.session() as s:
+        coll = _collection(s, collection)
+        require_steward(s, by, coll.community)
+        it = _item(s, coll, item) if item else None
+        d = Declaration(collection_id=coll.id, item_id=it.id if it else None, kind=v.NO_PERSON, by=by, note=note)
+        s.add(d)
+        s.flush()
+        audit.append(s, "declaration", by, action="declare", declaration=d.id, kind=v.NO_PERSON,
+                     collection=collection, item=item, note=note)
+        return d.id
+
+
+def revoke_declaration(catalog: Catalog, declaration_id: int, by: str) -> None:
+    """Revoke declaration DECLARATION_ID from now (a steward of its collection's community acting)."""
+    with catalog.session() as s:
+        d = s.get(Declaration, declaration_id)
+        if d is None:
+            raise HearthError(f"declaration {declaration_id} does not exist; see `hearth data show`")
+        coll = s.get(Collection, d.collection_id)
+        require_steward(s, by, coll.community)
+        if d.revoked_at is not None:
+            raise HearthError(f"declaration {declaration_id} was already revoked on "
+                              f"{d.revoked_at.date().isoformat()}")
+        d.revoked_at = datetime.now(UTC)
+        audit.append(s, "declaration", by, action="revoke", declaration=declaration_id, kind=d.kind,
+                     collection=coll.name, item=d.item_id)

@@ -67,6 +67,9 @@ LABELS: dict[str, str] = {
     "notice:open_to_collaborate": NOTICE,
 }
 
+# Declaration kinds a steward records (table `declarations`): that no identifiable person is in a recording.
+NO_PERSON = "no_identifiable_person"
+
 # Labels whose restriction a model trained on the item inherits (VISION §4 "Lineage and inheritance").
 INHERITED = {STEWARD_ONLY, PROTOCOL, NON_COMMERCIAL, OUTREACH, SEASONAL, NEEDS_APPROVAL}
 
