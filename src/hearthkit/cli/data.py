@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.progress import Progress
-from rich.table import Table
 
-from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+from hearthkit.cli.common import JsonOpt, WorkspaceOpt, console, open_catalog, print_json, user_errors
+from hearthkit.cli.common import table as cli_table
 
 
 def _report_problems(problems: list[tuple[str, str]]) -> None:
@@ -121,16 +121,16 @@ def import_eaf(
         raise typer.Exit(1)
 
 
-@data_app.command("ls", help="List collections with item counts, consent and labels.\n\nExample: hearth data ls")
+@data_app.command("ls", help="List collections with item counts, consent and labels.\n\nExample: hearth data ls --json")
 @user_errors
-def ls(workspace: WorkspaceOpt = None) -> None:
+def ls(as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     """List collections."""
     from sqlalchemy import func, select
 
     from hearthkit.catalog.models import Collection, Consent, Item, Label
 
     _, catalog = open_catalog(workspace)
-    table = Table("collection", "community", "items", "hours", "consent records", "labels")
+    rows = []
     with catalog.session() as s:
         for c in s.scalars(select(Collection).order_by(Collection.name)):
             n, dur = s.execute(select(func.count(Item.id), func.sum(Item.duration_s))
@@ -138,8 +138,16 @@ def ls(workspace: WorkspaceOpt = None) -> None:
             nc = s.scalar(select(func.count(Consent.id)).where(Consent.collection_id == c.id))
             labs = s.execute(select(Label.key, func.count(Label.id)).join(Item, Label.item_id == Item.id)
                              .where(Item.collection_id == c.id).group_by(Label.key)).all()
-            table.add_row(c.name, c.community, str(n), f"{(dur or 0) / 3600:.2f}", str(nc),
-                          ", ".join(f"{k}×{m}" for k, m in labs) or "–")
+            rows.append({"collection": c.name, "community": c.community, "items": n,
+                         "hours": round((dur or 0) / 3600, 4), "consent_records": nc,
+                         "labels": {k: m for k, m in labs}})
+    if as_json:
+        print_json({"collections": rows})
+        return
+    table = cli_table("collection", "community", "items", "hours", "consent records", "labels", ids=("collection",))
+    for r in rows:
+        table.add_row(r["collection"], r["community"], str(r["items"]), f"{r['hours']:.2f}",
+                      str(r["consent_records"]), ", ".join(f"{k}×{m}" for k, m in r["labels"].items()) or "–")
     console.print(table)
 
 
