@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -43,6 +44,7 @@ def test_killed_import_is_consistent_and_rerun_finishes(tmp_path, workspace):
         for it in items:  # every catalog row has its object, which decrypts and verifies
             assert store.get(it.content_hash) == (folder / f"{it.external_id}.wav").read_bytes()
     done = len(items)
+    assert logged_imports(env) == sorted(it.external_id for it in items)  # every committed batch has its event
 
     rerun = subprocess.run([sys.executable, "-m", "hearthkit.cli.main", "data", "import", str(folder),
                             "--batch-size", str(BATCH)], capture_output=True, text=True, env=env, timeout=120)
@@ -53,5 +55,15 @@ def test_killed_import_is_consistent_and_rerun_finishes(tmp_path, workspace):
         assert sorted(i.external_id for i in items) == [f"utt{i:03d}" for i in range(N)]
         assert len(s.scalars(select(Consent)).all()) == 1
         assert all(store.is_sealed(i.content_hash) for i in items)
+    assert logged_imports(env) == [f"utt{i:03d}" for i in range(N)]  # and the rerun's batches add the rest
     assert not [p for p in ws.store_dir.rglob(".tmp-*")]  # the killed writer's temp files are swept
     assert len(store.keys.records()) == 1  # one data key for the collection, before and after the kill
+
+
+def logged_imports(env: dict) -> list[str]:
+    """The items `hearth audit log --kind import` says were imported, each batch's event listing its items."""
+    out = subprocess.run([sys.executable, "-m", "hearthkit.cli.main", "audit", "log", "--kind", "import"],
+                         capture_output=True, text=True, env=env, timeout=120, check=True).stdout
+    events = [json.loads(line.split(": ", 1)[1]) for line in out.splitlines() if " import " in line]
+    assert sum(e["imported"] for e in events) == sum(len(e["items"]) for e in events)
+    return sorted(i for e in events for i in e["items"])

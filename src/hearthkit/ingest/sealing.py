@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from sqlalchemy import or_, select
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Collection, Item, Label
+from hearthkit.catalog.models import Collection, Item, ItemProtocol, Label
+from hearthkit.errors import HearthError
 from hearthkit.governance.vocabulary import LABELS, PROTOCOL, STEWARD_ONLY
 from hearthkit.store.text import SEALED_TEXT, has_words, pack, unpack
 from hearthkit.store.vault import Store
@@ -25,8 +26,11 @@ def collection_must_seal(s, coll: Collection) -> bool:
     """Whether COLLECTION, as the catalog holds it now, must be stored encrypted."""
     keys = s.scalars(select(Label.key).outerjoin(Item, Label.item_id == Item.id)
                      .where(or_(Item.collection_id == coll.id, Label.collection_id == coll.id)).distinct()).all()
-    protocols = (p for m in s.scalars(select(Item.meta).where(Item.collection_id == coll.id)) for p in
-                 (m or {}).get("protocols", []))
+    protocols = [p for m in s.scalars(select(Item.meta).where(Item.collection_id == coll.id)) for p in
+                 (m or {}).get("protocols", [])]
+    # Items a steward placed under a protocol (`hearth protocol assign`) are protocol items too.
+    protocols += [str(p) for p in s.scalars(select(ItemProtocol.protocol_id).join(Item, ItemProtocol.item_id == Item.id)
+                                            .where(Item.collection_id == coll.id).limit(1))]
     return must_seal(bool(coll.restricted), keys, protocols)
 
 
@@ -79,3 +83,24 @@ def seal_collection(catalog: Catalog, store: Store, name: str) -> tuple[int, int
     if texts:
         catalog.scrub()  # no copy of the old rows may stay in free pages or the write-ahead log
     return n, texts
+
+
+def seal_before_restricting(catalog: Catalog, store: Store | None, name: str, what: str) -> tuple[int, int]:
+    """Seal collection NAME now, before WHAT (a label or protocol that requires sealing) is recorded on it.
+
+    Raises HearthError naming the reason when it cannot be sealed (no store given, the community key cannot be
+    made); the caller then records nothing. Returns (objects encrypted, items whose words were sealed).
+    """
+    if store is None:
+        raise HearthError(f"{what} requires collection {name!r} to be stored encrypted, and no store was given to "
+                          "seal it; nothing was changed (use `hearth labels apply` / `hearth protocol assign`)")
+    with catalog.session() as s:
+        community = s.scalar(select(Collection.community).where(Collection.name == name))
+    try:
+        # The data key (and the community key behind it) first: when it cannot be made, nothing is changed.
+        store.keys.data_key_for(name, community)
+        return seal_collection(catalog, store, name)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise HearthError(f"{what} was not recorded: collection {name!r} could not be sealed: "
+                          f"{exc.strerror or exc}{where}; fix the key folder or the store and try again") from None
