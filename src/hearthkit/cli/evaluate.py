@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+from hearthkit.cli.common import JsonOpt, WorkspaceOpt, console, open_catalog, print_json, user_errors
+from hearthkit.cli.common import table as cli_table
 from hearthkit.errors import HearthError
 
 EXAMPLE = ("\n\nExample: hearth eval mboshi-asr --by speaker --by source\n\n"
@@ -28,6 +28,7 @@ def eval_(
                                             "without looking at the test items).")] = "test",
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Decoding setting of the model section, "
                                                         "e.g. decode.lm.weight=0.5 (repeatable).")] = None,
+    as_json: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Evaluate a model on its run's held-out items: CER/WER overall and per group, 95% CIs, best-worst gap."""
@@ -46,28 +47,39 @@ def eval_(
         raise HearthError(f"model {model!r}: its run has no held-out items to evaluate on")
     empty = [c for c in cols if not any(r["by"] == c for r in evaluation["rows"])]
     metrics = evaluation["metrics"]
-    table = Table("by", "group", "n", *[f"{m.upper()} [95% CI]" for m in metrics])
+    # With --json the same work is done (results file, or card and charts) but stdout carries one JSON object.
+    say = (lambda *_a, **_k: None) if as_json else console.print
+    table = cli_table("by", "group", "n", *[f"{m.upper()} [95% CI]" for m in metrics], ids=("group",))
     for r in evaluation["rows"]:
         table.add_row(r["by"], r["group"], str(r["n"]), *[_cell(r, m) for m in metrics])
-    console.print(table)
+    say(table)
     for col, g in evaluation["gaps"].items():
-        console.print(f"gap (worst - best) by {col}: " + ", ".join(f"{m.upper()} {v:.3f}" for m, v in g.items()))
+        say(f"gap (worst - best) by {col}: " + ", ".join(f"{m.upper()} {v:.3f}" for m, v in g.items()))
     if empty:
-        console.print(f"[yellow]no values[/] for: {', '.join(empty)} (not a field or metadata column of the items)")
+        say(f"[yellow]no values[/] for: {', '.join(empty)} (not a field or metadata column of the items)")
+    doc = {"model": model, "split": split, "set": overrides or [], "beam": beam, "metrics": list(metrics),
+           "rows": evaluation["rows"], "gaps": evaluation["gaps"], "no_values": empty,
+           "signatures": evaluation.get("signatures") or {}}
     if split != "test" or overrides:
         # The card reports the model as published (its own decoding) on its test items; a validation or
         # re-decoded evaluation is written beside the run instead.
         out = run_dir / f"eval-{split}{'-set' if overrides else ''}.json"
         out.write_text(json.dumps({"split": split, "set": overrides or [], "beam": beam, "rows": evaluation["rows"],
                                    "gaps": evaluation["gaps"]}, indent=1))
-        console.print(f"results: {out}")
+        say(f"results: {out}")
+        if as_json:
+            print_json({**doc, "results": str(out)})
         return
     card = publish_model(ws, catalog, run_dir, evaluation)
     folder = Path(card).parent
+    charts = []
     for m in metrics:
         bar_chart(evaluation["rows"], m, folder / f"eval_{m}.png", title=f"{model}: {m.upper()} per group")
-        console.print(f"chart: {folder / f'eval_{m}.png'}")
-    console.print(f"model card: {card}")
+        charts.append(str(folder / f"eval_{m}.png"))
+        say(f"chart: {charts[-1]}")
+    say(f"model card: {card}")
+    if as_json:
+        print_json({**doc, "charts": charts, "card": str(card)})
 
 
 def _cell(r: dict, m: str) -> str:

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+from hearthkit.cli.common import JsonOpt, WorkspaceOpt, console, open_catalog, print_json, user_errors
+from hearthkit.cli.common import table as cli_table
 
 submit_app = typer.Typer(help="Submit a governed training run to a cluster scheduler.\n\n"
                               "Example: hearth submit slurm configs/demo-asr.yaml --nodes 2 --gpus-per-node 4",
@@ -98,22 +98,29 @@ def _last_step(run_dir: Path) -> str:
 
 
 @user_errors
-def jobs(workspace: WorkspaceOpt = None) -> None:
+def jobs(as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     """List the cluster jobs submitted for this workspace's runs, with their scheduler state and progress."""
     from hearthkit.launch import slurm as sl
     from hearthkit.workspace import find_workspace
 
     ws = find_workspace(workspace)
-    table = Table("run", "scheduler", "job", "state", "restarts", "step", "submitted")
+    rows = []
     for run, rec in sl.job_records(ws.runs_dir):
         if rec["scheduler"] == "slurm":
             st = sl.job_state(rec["job_id"])
             state = st["state"] + (f" ({st['reason']})" if st["reason"] else "")
-            restarts = "–" if st["restarts"] is None else str(st["restarts"])
+            restarts = st["restarts"]
         else:
-            state, restarts = rec.get("state", "–"), "–"
-        table.add_row(run, rec["scheduler"], rec["job_id"], state, restarts, _last_step(ws.run_dir(run)),
-                      rec["submitted_at"])
+            state, restarts = rec.get("state", "–"), None
+        rows.append({"run": run, "scheduler": rec["scheduler"], "job": rec["job_id"], "state": state,
+                     "restarts": restarts, "step": _last_step(ws.run_dir(run)), "submitted": rec["submitted_at"]})
+    if as_json:
+        print_json({"jobs": rows})
+        return
+    table = cli_table("run", "scheduler", "job", "state", "restarts", "step", "submitted", ids=("run", "job"))
+    for r in rows:
+        table.add_row(r["run"], r["scheduler"], str(r["job"]), r["state"],
+                      "–" if r["restarts"] is None else str(r["restarts"]), r["step"], str(r["submitted"]))
     console.print(table)
 
 
