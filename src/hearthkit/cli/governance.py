@@ -113,10 +113,12 @@ def protocol_assign(
     workspace: WorkspaceOpt = None,
 ) -> None:
     from hearthkit.governance.stewardship import assign_protocol
+    from hearthkit.store.vault import workspace_store
 
-    _, catalog = open_catalog(workspace)
-    n = assign_protocol(catalog, protocol, collection, item, by, sharing)
-    console.print(f"{n} item(s) placed under protocol {protocol}")
+    ws, catalog = open_catalog(workspace)
+    n = assign_protocol(catalog, protocol, collection, item, by, sharing, store=workspace_store(ws))
+    console.print(f"{n} item(s) placed under protocol {protocol}; collection {collection} is sealed (its audio "
+                  "and words are stored encrypted)", highlight=False)
 
 
 @labels_app.command("apply", help="Apply a label (key as the Local Contexts Hub spells it, e.g. tk:non_commercial) "
@@ -144,11 +146,16 @@ def labels_apply(
     workspace: WorkspaceOpt = None,
 ) -> None:
     from hearthkit.governance.stewardship import apply_label
+    from hearthkit.governance.vocabulary import LABELS
+    from hearthkit.ingest.sealing import SEALING_CATEGORIES
+    from hearthkit.store.vault import workspace_store
 
-    _, catalog = open_catalog(workspace)
+    ws, catalog = open_catalog(workspace)
     lid = apply_label(catalog, key, collection, by, item, community, text, language, version, hub_id, protocol,
-                      season, also, agreement)
+                      season, also, agreement, store=workspace_store(ws))
     console.print(f"label {lid}: {key} applied to {collection}" + (f"/{item}" if item else " (whole collection)"))
+    if LABELS.get(key) in SEALING_CATEGORIES:  # apply_label sealed it first, or refused
+        console.print(f"collection {collection} is sealed: its audio and words are stored encrypted", highlight=False)
 
 
 @labels_app.command("remove", help="Remove an applied label by its id (see `hearth data show`).\n\n"

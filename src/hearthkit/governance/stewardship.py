@@ -25,6 +25,8 @@ from hearthkit.catalog.models import (
 from hearthkit.errors import HearthError
 from hearthkit.governance import audit
 from hearthkit.governance import vocabulary as v
+from hearthkit.ingest.sealing import SEALING_CATEGORIES, seal_before_restricting
+from hearthkit.store.vault import Store
 
 ROLES = ("steward", "member", "researcher", "partner")
 _MMDD = re.compile(r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")
@@ -144,16 +146,27 @@ def add_protocol_member(catalog: Catalog, protocol: str, person: str, by: str) -
 
 
 def assign_protocol(catalog: Catalog, protocol: str, collection: str, items: list[str] | None, by: str,
-                    sharing: str | None = None) -> int:
-    """Place ITEMS (default: every item) of COLLECTION under PROTOCOL; optionally set their sharing any|all."""
+                    sharing: str | None = None, store: Store | None = None) -> int:
+    """Place ITEMS (default: every item) of COLLECTION under PROTOCOL; optionally set their sharing any|all.
+
+    Protocol items never lie on disk in the clear: the collection is sealed (with STORE) before the placement is
+    recorded, and when it cannot be sealed nothing is recorded (issue 19, class 6).
+    """
     if sharing not in (None, "any", "all"):
         raise HearthError(f"--sharing must be any or all, not {sharing!r}")
-    with catalog.session() as s:
+
+    def targets_of(s: Session) -> tuple[Protocol, list[Item]]:
         p = _protocol(s, protocol)
         coll = _collection(s, collection)
         require_steward(s, by, coll.community)
-        targets = [_item(s, coll, x) for x in items] if items else list(
+        return p, [_item(s, coll, x) for x in items] if items else list(
             s.scalars(select(Item).where(Item.collection_id == coll.id).order_by(Item.external_id)))
+
+    with catalog.session() as s:  # every check first: a refused placement seals nothing
+        targets_of(s)
+    sealed = seal_before_restricting(catalog, store, collection, f"placing items under protocol {protocol!r}")
+    with catalog.session() as s:
+        p, targets = targets_of(s)
         have = set(s.scalars(select(ItemProtocol.item_id).where(ItemProtocol.protocol_id == p.id)))
         n = 0
         for it in targets:
@@ -163,7 +176,7 @@ def assign_protocol(catalog: Catalog, protocol: str, collection: str, items: lis
                 s.add(ItemProtocol(item_id=it.id, protocol_id=p.id))
                 n += 1
         audit.append(s, "protocol", by, action="assign", protocol=protocol, collection=collection,
-                     items=[it.external_id for it in targets], sharing=sharing)
+                     items=[it.external_id for it in targets], sharing=sharing, sealed=list(sealed))
         return n
 
 
@@ -171,8 +184,12 @@ def apply_label(catalog: Catalog, key: str, collection: str, by: str, item: str 
                 community: str | None = None, text: str | None = None, language: str | None = None,
                 version: str | None = None, hub_id: str | None = None, protocol: str | None = None,
                 season: str | None = None, communities: list[str] | None = None,
-                agreement: str | None = None) -> int:
-    """Apply label KEY to an item (or the whole collection) on behalf of COMMUNITY; return the label id."""
+                agreement: str | None = None, store: Store | None = None) -> int:
+    """Apply label KEY to an item (or the whole collection) on behalf of COMMUNITY; return the label id.
+
+    A label whose category requires sealing (SEALING_CATEGORIES) seals the whole collection with STORE before it
+    is recorded; when the collection cannot be sealed the label is refused and nothing changes (issue 19, class 6).
+    """
     cat = v.category(key)
     start = end = None
     if season is not None:
@@ -181,14 +198,24 @@ def apply_label(catalog: Catalog, key: str, collection: str, by: str, item: str 
             raise HearthError(f"--season {season!r}: expected MM-DD..MM-DD, e.g. 05-01..08-31")
     if cat == v.SEASONAL and season is None:
         raise HearthError(f"{key} needs its window: --season MM-DD..MM-DD")
-    with catalog.session() as s:
+
+    def checked(s: Session) -> tuple[Collection, str, Item | None, int | None]:
         coll = _collection(s, collection)
-        community = community or coll.community
-        require_steward(s, by, community)
+        who = community or coll.community
+        require_steward(s, by, who)
         it = _item(s, coll, item) if item else None
         pid = _protocol(s, protocol).id if protocol else None
         for c in communities or []:
             _community(s, c)
+        return coll, who, it, pid
+
+    sealed = None
+    if cat in SEALING_CATEGORIES:
+        with catalog.session() as s:  # every check first: a refused label seals nothing
+            checked(s)
+        sealed = list(seal_before_restricting(catalog, store, collection, f"label {key}"))
+    with catalog.session() as s:
+        coll, community, it, pid = checked(s)
         lab = Label(item_id=it.id if it else None, collection_id=None if it else coll.id, key=key,
                     community=community, text=text, language=language, version=version, hub_id=hub_id,
                     protocol_id=pid, season_from=start, season_to=end, communities=communities or None,
@@ -196,7 +223,8 @@ def apply_label(catalog: Catalog, key: str, collection: str, by: str, item: str 
         s.add(lab)
         s.flush()
         audit.append(s, "label", by, action="apply", label=lab.id, key=key, collection=collection, item=item,
-                     community=community, protocol=protocol, season=season, communities=communities)
+                     community=community, protocol=protocol, season=season, communities=communities,
+                     **({"sealed": sealed} if sealed is not None else {}))
         return lab.id
 
 
@@ -285,7 +313,7 @@ def declare_no_person(catalog: Catalog, collection: str, by: str, note: str, ite
         d = Declaration(collection_id=coll.id, item_id=it.id if it else None, kind=v.NO_PERSON, by=by, note=note)
         s.add(d)
         s.flush()
-        audit.append(s, "declaration", by, action="declare", declaration=d.id, kind=v.NO_PERSON,
+        audit.append(s, "declaration", by, action="declare", declaration=d.id, declares=v.NO_PERSON,
                      collection=collection, item=item, note=note)
         return d.id
 
@@ -302,5 +330,5 @@ def revoke_declaration(catalog: Catalog, declaration_id: int, by: str) -> None:
             raise HearthError(f"declaration {declaration_id} was already revoked on "
                               f"{d.revoked_at.date().isoformat()}")
         d.revoked_at = datetime.now(UTC)
-        audit.append(s, "declaration", by, action="revoke", declaration=declaration_id, kind=d.kind,
+        audit.append(s, "declaration", by, action="revoke", declaration=declaration_id, declares=d.kind,
                      collection=coll.name, item=d.item_id)
