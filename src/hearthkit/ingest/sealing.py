@@ -93,7 +93,7 @@ def seal_before_restricting(catalog: Catalog, store: Store | None, name: str, wh
     """
     if store is None:
         raise HearthError(f"{what} requires collection {name!r} to be stored encrypted, and no store was given to "
-                          "seal it; nothing was changed (use `hearth labels apply` / `hearth protocol assign`)")
+                          "seal it; nothing was changed (callers pass store=workspace_store(ws))")
     with catalog.session() as s:
         community = s.scalar(select(Collection.community).where(Collection.name == name))
     try:
