@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+from hearthkit.cli.common import JsonOpt, WorkspaceOpt, console, open_catalog, print_json, user_errors
 from hearthkit.errors import HearthError
 
 ByOpt = Annotated[str, typer.Option("--by", help="The steward acting (must be a steward of the community).")]
@@ -518,6 +518,7 @@ def _head_in_chain(catalog, digest: str) -> bool:
 @user_errors
 def audit_log(
     kind: Annotated[str | None, typer.Option(help="Only events of this kind.")] = None,
+    as_json: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     import json
@@ -525,6 +526,9 @@ def audit_log(
     from hearthkit.governance.audit import events
 
     _, catalog = open_catalog(workspace)
+    if as_json:
+        print_json({"events": list(events(catalog, kind))})
+        return
     for e in events(catalog, kind):
         console.print(f"{e['seq']:>6} {e['at']} {e['kind']:<11} {e['actor']}: "
                       f"{json.dumps(e['data'], ensure_ascii=False, sort_keys=True)}", highlight=False,
