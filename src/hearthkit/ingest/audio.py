@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,17 @@ AUDIO_SUFFIXES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg
 
 class BadAudio(ValueError):
     """The bytes are not usable audio; the message says why."""
+
+
+_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def reason(exc: BaseException) -> str:
+    """EXC's first line without Python object reprs (libsndfile names the in-memory buffer it was given, e.g.
+    `Error opening <_io.BytesIO object at 0x…>: …`); the caller names the file."""
+    text = (str(exc).splitlines() or [type(exc).__name__])[0]
+    text = re.sub(r"^Error opening " + _REPR.pattern + r":\s*", "", text)
+    return _REPR.sub("the file", text).strip() or type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -44,15 +56,18 @@ def probe(data: bytes, accept_truncated: bool = False) -> AudioInfo:
     except BadAudio:
         raise
     except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError with a terse message
-        raise BadAudio(f"not readable audio ({str(exc).splitlines()[0]})") from None
+        raise BadAudio(f"not readable audio ({reason(exc)})") from None
     if info.frames == 0:
         raise BadAudio("no audio samples")
     return info
 
 
 def decode(data: bytes, sample_rate: int = 16000) -> np.ndarray:
-    """Decode DATA to mono float32 at SAMPLE_RATE (linear resampling when the rate differs)."""
-    wav, sr = sf.read(io.BytesIO(data), dtype="float32")
+    """Decode DATA to mono float32 at SAMPLE_RATE (linear resampling when the rate differs); BadAudio if unreadable."""
+    try:
+        wav, sr = sf.read(io.BytesIO(data), dtype="float32")
+    except Exception as exc:  # soundfile's errors name the buffer object, not the file: say what is wrong instead
+        raise BadAudio(f"not readable audio ({reason(exc)})") from None
     if wav.ndim == 2:  # mix down only when there is more than one channel: mono needs no copy
         wav = wav.mean(axis=1)
     if sr != sample_rate:

@@ -24,6 +24,7 @@ from hearthkit.errors import HearthError
 from hearthkit.governance import audit
 from hearthkit.governance.vocabulary import LABELS
 from hearthkit.ingest.archive import ArchiveInfo, collection_with_consent, read_archive_info
+from hearthkit.ingest.audio import reason
 from hearthkit.ingest.speech_folder import ImportReport
 from hearthkit.store.vault import Store
 
@@ -94,7 +95,7 @@ def probe_raster(data: bytes, name: str, bands: int = 1) -> dict:
     except BadRaster:
         raise
     except (RasterioError, rasterio.errors.RasterioIOError, ValueError) as exc:
-        raise BadRaster(f"not a readable GeoTIFF ({str(exc).splitlines()[0][:120]})") from None
+        raise BadRaster(f"not a readable GeoTIFF ({reason(exc)[:120]})") from None
 
 
 def _class_values(data: bytes) -> np.ndarray:

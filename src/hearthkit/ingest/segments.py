@@ -22,7 +22,7 @@ from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Collection, Item
 from hearthkit.errors import HearthError
 from hearthkit.ingest.archive import ArchiveInfo
-from hearthkit.ingest.audio import AUDIO_SUFFIXES
+from hearthkit.ingest.audio import AUDIO_SUFFIXES, BadAudio, probe, reason
 from hearthkit.ingest.sealing import item_words, set_item_words
 from hearthkit.ingest.sheet import Sheet
 from hearthkit.ingest.speech_folder import ImportReport, _Importer, _Pending, normalise_transcript
@@ -71,12 +71,17 @@ def find_audio(annotation_file: Path, hinted: list[str], audio: Path | None) -> 
 
 def cut(recording: bytes, start: float, end: float) -> tuple[bytes, int, float]:
     """16-bit mono WAV bytes of RECORDING between START and END seconds, its sample rate and duration."""
-    with sf.SoundFile(io.BytesIO(recording)) as f:
-        sr = f.samplerate
-        if start >= end or end > f.frames / sr + 0.05:
-            raise ValueError(f"{start:.3f}-{end:.3f} s lies outside the recording (0-{f.frames / sr:.3f} s)")
-        f.seek(int(start * sr))
-        wav = f.read(int(end * sr) - int(start * sr), dtype="float32", always_2d=True).mean(axis=1)
+    try:
+        with sf.SoundFile(io.BytesIO(recording)) as f:
+            sr = f.samplerate
+            if start >= end or end > f.frames / sr + 0.05:
+                raise ValueError(f"{start:.3f}-{end:.3f} s lies outside the recording (0-{f.frames / sr:.3f} s)")
+            f.seek(int(start * sr))
+            wav = f.read(int(end * sr) - int(start * sr), dtype="float32", always_2d=True).mean(axis=1)
+    except ValueError:
+        raise
+    except Exception as exc:  # soundfile names its buffer object (<_io.BytesIO …>), never the file: say what is wrong
+        raise ValueError(f"the recording could not be cut ({reason(exc)})") from None
     buf = io.BytesIO()
     sf.write(buf, wav, sr, format="WAV", subtype="PCM_16")
     return buf.getvalue(), sr, len(wav) / sr
@@ -92,6 +97,10 @@ def import_annotations(catalog: Catalog, store: Store, info: ArchiveInfo, annota
     imp.report = report
     imp.prepare_collection(Sheet())
     recording = audio.read_bytes()
+    try:
+        probe(recording)  # a recording that is not audio is one line naming it, before anything is stored
+    except BadAudio as exc:
+        raise HearthError(f"{audio}: {exc}; nothing was imported") from None
     src_hash = hashlib.sha256(recording).hexdigest()
     pending: list[_Pending] = []
     seen: set[str] = set()
