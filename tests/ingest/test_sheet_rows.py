@@ -22,6 +22,7 @@ from hearthkit.errors import HearthError
 from hearthkit.ingest.speech_folder import import_speech_folder
 from hearthkit.store.vault import Store
 from hearthkit.workspace import open_workspace
+from tests.catalog.conftest import db_url  # noqa: F401  (the SQLite + PostgreSQL fixture)
 from tests.ingest.archive_maker import speech_items, write_info
 
 
@@ -260,3 +261,23 @@ def test_archive_yaml_collection_labels_bind_and_seal_speech_items(tmp_path, wor
     with Catalog.open(ws.db_url).session() as s:
         assert s.scalars(select(Label.key).where(Label.collection_id.is_not(None))).all() == ["tk:secret_sacred"]
         assert all(store.is_sealed(i.content_hash) for i in s.scalars(select(Item)))
+
+
+def test_rows_a_database_could_not_store_are_held_back_on_both_backends(tmp_path, db_url):  # noqa: F811
+    """A NUL byte or a list where text belongs would fail the commit on PostgreSQL (and lose the batch)."""
+    folder = archive(tmp_path, 4)
+    write_yaml_sheet(folder, [{"file": "*", "speaker": "kui"}, {"file": "utt001", "speaker": "he\0mi"},
+                              {"file": "utt002", "dialect": ["raki", "tonga"]},
+                              {"file": "utt003", "speaker": "hemi", "labels": "TK:Secret_Sacred",
+                               "consent_purposes": "Research", "consent_given_by": "hemi",
+                               "consent_given_at": "2026-01-02"}])
+    catalog = Catalog.open(db_url, create=True)
+    store = Store(tmp_path / "store", tmp_path / "keys")
+    report = import_speech_folder(catalog, store, folder)
+    assert {w for w, _ in report.problems} == {"metadata.yaml:row 2", "metadata.yaml:row 3", "utt001.wav",
+                                               "utt002.wav"}
+    with catalog.session() as s:
+        assert sorted(s.scalars(select(Item.external_id))) == ["utt000", "utt003"]
+        assert s.scalars(select(Label.key)).all() == ["tk:secret_sacred"]
+        consent = s.scalars(select(Consent).where(Consent.subject == "hemi")).one()
+        assert consent.purposes == ["research"]
