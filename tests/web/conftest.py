@@ -96,6 +96,8 @@ class WebWS:
     items: dict[str, int] = field(default_factory=dict)
     collections: dict[str, int] = field(default_factory=dict)
     audio: dict[str, bytes] = field(default_factory=dict)
+    token_id: int = 0  # steward_a's API token (scope read), for the revoke rows
+    label_id: int = 0  # an item label on comm-1 (tk:attribution) that steward_a may remove
 
     @property
     def ws(self):
@@ -146,12 +148,17 @@ def _build(root: Path) -> WebWS:
                 if "label" in extra:
                     s.add(Label(item_id=it.id, key=extra["label"], community=comm, text=extra.get("label_text"),
                                 language="mi" if extra.get("label_text") else None, data={}))
+        lab = Label(item_id=out.items["comm-1"], key="tk:attribution", community="A", text="Kōrero o te iwi",
+                    language="mi", data={})
+        s.add(lab)
+        s.flush()
+        out.label_id = lab.id
     for role in NAMES:
-        pid = None
         with cat.session() as s:
             pid = s.scalar(select(Person.id).where(Person.name == NAMES[role]))
         otp = identity.reset_password(cat, NAMES[role])
         identity.change_password(cat, pid, otp, PASSWORD)
+    out.token_id, _ = identity.create_token(cat, NAMES["steward_a"], "fixture", ["read"])
     cat.close()
     return out
 
@@ -168,8 +175,8 @@ def webws(_webws_template: WebWS, tmp_path: Path) -> WebWS:
     dst = tmp_path / "ws"
     shutil.copytree(src, dst)
     shutil.copytree(src.parent / f"{src.name}.keys", tmp_path / "ws.keys")
-    return WebWS(dst.resolve(), dict(_webws_template.items), dict(_webws_template.collections),
-                 dict(_webws_template.audio))
+    t = _webws_template
+    return WebWS(dst.resolve(), dict(t.items), dict(t.collections), dict(t.audio), t.token_id, t.label_id)
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def create_app(ws: Workspace, *, secret: bytes | None = None, behind_proxy: bool
         catalog.close()
 
     app = FastAPI(title="hearthkit", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json",
-                  lifespan=lifespan)
+                  swagger_ui_oauth2_redirect_url=None, lifespan=lifespan)
     app.state.ws = ws
     app.state.catalog = catalog
     app.state.secret = secret or load_secret(ws)

@@ -129,6 +129,13 @@ def _done(request: Request, where: str, result: dict):
     return RedirectResponse(where, status_code=303)
 
 
+def _store(request: Request):
+    """The workspace's store: a protocol label or placement seals the collection at once (issue 19, class 6)."""
+    from hearthkit.store.vault import workspace_store
+
+    return workspace_store(request.app.state.ws)
+
+
 Steward = Annotated[Actor, Depends(require_scope("admin"))]
 
 
@@ -143,7 +150,7 @@ def apply_label(request: Request, item_id: int, who: Steward, key: Annotated[str
     it = _stewarded_item(request, who, item_id)
     lid = stewardship.apply_label(request.app.state.catalog, key.strip(), it["collection"]["name"], by=who.name,
                                   item=it["external_id"], text=text or None, language=language or None,
-                                  protocol=protocol or None, season=season or None)
+                                  protocol=protocol or None, season=season or None, store=_store(request))
     return _done(request, f"/items/{item_id}", {"label": lid})
 
 
@@ -168,7 +175,8 @@ def place_under_protocol(request: Request, item_id: int, who: Steward, protocol:
     if protocol not in it["community_protocols"]:
         raise HTTPException(400, f"protocol {protocol!r} is not a protocol of {it['collection']['community']}")
     n = stewardship.assign_protocol(request.app.state.catalog, protocol, it["collection"]["name"],
-                                    [it["external_id"]], by=who.name, sharing=sharing or None)
+                                    [it["external_id"]], by=who.name, sharing=sharing or None,
+                                    store=_store(request))
     return _done(request, f"/items/{item_id}", {"placed": n, "protocol": protocol})
 
 
@@ -207,11 +215,10 @@ def withdraw_item(request: Request, item_id: int, who: Steward, reason: Annotate
                                                                                           max_length=2000)]):
     """Record the withdrawal of this item: affected models are marked, its bytes erased (lineage.withdraw)."""
     from hearthkit.lineage.withdraw import withdraw
-    from hearthkit.store.vault import workspace_store
 
     it = _stewarded_item(request, who, item_id)
     if it["withdrawn"]:
         raise HTTPException(400, "this item was already withdrawn")
-    impact = withdraw(request.app.state.catalog, workspace_store(request.app.state.ws), it["collection"]["name"],
+    impact = withdraw(request.app.state.catalog, _store(request), it["collection"]["name"],
                       "item", it["external_id"], by=who.name, reason=reason)
     return _done(request, f"/items/{item_id}", {"items": impact.items, "models": impact.models})
