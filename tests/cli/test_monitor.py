@@ -26,6 +26,9 @@ def test_monitor_writes_georeferenced_maps_figures_and_report(trained_change: Pa
     res = hearth("monitor", "test-change", "--before", str(scene / "imgs_1"), "--after", str(scene / "imgs_2"),
                  "--territory", str(scene / f"{name}.geojson"), "--out", str(out), ws=trained_change)
     assert "pixels/s" in res.stdout and "tiles" in res.stdout
+    served = hearth("audit", "log", "--kind", "serve", ws=trained_change).stdout.splitlines()
+    assert served and '"action": "monitor"' in served[-1] and '"model": "test-change"' in served[-1]
+    assert '"pixels": ' in served[-1]  # counts, never the scenes
     with rasterio.open(scene / "imgs_1" / f"{name}_B02.tif") as src:
         crs, transform, shape = src.crs, src.transform, src.shape
     for f in ("change_probability.tif", "change.tif"):
@@ -46,7 +49,7 @@ def test_monitor_writes_georeferenced_maps_figures_and_report(trained_change: Pa
     true_in = (truth & inside).sum() * PIXEL_HA
     assert abs(terr["changed_ha"] - true_in) <= 0.05 * true_in
     assert abs(terr["area_ha"] - inside.sum() * PIXEL_HA) < 1e-6 * inside.sum()
-    assert terr["percent_changed"] == 100 * terr["changed_ha"] / terr["area_ha"]
+    assert terr["percent_changed"] == pytest.approx(100 * terr["changed_ha"] / terr["area_ha"], rel=1e-12)
 
     png = np.asarray(Image.open(out / "map.png").convert("RGB"))
     x0, y0, x1, y1 = summary["map"]["box"]

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import random
+import shutil
 import sqlite3
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -102,3 +103,32 @@ def test_transcribe_writes_vtt_srt_eaf_that_import_back(long_recording, tiny_asr
     assert [r[0] for r in rows] == [t[2] for t in truth]
     assert all(abs(r[2] - v.start) < 1e-3 and abs(r[1] - (v.end - v.start)) < 0.01
                for r, v in zip(rows, vtt, strict=True))
+
+
+def test_serving_is_audited_and_an_exported_folder_keeps_its_guard(tiny_asr_model, tiny_speech_archive, tmp_path):
+    ws, _, _ = tiny_asr_model
+    clip = sorted(tiny_speech_archive.glob("*.wav"))[0]
+    before = hearth("audit", "log", "--kind", "serve", ws=ws).stdout.count(" serve ")
+    dest = tmp_path / "exported"
+    hearth("export", "tiny-asr", str(dest), ws=ws)
+    assert (dest / "restrictions.json").is_file()
+    # The exported folder is served like the registered model, and each use is one `serve` event (counts only).
+    for ref in ("tiny-asr", str(dest)):
+        hearth("transcribe", ref, str(clip), "-f", "vtt", "--out", str(tmp_path / "out"), "--beam", "1",
+               "--requester", "rangi", ws=ws)
+    log = hearth("audit", "log", "--kind", "serve", ws=ws).stdout.splitlines()
+    assert len(log) == before + 2
+    assert all('"action": "transcribe"' in line and '"model": "tiny-asr"' in line and " rangi:" in line
+               and '"seconds": ' in line for line in log[-2:])
+    # Weights swapped under its restrictions.json: refused in one line, and the refusal is in the log too.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(dest, tampered)
+    raw = bytearray((tampered / "model.safetensors").read_bytes())
+    raw[-1] ^= 1
+    (tampered / "model.safetensors").write_bytes(bytes(raw))
+    proc = hearth("transcribe", str(tampered), str(clip), "--out", str(tmp_path / "out2"), ws=ws, check=False)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+    assert "are not the ones its restrictions.json was signed for" in proc.stderr
+    assert "a steward must register it" in proc.stderr and not (tmp_path / "out2").exists()
+    assert "serve_refused" in hearth("audit", "log", "--kind", "serve_refused", ws=ws).stdout
+    assert hearth("audit", "verify", ws=ws).returncode == 0  # the log is intact and anchored
