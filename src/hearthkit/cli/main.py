@@ -13,10 +13,12 @@ from hearthkit.cli import governance as gov_cmds
 from hearthkit.cli import keys as keys_cmds
 from hearthkit.cli import lineage as lineage_cmds
 from hearthkit.cli import monitor as monitor_cmds
+from hearthkit.cli import serve as serve_cmds
 from hearthkit.cli import submit as submit_cmds
 from hearthkit.cli import train as train_cmds
 from hearthkit.cli import transcribe as transcribe_cmds
 from hearthkit.cli import use as use_cmds
+from hearthkit.cli import users as users_cmds
 from hearthkit.cli.common import console, user_errors
 
 app = typer.Typer(
@@ -59,6 +61,9 @@ app.command("generate", help=use_cmds.generate.__doc__ + "\n\nExample: hearth ge
 app.command("eval", help=eval_cmds.eval_.__doc__ + eval_cmds.EXAMPLE)(eval_cmds.eval_)
 app.command("transcribe", help=transcribe_cmds.transcribe.__doc__ + transcribe_cmds.EXAMPLE)(
     transcribe_cmds.transcribe)
+# The web app (cli/serve.py) and its accounts (cli/users.py).
+app.command("serve", help=serve_cmds.serve.__doc__ + serve_cmds.EXAMPLE)(serve_cmds.serve_cmd)
+app.add_typer(users_cmds.users_app, name="users")
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"
