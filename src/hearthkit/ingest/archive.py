@@ -129,8 +129,10 @@ def read_archive_info(folder: Path, path: Path | None = None) -> ArchiveInfo:
                           "(or pass --info FILE for a read-only archive)")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise HearthError(f"{path}: not valid UTF-8 YAML ({str(exc).splitlines()[0]})") from None
+    except (UnicodeDecodeError, yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        # ValueError: a scalar that looks like a date but is none (2026-13-01) fails in PyYAML's constructor.
+        raise HearthError(f"{path}: not valid UTF-8 YAML ({(str(exc).splitlines() or [type(exc).__name__])[0]})"
+                          "; nothing was imported") from None
     if data is not None and not isinstance(data, dict):
         raise HearthError(f"{path}: expected a mapping with `collection:` and consent, not {type(data).__name__}")
     bad = _nul_field(data or {})

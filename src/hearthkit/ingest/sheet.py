@@ -286,8 +286,10 @@ def _raw_rows(path: Path) -> list[tuple[str, dict]]:
                 if any(v not in (None, "", _SHORT) for v in row.values())]  # an empty line of commas names nothing
     try:
         data = yaml.safe_load(text) or []
-    except yaml.YAMLError as exc:
-        raise HearthError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        # ValueError: a scalar that looks like a date but is none (2026-02-31) fails in PyYAML's constructor.
+        raise HearthError(f"{path}: not valid YAML ({(str(exc).splitlines() or [type(exc).__name__])[0]}); "
+                          "no item was imported") from None
     if isinstance(data, dict):
         data = data.get("items", [])
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
