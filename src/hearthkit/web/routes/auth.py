@@ -45,8 +45,8 @@ def login(request: Request, name: Annotated[str, Form(max_length=200)], password
         who = identity.authenticate(cat, name, password)
     except identity.SignInRefused:
         # One answer for every failure: an unknown name, a wrong password and a locked account look alike.
-        msg = gettext_for(request)("Sign-in refused: the name or password is wrong, or the account is locked "
-                                   "for a few minutes.")
+        _ = gettext_for(request)
+        msg = _("Sign-in refused: the name or password is wrong, or the account is locked for a few minutes.")
         return render(request, "login.html", {"next": _local(next), "name": name, "error": msg}, status=401)
     old = session_raw(request)
     if old:
