@@ -75,8 +75,50 @@ def test_run_data_access_is_recorded(catalog, tmp_path):
                                               "manifest_hash": "ab" * 32}))
     (run / "access" / "rank0.jsonl").write_text('{"item_id": 1}\n{"item_id": 2}\n{"item_id": 1}\n')
     (run / "access" / "rank1.jsonl").write_text('{"item_id": 3}\n')
+    # Evaluation reads are audited apart (phase "evaluation", by evaluate_run), never as training reads.
+    (run / "access" / "eval.jsonl").write_text('{"item_id": 9}\n')
+    (run / "access" / "calibrate.jsonl").write_text('{"item_id": 1}\n{"item_id": 8}\n')
     assert record_data_access(catalog, run, "r1") == 3
     ev = audit.events(catalog, "data_access")[-1]
-    assert ev["data"] == {"run": "r1", "run_id": None, "manifest": "ab" * 32, "items": 3}
+    assert ev["data"] == {"run": "r1", "run_id": None, "manifest": "ab" * 32, "phase": "training", "items": 3}
     with catalog.session() as s:
         assert s.scalar(select(AuditEvent.kind).order_by(AuditEvent.seq.desc()).limit(1)) == "data_access"
+
+
+def test_a_withdrawal_event_carries_its_reason(b, catalog, tmp_path):
+    from hearthkit.governance.stewardship import withdraw_consent
+    from hearthkit.lineage.withdraw import withdraw
+    from hearthkit.store.vault import Store
+
+    coll = b.collection("korero", community="A")
+    b.item(coll, "k1", speaker="mere")
+    b.item(coll, "k2", speaker="tama")
+    b.person("aroha", "A", role="steward")
+    consent = b.consent(coll, "individual", "tama", ["research"])
+    store = Store(tmp_path / "store", tmp_path / "keys")
+    withdraw(catalog, store, "korero", "speaker", "mere", "aroha", reason="asked at the hui, 2026-11-30")
+    withdraw_consent(catalog, consent, "aroha", reason="tama moved away and asked us to stop")
+    reasons = [e["data"]["reason"] for e in audit.events(catalog, "withdrawal")]
+    assert reasons == ["asked at the hui, 2026-11-30", "tama moved away and asked us to stop"]
+
+
+def test_evaluation_reads_are_audited_as_their_own_phase(tiny_asr_model):
+    import re
+
+    from tests.conftest import hearth
+
+    ws, _, _ = tiny_asr_model
+    split = json.loads((ws / "runs" / "tiny-asr" / "split.json").read_text())
+
+    def events():
+        out = hearth("audit", "log", "--kind", "data_access", ws=ws).stdout
+        return [json.loads(re.sub(r"^\s*\d+ \S+ data_access\s+\S+: ", "", line)) for line in out.splitlines()]
+
+    before = events()
+    assert [e["phase"] for e in before if e["run"] == "tiny-asr"][:2] == ["training", "evaluation"]
+    at_train = next(e for e in before if e["run"] == "tiny-asr" and e["phase"] == "evaluation")
+    assert at_train["items"] == len(split["test"]) > 0 and at_train["split"] == "test"
+    hearth("eval", "tiny-asr", ws=ws)  # `hearth eval` reads the test items again: one more event
+    after = events()
+    assert len(after) == len(before) + 1
+    assert after[-1]["phase"] == "evaluation" and after[-1]["items"] == len(split["test"])

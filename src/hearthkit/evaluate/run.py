@@ -9,22 +9,27 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 from safetensors.torch import load_file
+from sqlalchemy import select
 
+from hearthkit.catalog.db import Catalog
+from hearthkit.catalog.models import Run
 from hearthkit.data.loader import GovernedReader
 from hearthkit.engine.config import RunConfig, apply_override, field_error
 from hearthkit.errors import HearthError
 from hearthkit.evaluate.metrics import disaggregate, gaps, signatures
+from hearthkit.governance import audit
 from hearthkit.governance.manifest import Manifest
 from hearthkit.recipes import get_recipe
 from hearthkit.store.vault import store_from_spec
 
 
 def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = None, split_name: str = "test",
-                 overrides: list[str] | None = None) -> dict:
+                 overrides: list[str] | None = None, catalog: Catalog | None = None) -> dict:
     """Per-item records, per-group rows and gaps of the run's final model on its test (or validation) items.
 
     OVERRIDES (`key=value` on the model section, e.g. decode.lm.weight=0.5) change decoding, not the weights:
     with split_name "valid" they let decoding settings be chosen on items that are neither trained on nor test.
+    With CATALOG, the items this evaluation read are audited as a `data_access` event of phase "evaluation".
     """
     spec = json.loads((run_dir / "run.json").read_text())
     cfg = RunConfig.model_validate(spec["config"])
@@ -53,14 +58,33 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = 
     # Settings fitted after training (e.g. a decision threshold) come from training items only, never test ones.
     train_ids = set(split["train"])
     train_entries = [e for e in manifest.included if e["item_id"] in train_ids]
+    log = "eval.jsonl" if split_name == "test" else "eval-valid.jsonl"
+    logs = {name: run_dir / "access" / name for name in ("calibrate.jsonl", log)}
+    start = {name: p.stat().st_size if p.is_file() else 0 for name, p in logs.items()}  # logs are append-only
     prep.update(recipe.calibrate(model, mcfg, prep, train_entries,
-                                 GovernedReader(store, train_entries, run_dir / "access" / "calibrate.jsonl"),
-                                 run_dir / "prep"))
+                                 GovernedReader(store, train_entries, logs["calibrate.jsonl"]), run_dir / "prep"))
     held_ids = set(split[split_name])
     entries = [e for e in manifest.included if e["item_id"] in held_ids]
-    log = "eval.jsonl" if split_name == "test" else "eval-valid.jsonl"
-    reader = GovernedReader(store, entries, run_dir / "access" / log)
-    records = recipe.evaluate(model, mcfg, prep, entries, reader) if entries else []
+    reader = GovernedReader(store, entries, logs[log])
+    try:
+        records = recipe.evaluate(model, mcfg, prep, entries, reader) if entries else []
+    finally:  # what was read is audited even when evaluation failed half-way
+        if catalog is not None:  # the reader logs each read unbuffered before handing the bytes on: all are on disk
+            read = {name: _items_read(p, start[name]) for name, p in logs.items()}
+            with catalog.session() as s:
+                run = s.scalar(select(Run).where(Run.name == cfg.name))
+                audit.append(s, "data_access", cfg.request.requester, run=cfg.name,
+                             run_id=run.id if run else None, manifest=spec["manifest_hash"], phase="evaluation",
+                             split=split_name, items=read[log], calibration_items=read["calibrate.jsonl"])
     rows = disaggregate(records, by or recipe.group_columns(mcfg), recipe.metric_names) if records else []
     return {"records": records, "rows": rows, "gaps": gaps(rows, recipe.metric_names) if rows else {},
             "metrics": recipe.metric_names, "signatures": signatures(recipe.metric_names)}
+
+
+def _items_read(log: Path, offset: int) -> int:
+    """Distinct items in the access log LOG past byte OFFSET (what this evaluation read)."""
+    if not log.is_file():
+        return 0
+    with open(log, "rb") as f:
+        f.seek(offset)
+        return len({json.loads(line)["item_id"] for line in f.read().decode("utf-8").splitlines() if line.strip()})

@@ -90,7 +90,7 @@ def finish_run(ws: Workspace, catalog: Catalog, run_dir: Path, evaluate: bool = 
     from hearthkit.recipes import get_recipe
 
     if evaluate:
-        evaluation = evaluate_run(run_dir)
+        evaluation = evaluate_run(run_dir, catalog=catalog)  # its reads audited, phase "evaluation"
     else:  # e.g. while settings are compared on validation items: `hearth eval` scores it later
         recipe = json.loads((run_dir / "run.json").read_text())["config"]["recipe"]
         evaluation = {"records": [], "rows": [], "gaps": {}, "metrics": get_recipe(recipe).metric_names,

@@ -104,7 +104,7 @@ def withdraw(catalog: Catalog, store: Store, collection: str, scope: str, subjec
         s.add(Withdrawal(collection_id=coll.id, scope=scope, subject=subject, by=by, reason=reason, at=now,
                          items=result.items))
         audit.append(s, "withdrawal", by, collection=collection, scope=scope, subject=subject, items=result.items,
-                     models=[r["model"] for r in result.models], at=now.isoformat())
+                     models=[r["model"] for r in result.models], at=now.isoformat(), reason=reason)
         why = f"{scope} {subject} of {collection} withdrawn on {now.date().isoformat()}"
         names = [r["model"] for r in result.models]
         if names:
