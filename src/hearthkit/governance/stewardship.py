@@ -270,7 +270,8 @@ def record_consent(catalog: Catalog, collection: str, scope: str, subject: str, 
         return c.id
 
 
-def withdraw_consent(catalog: Catalog, consent_id: int, by: str, at: date | None = None) -> str:
+def withdraw_consent(catalog: Catalog, consent_id: int, by: str, at: date | None = None,
+                     reason: str | None = None) -> str:
     """Withdraw consent CONSENT_ID from date AT (default now); by a steward, or the person for individual consent."""
     with catalog.session() as s:
         c = s.get(Consent, consent_id)
@@ -283,7 +284,7 @@ def withdraw_consent(catalog: Catalog, consent_id: int, by: str, at: date | None
             raise HearthError(f"consent {consent_id} was already withdrawn on {c.withdrawn_at.date().isoformat()}")
         c.withdrawn_at = _day(at) if at else datetime.now(UTC)
         audit.append(s, "withdrawal", by, consent=consent_id, collection=coll.name, scope=c.scope,
-                     subject=c.subject, at=c.withdrawn_at.isoformat())
+                     subject=c.subject, at=c.withdrawn_at.isoformat(), reason=reason)
         return c.subject
 
 
