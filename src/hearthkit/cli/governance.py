@@ -228,7 +228,7 @@ def consent_withdraw(
     if consent_id is not None:
         if chosen or collection:
             raise HearthError("give a consent id, or --collection with --item/--speaker/--all, not both")
-        subject = withdraw_consent(catalog, consent_id, by, _date(at, "--at"))
+        subject = withdraw_consent(catalog, consent_id, by, _date(at, "--at"), reason)
         console.print(f"consent {consent_id} of {subject} withdrawn")
         collection, scope, subject = consent_scope(catalog, consent_id)
         impact = withdraw(catalog, workspace_store(ws), collection, scope, subject, by, reason, allow_empty=True)
