@@ -41,7 +41,7 @@ def eval_(
     if not (ws.models_dir / model).is_dir() or not (run_dir / "final" / "model.safetensors").is_file():
         raise HearthError(f"model {model!r} not found in {ws.models_dir} with its run; see `hearth models`")
     # Default groups: the recipe's (speaker, dialect, gender).
-    evaluation = evaluate_run(run_dir, by, beam=beam, split_name=split, overrides=overrides)
+    evaluation = evaluate_run(run_dir, by, beam=beam, split_name=split, overrides=overrides, catalog=catalog)
     cols = by or sorted({r["by"] for r in evaluation["rows"] if r["by"] != "overall"})
     if not evaluation["rows"]:
         raise HearthError(f"model {model!r}: its run has no held-out items to evaluate on")
