@@ -1,0 +1,67 @@
+"""Withdrawal in the browser: a steward records it with the library's function; every affected model shows it."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from hearthkit.catalog.models import Item, Withdrawal
+from hearthkit.governance import audit
+from hearthkit.web.app import create_app
+from hearthkit.workspace import open_workspace
+from tests.web.w2world import make_world, sign_in
+
+
+@pytest.fixture
+def app(tiny_asr_model, tmp_path):
+    world = make_world(tiny_asr_model[0], tmp_path)
+    return create_app(open_workspace(world.root), secret=b"w2-test-secret-" * 3)
+
+
+def _speaker(app) -> str:
+    with app.state.catalog.session() as s:
+        return s.scalar(select(Item.speaker).where(Item.speaker.is_not(None)).order_by(Item.id).limit(1))
+
+
+def test_steward_records_a_withdrawal_and_the_model_needs_retraining(app):
+    c = TestClient(app)
+    csrf = sign_in(c, "steward_a")
+    speaker = _speaker(app)
+    r = c.post("/withdrawals", data={"collection": "demo-korero", "scope": "speaker", "subject": speaker,
+                                     "reason": "asked at the hui", "csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    page = c.get(r.headers["location"]).text
+    assert "tiny-asr" in page and "needs retrain" in page and "Retrain without the withdrawn items" in page
+    doc = c.get("/api/v1/models/tiny-asr").json()
+    assert doc["status"] == "needs retrain" and doc["impact"]["withdrawals"][0]["reason"] == "asked at the hui"
+    ev = audit.events(app.state.catalog, "withdrawal")[-1]
+    assert ev["actor"] == "whetu" and ev["data"]["subject"] == speaker
+    listing = c.get("/api/v1/withdrawals").json()["withdrawals"]
+    assert listing[0]["models"][0]["model"] == "tiny-asr"
+
+
+def test_others_cannot_withdraw_and_bad_input_changes_nothing(app):
+    speaker = _speaker(app)
+    for role in ("steward_b", "researcher", "member"):
+        c = TestClient(app)
+        csrf = sign_in(c, role)
+        r = c.post("/withdrawals", data={"collection": "demo-korero", "scope": "speaker", "subject": speaker,
+                                         "csrf_token": csrf})
+        assert r.status_code == 404, (role, r.text)
+        assert c.get("/api/v1/withdrawals").json()["withdrawals"] == []
+    c = TestClient(app)
+    csrf = sign_in(c, "steward_a")
+    for form, msg in (({"scope": "collection"}, "scope: choose speaker"), ({"subject": " "}, "subject: name"),
+                      ({"subject": "nobody-here"}, "no speaker 'nobody-here'")):
+        data = {"collection": "demo-korero", "scope": "speaker", "subject": speaker, "csrf_token": csrf, **form}
+        r = c.post("/withdrawals", data=data)
+        assert r.status_code == 400 and msg in html.unescape(r.text) and "Traceback" not in r.text
+    assert c.post("/withdrawals", data={"collection": "demo-korero", "scope": "speaker",
+                                        "subject": speaker}).status_code == 403  # no CSRF token
+    with app.state.catalog.session() as s:
+        assert s.scalar(select(Withdrawal.id)) is None
+        assert s.scalar(select(Item.id).where(Item.withdrawn_at.is_not(None))) is None
+    assert c.get("/api/v1/models/tiny-asr").json()["status"] == "active"
