@@ -134,7 +134,7 @@ def inspect_folder(s: Session, ws, folder: Path) -> FolderModel:
 
     folder = Path(folder).resolve()
     if not folder.is_dir():
-        raise HearthError(f"{folder}: no such model folder")
+        raise HearthError(f"{folder}: not a published hearthkit model (no such folder)")
     m = _registered(s, folder)
     if m is not None:
         nxt = successor(s, m)
