@@ -7,10 +7,11 @@ import hmac
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import jinja2
 from fastapi import HTTPException, Request
+from fastapi import Path as PathParam
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -24,6 +25,8 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # Pages a person holding a one-time password may still reach.
+# A catalog id in a path: anything else (negative, huge, not a number) is a plain 404, never a database error.
+Id = Annotated[int, PathParam(ge=1, le=2**62)]
 _BEFORE_NEW_PASSWORD = {"/password", "/logout", "/login", "/api/v1/me"}
 
 templates = Jinja2Templates(env=jinja2.Environment(

@@ -12,6 +12,7 @@ from hearthkit.governance import identity
 from hearthkit.web.deps import (
     SESSION_COOKIE,
     Actor,
+    Id,
     actor,
     csrf_checked,
     gettext_for,
@@ -133,7 +134,7 @@ async def create_token_page(request: Request, who: Annotated[Actor, Depends(sign
 
 
 @router.post("/tokens/{token_id}/revoke", include_in_schema=False, dependencies=[Depends(csrf_checked)])
-def revoke_token_page(request: Request, token_id: int, who: Annotated[Actor, Depends(signed_in)]):
+def revoke_token_page(request: Request, token_id: Id, who: Annotated[Actor, Depends(signed_in)]):
     try:
         identity.revoke_token(request.app.state.catalog, token_id, person_id=who.person_id)
     except HearthError:
@@ -176,7 +177,7 @@ async def api_create_token(request: Request, who: Annotated[Actor, Depends(signe
 
 
 @router.post("/api/v1/tokens/{token_id}/revoke", dependencies=[Depends(csrf_checked)])
-def api_revoke_token(request: Request, token_id: int, who: Annotated[Actor, Depends(signed_in)]) -> dict:
+def api_revoke_token(request: Request, token_id: Id, who: Annotated[Actor, Depends(signed_in)]) -> dict:
     """Revoke one of the caller's tokens."""
     try:
         identity.revoke_token(request.app.state.catalog, token_id, person_id=who.person_id)

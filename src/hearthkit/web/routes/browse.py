@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from hearthkit.errors import HearthError
 from hearthkit.governance import browse, stewardship
-from hearthkit.web.deps import Actor, csrf_checked, reader, require_scope, respond, viewer, wants_json
+from hearthkit.web.deps import Actor, Id, csrf_checked, reader, require_scope, respond, viewer, wants_json
 from hearthkit.web.paging import PER_PAGE, Page, page_number
 
 router = APIRouter()
@@ -35,7 +35,7 @@ def collections(request: Request, who: Reader, page: str | None = None):
 
 @router.get("/collections/{collection_id}", include_in_schema=False)
 @router.get("/api/v1/collections/{collection_id}")
-def collection(request: Request, collection_id: int, who: Reader, page: str | None = None):
+def collection(request: Request, collection_id: Id, who: Reader, page: str | None = None):
     """One collection: labels, consent records, and the page of its items the caller may see."""
     n, off = _page(page)
     data = browse.collection(request.app.state.catalog, viewer(who), collection_id, off, PER_PAGE)
@@ -47,7 +47,7 @@ def collection(request: Request, collection_id: int, who: Reader, page: str | No
 
 @router.get("/items/{item_id}", include_in_schema=False)
 @router.get("/api/v1/items/{item_id}")
-def item(request: Request, item_id: int, who: Reader):
+def item(request: Request, item_id: Id, who: Reader):
     """One item the caller may see: metadata, labels in the community's words, protocols."""
     data = browse.item(request.app.state.catalog, viewer(who), item_id)
     if data is None:
@@ -86,7 +86,7 @@ def _range(header: str | None, size: int) -> tuple[int, int] | None:
 
 @router.get("/items/{item_id}/audio", include_in_schema=False)
 @router.get("/api/v1/items/{item_id}/audio")
-def audio(request: Request, item_id: int, who: Reader):
+def audio(request: Request, item_id: Id, who: Reader):
     """The recording, decrypted in memory and streamed; 404 unless the caller may access the item."""
     from hearthkit.store.vault import workspace_store
 
@@ -113,7 +113,7 @@ def audio(request: Request, item_id: int, who: Reader):
 
 # ---- steward actions: the same library calls as the CLI, by the signed-in steward ----
 
-def _stewarded_item(request: Request, who: Actor, item_id: int) -> dict:
+def _stewarded_item(request: Request, who: Actor, item_id: Id) -> dict:
     """The item, when WHO is a steward of its community; 404 when they may not see it, 403 when not its steward."""
     data = browse.item(request.app.state.catalog, viewer(who), item_id)
     if data is None:
@@ -141,7 +141,7 @@ Steward = Annotated[Actor, Depends(require_scope("admin"))]
 
 @router.post("/items/{item_id}/labels", include_in_schema=False, dependencies=[Depends(csrf_checked)])
 @router.post("/api/v1/items/{item_id}/labels", dependencies=[Depends(csrf_checked)])
-def apply_label(request: Request, item_id: int, who: Steward, key: Annotated[str, Form(max_length=100)],
+def apply_label(request: Request, item_id: Id, who: Steward, key: Annotated[str, Form(max_length=100)],
                 text: Annotated[str | None, Form(max_length=2000)] = None,
                 language: Annotated[str | None, Form(max_length=35)] = None,
                 protocol: Annotated[str | None, Form(max_length=200)] = None,
@@ -157,7 +157,7 @@ def apply_label(request: Request, item_id: int, who: Steward, key: Annotated[str
 @router.post("/items/{item_id}/labels/{label_id}/remove", include_in_schema=False,
              dependencies=[Depends(csrf_checked)])
 @router.post("/api/v1/items/{item_id}/labels/{label_id}/remove", dependencies=[Depends(csrf_checked)])
-def remove_label(request: Request, item_id: int, label_id: int, who: Steward):
+def remove_label(request: Request, item_id: Id, label_id: Id, who: Steward):
     """Remove one of the item's own labels (a steward of its community)."""
     it = _stewarded_item(request, who, item_id)
     if label_id not in {lab["id"] for lab in it["labels"] if lab["on"] == "item"}:
@@ -168,7 +168,7 @@ def remove_label(request: Request, item_id: int, label_id: int, who: Steward):
 
 @router.post("/items/{item_id}/protocol", include_in_schema=False, dependencies=[Depends(csrf_checked)])
 @router.post("/api/v1/items/{item_id}/protocol", dependencies=[Depends(csrf_checked)])
-def place_under_protocol(request: Request, item_id: int, who: Steward, protocol: Annotated[str, Form(max_length=200)],
+def place_under_protocol(request: Request, item_id: Id, who: Steward, protocol: Annotated[str, Form(max_length=200)],
                          sharing: Annotated[str | None, Form(max_length=3)] = None):
     """Place the item under a protocol of its community."""
     it = _stewarded_item(request, who, item_id)
@@ -191,7 +191,7 @@ def _date(value: str | None, field: str) -> date | None:
 
 @router.post("/collections/{collection_id}/consent", include_in_schema=False, dependencies=[Depends(csrf_checked)])
 @router.post("/api/v1/collections/{collection_id}/consent", dependencies=[Depends(csrf_checked)])
-def record_consent(request: Request, collection_id: int, who: Steward, scope: Annotated[str, Form(max_length=20)],
+def record_consent(request: Request, collection_id: Id, who: Steward, scope: Annotated[str, Form(max_length=20)],
                    subject: Annotated[str, Form(max_length=200)], given_by: Annotated[str, Form(max_length=200)],
                    given_at: Annotated[str, Form(max_length=10)], purposes: Annotated[list[str], Form()],
                    expires_at: Annotated[str | None, Form(max_length=10)] = None,
@@ -211,7 +211,7 @@ def record_consent(request: Request, collection_id: int, who: Steward, scope: An
 
 @router.post("/items/{item_id}/withdraw", include_in_schema=False, dependencies=[Depends(csrf_checked)])
 @router.post("/api/v1/items/{item_id}/withdraw", dependencies=[Depends(csrf_checked)])
-def withdraw_item(request: Request, item_id: int, who: Steward, reason: Annotated[str, Form(min_length=1,
+def withdraw_item(request: Request, item_id: Id, who: Steward, reason: Annotated[str, Form(min_length=1,
                                                                                           max_length=2000)]):
     """Record the withdrawal of this item: affected models are marked, its bytes erased (lineage.withdraw)."""
     from hearthkit.lineage.withdraw import withdraw
