@@ -254,3 +254,21 @@ def test_serving_by_name_checks_then_records_counts_only(home):
     with pytest.raises(HearthError, match="no commercial use"):
         authorize_use(catalog, "nc", "transcribe", "team", "commercial")
     assert [e["data"]["action"] for e in audit.events(catalog, "serve_refused")] == ["translate", "transcribe"]
+
+
+def test_hearth_models_register_is_a_stewards_one_line_command(home, tmp_path):
+    from tests.conftest import hearth
+
+    ws, catalog, _ = home
+    partner = tmp_path / "partner"
+    partner.mkdir()
+    _weights(partner / "model.safetensors", seed=5)
+    (partner / "config.json").write_text(json.dumps({"name": "partner", "recipe": "asr", "model": {}}))
+    _steward(catalog, "aroha", "Ngāti Demo")
+    bad = hearth("models", "register", str(partner), "--name", "p", "--community", "Ngāti Demo", "--by", "mallory",
+                 ws=ws.root, check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "not a steward" in bad.stderr
+    out = hearth("models", "register", str(partner), "--name", "p", "--community", "Ngāti Demo", "--by", "aroha",
+                 "--restriction", NC, "--note", "from the language centre", ws=ws.root).stdout
+    assert "registered p" in out and NC in out
+    assert '"model": "p"' in hearth("audit", "log", "--kind", "external_model", ws=ws.root).stdout
