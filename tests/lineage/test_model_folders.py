@@ -131,10 +131,17 @@ ATTACKS = {"edited file (a key dropped)": (_drop_key, "does not verify"),
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
-def test_a_tampered_folder_is_refused_for_serving_and_as_a_parent(home, tmp_path, attack):
+def test_a_tampered_folder_keeps_its_restrictions_or_is_refused(home, tmp_path, attack):
     ws, catalog, dest = home
     tamper, why = ATTACKS[attack]
     tamper(dest, ws, tmp_path)
+    if attack != "weights swapped":
+        # The weights are still byte for byte those of registered model nc: the registry governs them by hash.
+        with pytest.raises(HearthError, match="no commercial use"):
+            resolve_use(catalog, str(dest), "transcribe", "buyer", "commercial")
+        assert resolve_use(catalog, str(dest), "transcribe", "team", "research").restrictions == [NC]
+        cfg = json.loads((dest / "config.json").read_text())
+        (dest / "config.json").write_text(json.dumps({**cfg, "name": "renamed"}))  # no registered twin to find
     for purpose in ("research", "commercial"):
         with pytest.raises(HearthError, match=why) as exc:
             resolve_use(catalog, str(dest), "transcribe", "team", purpose)
@@ -163,8 +170,12 @@ def test_a_readme_only_card_is_not_restrictions(home, tmp_path):
     bare.mkdir()
     for f in ("model.safetensors", "config.json", "README.md"):
         shutil.copy2(dest / f, bare / f)
+    # nc's own weights: recognised by hash, its registered restrictions kept whatever the card says.
+    with pytest.raises(HearthError, match="no commercial use"):
+        resolve_use(catalog, str(bare), "translate", "buyer", "commercial")
+    _weights(bare / "model.safetensors", seed=9)  # any other weights with only a card: refused
     with pytest.raises(HearthError, match="a README.md card is not machine-readable restrictions"):
-        resolve_use(catalog, str(bare), "translate", "team", "research")
+        resolve_use(catalog, str(bare), "transcribe", "team", "research")
 
 
 def test_a_commercial_run_cannot_start_from_the_exported_non_commercial_model(home):

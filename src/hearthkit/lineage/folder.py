@@ -128,6 +128,16 @@ def _registered(s: Session, folder: Path) -> Model | None:
     return None
 
 
+def _registered_twin(s: Session, folder: Path, hashes: dict[str, str]) -> Model | None:
+    """The registered model whose published weights are byte for byte FOLDER's (looked up by its config's name)."""
+    try:
+        name = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("name")
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return None
+    m = s.scalar(select(Model).where(Model.name == name)) if isinstance(name, str) else None
+    return m if m is not None and Path(m.path).is_dir() and weight_hashes(Path(m.path)) == hashes else None
+
+
 def inspect_folder(s: Session, ws, folder: Path) -> FolderModel:
     """What governs model FOLDER here, or a one-line HearthError saying a steward must register it."""
     from hearthkit.lineage.registry import successor
@@ -152,6 +162,13 @@ def inspect_folder(s: Session, ws, folder: Path) -> FolderModel:
         return FolderModel(folder, ext.name, "external", sorted(set(ext.restrictions or []) | set(carried)),
                            sorted(a for a in raw.get("attribution") or [] if isinstance(a, str)),
                            recipe=raw.get("recipe"), parents=raw.get("parents") or [])
+    if doc is None and hashes:
+        twin = _registered_twin(s, folder, hashes)
+        if twin is not None:  # a plain copy of a registered model's weights: the registry governs it by hash
+            nxt = successor(s, twin)
+            return FolderModel(folder, twin.name, "registered", list(twin.restrictions or []),
+                               list(twin.attribution or []), twin.status, nxt.name if nxt else None, twin.id,
+                               twin.recipe)
     if doc is None:
         raise HearthError(f"{folder}: refused: {why}; a steward must register it first: `hearth models register "
                           f"{folder} --name NAME --community COMMUNITY --by STEWARD [--restriction KEY …]`")
