@@ -44,7 +44,7 @@ def _rank(level) -> ColumnElement:
 
 def _meta_clauses(dialect: str, mine: frozenset[str]) -> tuple[ColumnElement, ColumnElement]:
     """Whether an item lists protocol names in meta, and whether the viewer is inside every one of them."""
-    names = list(mine) or ["\x00"]  # an empty IN () is not portable; no protocol is named NUL
+    names = sorted(mine)  # SQLAlchemy renders an empty IN portably (matches nothing)
     if dialect == "postgresql":
         arr = Item.meta.op("->")(literal("protocols"))
         elements = func.json_array_elements_text(
@@ -68,7 +68,7 @@ def item_visible(viewer: Viewer, dialect: str) -> ColumnElement:
         steward = Collection.community.in_(list(viewer.stewards_of))
     else:
         steward = false()
-    mine_ids = select(Protocol.id).where(Protocol.name.in_(list(viewer.protocols) or ["\x00"]))
+    mine_ids = select(Protocol.id).where(Protocol.name.in_(sorted(viewer.protocols)))
     ip = aliased(ItemProtocol)
     has_ip = exists(select(ip.id).where(ip.item_id == Item.id))
     ip_any_ok = exists(select(ip.id).where(ip.item_id == Item.id, ip.protocol_id.in_(mine_ids)))
@@ -99,11 +99,17 @@ def item_visible(viewer: Viewer, dialect: str) -> ColumnElement:
 
 
 def collection_visible(viewer: Viewer, dialect: str) -> ColumnElement:
-    """A WHERE clause over Collection: the collection's level admits VIEWER, or it holds an item they may see."""
+    """A WHERE clause over Collection: its level admits VIEWER (no protocol label on it), or it holds an item they
+    may see."""
     steward = Collection.community.in_(list(viewer.stewards_of)) if viewer.stewards_of else false()
     member = Collection.community.in_(list(viewer.communities)) if viewer.communities else false()
     rank = _rank(Collection.access)
-    by_level = or_(rank == 0, and_(rank == 1, literal(viewer.signed_in)), and_(rank == 2, member))
+    lab = aliased(Label)
+    # A protocol or secret/sacred label on the collection puts the collection itself at protocol level.
+    protected = exists(select(lab.id).where(lab.collection_id == Collection.id,
+                                            or_(lab.key.in_(PROTOCOL_LABELS), lab.protocol_id.isnot(None))))
+    by_level = and_(not_(protected),
+                    or_(rank == 0, and_(rank == 1, literal(viewer.signed_in)), and_(rank == 2, member)))
     any_item = exists(select(Item.id).where(Item.collection_id == Collection.id, item_visible(viewer, dialect)))
     return or_(steward, by_level, any_item)
 
