@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -38,12 +38,13 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=1, ensure_ascii=False, default=str) + "\n")
 
 
-def table(*headers: str, ids: Iterable[str] = ()) -> Table:
-    """A rich table that never cuts a cell short: IDS columns (names, hashes) stay whole on one line so they can
-    be copied; the other columns wrap or fold onto more lines when the terminal is narrow."""
-    keep = set(ids)
-    return Table(*(Column(h, no_wrap=True, overflow="fold") if h in keep else Column(h, overflow="fold")
-                   for h in headers))
+def table(*headers: str) -> Table:
+    """A rich table that never cuts a cell short: on a narrow terminal a long id folds onto the next line.
+
+    Rich's default ends a cell that does not fit with '…', which loses the end of a run, model or job id; keeping
+    ids on one line instead (no_wrap) makes rich crop them, or the columns after them, without a mark.
+    """
+    return Table(*(Column(h, overflow="fold") for h in headers))
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

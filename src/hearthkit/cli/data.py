@@ -144,7 +144,7 @@ def ls(as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     if as_json:
         print_json({"collections": rows})
         return
-    table = cli_table("collection", "community", "items", "hours", "consent records", "labels", ids=("collection",))
+    table = cli_table("collection", "community", "items", "hours", "consent records", "labels")
     for r in rows:
         table.add_row(r["collection"], r["community"], str(r["items"]), f"{r['hours']:.2f}",
                       str(r["consent_records"]), ", ".join(f"{k}×{m}" for k, m in r["labels"].items()) or "–")

@@ -49,7 +49,7 @@ def eval_(
     metrics = evaluation["metrics"]
     # With --json the same work is done (results file, or card and charts) but stdout carries one JSON object.
     say = (lambda *_a, **_k: None) if as_json else console.print
-    table = cli_table("by", "group", "n", *[f"{m.upper()} [95% CI]" for m in metrics], ids=("group",))
+    table = cli_table("by", "group", "n", *[f"{m.upper()} [95% CI]" for m in metrics])
     for r in evaluation["rows"]:
         table.add_row(r["by"], r["group"], str(r["n"]), *[_cell(r, m) for m in metrics])
     say(table)

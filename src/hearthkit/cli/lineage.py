@@ -43,7 +43,7 @@ def ls(as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     if as_json:
         print_json({"models": rows})
         return
-    table = cli_table("model", "status", "parent", "restrictions", "metrics", ids=("model", "parent"))
+    table = cli_table("model", "status", "parent", "restrictions", "metrics")
     for r in rows:
         table.add_row(r["model"], r["status"], r["parent"] or "–", ", ".join(r["restrictions"]) or "–",
                       ", ".join(f"{k} {v:.3f}" for k, v in r["metrics"].items() if v is not None))

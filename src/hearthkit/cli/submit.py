@@ -117,7 +117,7 @@ def jobs(as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     if as_json:
         print_json({"jobs": rows})
         return
-    table = cli_table("run", "scheduler", "job", "state", "restarts", "step", "submitted", ids=("run", "job"))
+    table = cli_table("run", "scheduler", "job", "state", "restarts", "step", "submitted")
     for r in rows:
         table.add_row(r["run"], r["scheduler"], str(r["job"]), r["state"],
                       "–" if r["restarts"] is None else str(r["restarts"]), r["step"], str(r["submitted"]))

@@ -29,14 +29,18 @@ STEP = re.compile(r"^step (\d+)/(\d+)")
 
 
 @user_errors
-def plan(config: ConfigArg, set_: SetOpt = None, as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
+def plan(config: ConfigArg, set_: SetOpt = None, as_json: JsonOpt = False,
+         as_of: Annotated[str | None, typer.Option("--as-of", help="Reproduce the manifest as it stood on this past "
+                                                              "date (YYYY-MM-DD), read-only: training is always "
+                                                              "judged today.")] = None,
+         workspace: WorkspaceOpt = None) -> None:
     """Show what a run's request may use: included items, and excluded items counted by reason."""
     from hearthkit.engine.config import load_config
     from hearthkit.governance.policy import compute_manifest
     from hearthkit.governance.requests import get_request
     from hearthkit.launch.plan import make_request
 
-    cfg = load_config(config, set_)
+    cfg = load_config(config, (set_ or []) + ([f"request.as_of={as_of}"] if as_of else []))
     _, catalog = open_catalog(workspace)
     stored = None
     if cfg.request.id is not None:
@@ -51,7 +55,8 @@ def plan(config: ConfigArg, set_: SetOpt = None, as_json: JsonOpt = False, works
             "stored_request": None if stored is None else {"id": stored.id, "status": stored.status,
                                                           "needs": list(stored.needs)},
             "included": len(man.included), "excluded": man.excluded_counts(), "restrictions": man.restrictions,
-            "approvals_needed": man.approvals_needed, "notices": man.notices, "manifest_sha256": man.hash})
+            "approvals_needed": man.approvals_needed, "notices": man.notices, "manifest_sha256": man.hash,
+            "read_only": _read_only(man.request.as_of)})
         return
     if stored is not None:
         console.print(f"request {stored.id}: {stored.status}" + (f", needs approval by {', '.join(stored.needs)}"
@@ -71,6 +76,16 @@ def plan(config: ConfigArg, set_: SetOpt = None, as_json: JsonOpt = False, works
     if "notice:attribution_incomplete" in man.notices:
         console.print("[yellow]warning:[/] attribution of some items is incomplete (notice:attribution_incomplete)")
     console.print(f"manifest sha256 {man.hash}")
+    if _read_only(man.request.as_of):
+        console.print(f"read-only: as of {man.request.as_of} reproduces an old manifest; training is judged today",
+                      highlight=False)
+
+
+def _read_only(as_of: str) -> bool:
+    """A manifest judged before today only reproduces an old one: no run may train on it."""
+    from datetime import date
+
+    return as_of < date.today().isoformat()
 
 
 
@@ -95,7 +110,7 @@ def _say(msg: str) -> None:
 
 
 def _results_table(evaluation: dict) -> Table:
-    table = cli_table("by", "group", "n", *[m.upper() for m in evaluation["metrics"]], ids=("group",))
+    table = cli_table("by", "group", "n", *[m.upper() for m in evaluation["metrics"]])
     for r in evaluation["rows"]:
         table.add_row(r["by"], r["group"], str(r["n"]), *[f"{r[m]:.3f}" for m in evaluation["metrics"]])
     return table
@@ -196,8 +211,7 @@ def runs(as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     if as_json:
         print_json({"runs": rows, "mlflow_store": uri})
         return
-    table = cli_table("run", "recipe", "status", "step", "loss", "samples/s", "mlflow run", "created",
-                      ids=("run", "mlflow run"))
+    table = cli_table("run", "recipe", "status", "step", "loss", "samples/s", "mlflow run", "created")
     for r in rows:
         known = r["step"] is not None
         table.add_row(r["run"], r["recipe"], r["status"], f"{r['step']}/{r['steps']}" if known else "–",

@@ -13,7 +13,9 @@ from hearthkit.engine.config import RunConfig, model_schema
 # What a new user must fill in (fields without a default), and the few defaults a recipe's data needs changed;
 # everything else is the schema's own default. Geo items have no text: whole scenes are held out; a translation
 # pair's two sides share meta.pair, so a pair is never split across training and test.
-_REQUEST = {"purpose": "language_revitalization", "requester": "my-name", "collections": ["my-collection"]}
+_REQUEST = {"requester": "my-name", "collections": ["my-collection"]}
+_PURPOSE = {"asr": "language_revitalization", "lm": "language_revitalization", "mt": "language_revitalization",
+            "change": "community_use", "landcover": "community_use"}
 _SPLIT_BY = {"asr": "text", "lm": "text", "mt": "pair", "change": "scene", "landcover": "scene"}
 _WIDTH = 100
 
@@ -21,10 +23,11 @@ _WIDTH = 100
 def starter_config(recipe: str) -> str:
     """A run config for RECIPE as commented YAML: every field, with its description, at its default value."""
     schema = model_schema(recipe, "hearth new")
-    values = {"name": f"my-{recipe}", "recipe": recipe, "request": dict(_REQUEST),
+    values = {"name": f"my-{recipe}", "recipe": recipe, "request": {"purpose": _PURPOSE[recipe], **_REQUEST},
               "split": {"by": _SPLIT_BY[recipe]}}
-    lines = [f"# A run of the {recipe} recipe, every field at its default. Set name, request.requester and",
-             "# request.collections (`hearth data ls`), then see what it may use: `hearth plan THIS.yaml`.",
+    lines = [f"# A run of the {recipe} recipe: every setting with its description, at its default. Set name and",
+             "# request (purpose, requester, collections: see `hearth data ls`), then see what the request may use:",
+             "# `hearth plan THIS.yaml`.",
              f"# JSON schema: `hearth schema run --recipe {recipe}`."]
     lines += _fields(RunConfig, values, 0, {"model": schema})
     return "\n".join(lines) + "\n"
