@@ -38,7 +38,7 @@ def config(steps: int, path: Path, pos_fraction: float, pos_weight: float, jitte
     import yaml
 
     cfg = {"name": "oscd-change", "recipe": "change",
-           "request": {"purpose": "research", "requester": "bench", "collections": ["oscd"], "as_of": "2026-11-27"},
+           "request": {"purpose": "research", "requester": "bench", "collections": ["oscd"]},  # judged today
            "split": {"by": "scene", "test_values": TEST_CITIES},
            "model": {"width": 16, "depth": 4, "fusion": "diff", "patch": 64, "pos_fraction": pos_fraction,
                      "pos_weight": pos_weight, "jitter": jitter,

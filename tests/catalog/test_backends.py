@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,7 @@ def test_requests_approvals_and_audit_chain(b):
     c = b.collection()
     b.label("tk:secret_sacred", item=b.item(c, "s"))
     b.person("aroha", "A", "steward")
-    req, _ = rq.create_request(b.catalog, "research", "rangi", ["korero"], "asr", "2026-06-01")
+    req, _ = rq.create_request(b.catalog, "research", "rangi", ["korero"], "asr", date.today().isoformat())
     assert req.status == "pending"
     assert rq.decide(b.catalog, req.id, "aroha", "approve").status == "approved"
     v = audit.verify(b.catalog)

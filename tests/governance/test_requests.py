@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from hearthkit.engine.config import RunConfig
@@ -27,7 +29,8 @@ def _cfg(rid: int | None = None, **request) -> RunConfig:
 
 
 def _request(catalog):
-    return rq.create_request(catalog, "research", "rangi", ["korero"], "asr", "2026-06-01")
+    # Made today, as `hearth request` makes it: a request with a past as_of is never approved (test_backdating).
+    return rq.create_request(catalog, "research", "rangi", ["korero"], "asr", date.today().isoformat())
 
 
 def test_request_pending_until_every_community_approves(b, catalog):
@@ -111,6 +114,6 @@ def test_config_must_match_the_request(b, catalog):
 
 def test_without_request_id_held_items_are_just_excluded(b, catalog):
     _setup(b)
-    man = governed_manifest(catalog, _cfg(None, as_of="2026-06-01"))
+    man = governed_manifest(catalog, _cfg(None))
     assert [e["external_id"] for e in man.included] == ["plain"]
     assert man.approvals_needed == ["A", "B"]

@@ -395,6 +395,10 @@ def request(
         if "needs_approval" in e:
             console.print(f"  held: {e['collection']}/{e['external_id']}: {e['reason']}", highlight=False,
                           soft_wrap=True)
+    if req.backdated:  # reproduces an old manifest: it may be reviewed, never approved or trained on
+        console.print(f"read-only: as of {req.as_of} is before today; such a request cannot be approved for "
+                      "training (training is judged today)", highlight=False)
+        return
     if req.needs:
         console.print(f"waiting for the stewards of: {', '.join(req.needs)} (`hearth approve {req.id} --by NAME`)")
     console.print(f"train it with `request.id: {req.id}` in the run config")

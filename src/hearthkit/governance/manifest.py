@@ -45,6 +45,12 @@ class Manifest:
     def hash(self) -> str:
         return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
+    def use(self) -> tuple:
+        """What a run may do with this manifest, apart from the date it was judged at: the items it reads (id and
+        content hash) and the restrictions its model inherits. Two manifests of one request compare equal here
+        when the data use they permit is the same."""
+        return (tuple((e["item_id"], e["content_hash"]) for e in self.included), tuple(self.restrictions))
+
     def excluded_counts(self) -> dict[str, int]:
         """Number of excluded items per rule."""
         counts: dict[str, int] = {}

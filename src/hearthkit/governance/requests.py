@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, date
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,6 +14,8 @@ from hearthkit.errors import HearthError
 from hearthkit.governance import audit
 from hearthkit.governance.manifest import Manifest, Request
 from hearthkit.governance.policy import compute_manifest, manifest_in_session
+
+READ_ONLY = "as_of is for reproducing an old manifest read-only (`hearth plan`); training is judged today"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,12 @@ class StoredRequest:
     status: str
     approved: tuple[str, ...]
     decisions: tuple[tuple[str, str, str], ...]  # (community, steward, decision)
+    made_on: str = ""  # ISO date (local, like date.today()) the request was stored
+
+    @property
+    def backdated(self) -> bool:
+        """True when the request evaluates policy at a date before the day it was made (read-only, never trained)."""
+        return bool(self.made_on) and self.as_of < self.made_on
 
     def policy_request(self) -> Request:
         """The policy request with the approvals recorded so far."""
@@ -45,7 +54,20 @@ def _load(s: Session, request_id: int) -> tuple[AccessRequest, StoredRequest]:
     approved = tuple(sorted(c for c, _, d in decisions if d == "approve"))
     return row, StoredRequest(row.id, row.purpose, row.requester, tuple(row.collections), row.recipe, row.as_of,
                               row.manifest_hash, tuple(row.needs), row.status, approved,
-                              tuple((c, st, d) for c, st, d in decisions))
+                              tuple((c, st, d) for c, st, d in decisions), _made_on(row))
+
+
+def _made_on(row: AccessRequest) -> str:
+    """The local day ROW was stored, as `date.today()` (which `hearth request` and training use) saw it."""
+    at = row.created_at
+    if at is None:
+        return ""
+    return (at.replace(tzinfo=UTC) if at.tzinfo is None else at).astimezone().date().isoformat()
+
+
+def _backdated_refusal(req: StoredRequest) -> str:
+    return (f"request {req.id} evaluates policy as of {req.as_of}, before the day it was made ({req.made_on}): "
+            f"{READ_ONLY}; make a new request without --as-of")
 
 
 def get_request(catalog: Catalog, request_id: int) -> StoredRequest:
@@ -98,6 +120,8 @@ def decide(catalog: Catalog, request_id: int, steward: str, decision: str, commu
             raise HearthError(f"request {request_id} needs no approval: no item in it requires a steward")
         if req.status in ("approved", "denied"):
             raise HearthError(f"request {request_id} is already {req.status}; make a new request to change it")
+        if decision == "approve" and req.backdated:
+            raise HearthError(f"approval refused: {_backdated_refusal(req)}")
         decided = {c for c, _, _ in req.decisions}
         mine = _stewarded(s, steward) & set(req.needs)
         if community is not None:
@@ -116,6 +140,12 @@ def decide(catalog: Catalog, request_id: int, steward: str, decision: str, commu
         if full.hash != req.manifest_hash:
             raise HearthError(f"request {request_id}: the catalog changed since it was made (manifest "
                               f"{full.hash[:12]} ≠ {req.manifest_hash[:12]}); make a new request")
+        today = date.today().isoformat()
+        if decision == "approve" and today != req.as_of and manifest_in_session(
+                s, replace(full.request, as_of=today)).use() != full.use():
+            # What is approved is what a run would read; training judges today (issue 19, class 3).
+            raise HearthError(f"request {request_id}: judged today ({today}) it permits other data than on "
+                              f"{req.as_of} (consent expired, a season closed, an embargo…); make a new request")
         for c in todo:
             s.add(Approval(request_id=request_id, community=c, steward=steward, decision=decision,
                            manifest_hash=full.hash, note=note))
@@ -139,6 +169,8 @@ def authorise(catalog: Catalog, request_id: int, purpose: str, requester: str, c
         if mine != theirs:
             raise HearthError(f"training refused: the config's {field} {mine!r} differs from request "
                               f"{request_id}'s {theirs!r}")
+    if req.backdated:
+        raise HearthError(f"training refused: {_backdated_refusal(req)}")
     if req.status == "denied":
         who = ", ".join(f"{st} of {c}" for c, st, d in req.decisions if d == "deny")
         raise HearthError(f"training refused: request {request_id} was denied by {who}")

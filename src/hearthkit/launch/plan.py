@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from hearthkit.errors import HearthError
 from hearthkit.governance import audit
 from hearthkit.governance.manifest import Manifest, Request
 from hearthkit.governance.policy import compute_manifest
-from hearthkit.governance.requests import authorise
+from hearthkit.governance.requests import READ_ONLY, authorise
 from hearthkit.recipes import get_recipe
 from hearthkit.store.text import SEALED_TEXT
 from hearthkit.store.vault import workspace_store
@@ -25,7 +26,11 @@ from hearthkit.workspace import Workspace
 
 
 def make_request(cfg: RunConfig, as_of: date | None = None) -> Request:
-    """The policy request of CFG, evaluated at AS_OF (default: the config's date, else today)."""
+    """The policy request of CFG, evaluated at AS_OF (default: the config's date, else today).
+
+    A past date only reproduces an old manifest read-only (`hearth plan`); training uses `governed_manifest`,
+    which judges today.
+    """
     when = as_of or cfg.request.as_of or date.today()
     if when > date.today():
         # Embargo, seasons and consent expiry are judged at this date: a request may not pretend to be later.
@@ -34,25 +39,29 @@ def make_request(cfg: RunConfig, as_of: date | None = None) -> Request:
                    collections=tuple(sorted(cfg.request.collections)), as_of=when.isoformat())
 
 
-def governed_manifest(catalog: Catalog, cfg: RunConfig, as_of: date | None = None) -> Manifest:
-    """The manifest a run may train on: its config's request, or (request.id) its approved stored request.
+def governed_manifest(catalog: Catalog, cfg: RunConfig) -> Manifest:
+    """The manifest a run may train on, judged today: its config's request, or (request.id) its approved request.
 
-    Without request.id, items that need a steward are simply held out. With it, the stored request must be
-    approved (or need no approval) and the manifest must hash to exactly what the stewards approved.
+    Data use is judged at the time of use (issue 19, class 3): a past request.as_of is refused, since consent that
+    has expired since, a season now closed or an embargo would otherwise be read today. Without request.id,
+    items that need a steward are simply held out. With it, the stored request must be approved (or need no
+    approval), its manifest must still hash to what the stewards approved, and judged today it must permit
+    exactly the same use.
     """
+    today = date.today()
+    if cfg.request.as_of is not None and cfg.request.as_of < today:
+        raise HearthError(f"training refused: request.as_of {cfg.request.as_of}: {READ_ONLY}")
     if cfg.request.id is None:
-        return compute_manifest(catalog, make_request(cfg, as_of))
+        return compute_manifest(catalog, make_request(cfg, today))
     rid = cfg.request.id
     req, approved_hash = authorise(catalog, rid, cfg.request.purpose, cfg.request.requester,
                                    list(cfg.request.collections), cfg.recipe)
-    if cfg.request.as_of is not None and cfg.request.as_of.isoformat() != req.as_of:
-        raise HearthError(f"training refused: request.as_of {cfg.request.as_of} differs from request {rid}'s "
-                          f"{req.as_of}; drop it from the config")
-    manifest = compute_manifest(catalog, req)
-    if manifest.hash != approved_hash:
-        raise HearthError(f"training refused: the manifest of request {rid} changed since approval (consent, labels "
-                          "or items changed); make a new request")
-    return manifest
+    approved = compute_manifest(catalog, req)
+    now = compute_manifest(catalog, replace(req, as_of=today.isoformat()))
+    if approved.hash != approved_hash or now.use() != approved.use():
+        raise HearthError(f"training refused: the manifest of request {rid} changed since approval (judged today, "
+                          f"{today}: consent, labels, seasons, embargo or items changed); make a new request")
+    return now
 
 
 def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Manifest, bool]:
@@ -67,11 +76,17 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
             old = RunConfig.model_validate(spec["config"])
             if old.model_dump(exclude={"train", "launch"}) != cfg.model_dump(exclude={"train", "launch"}):
                 raise HearthError(f"run {cfg.name!r} exists with a different config; choose a new name to start afresh")
-        # Same request at the date the run was planned: the catalog must still give the same manifest.
-        manifest = governed_manifest(catalog, cfg, date.fromisoformat(spec["as_of"]))
-        if manifest.hash != spec["manifest_hash"]:
-            raise HearthError(f"run {cfg.name!r}: the catalog changed since it was planned (consent, labels or "
-                              "items); its manifest no longer holds, so it cannot resume; plan a new run")
+        # Every resume is a new use of the data, judged today: the request, evaluated now, must still permit
+        # exactly what the run planned to read.
+        planned = Manifest.read(run_dir / "manifest.json")
+        if planned.hash != spec["manifest_hash"]:
+            raise HearthError(f"run {cfg.name!r}: manifest.json does not match the hash recorded when it was "
+                              "planned; plan a new run")
+        if governed_manifest(catalog, cfg).use() != planned.use():
+            raise HearthError(f"run {cfg.name!r}: the catalog changed since it was planned (judged today, "
+                              f"{date.today()}: consent, labels, seasons, embargo or items); its manifest no longer "
+                              "holds, so it cannot resume; plan a new run")
+        manifest = planned
         spec["config"] = json.loads(cfg.model_dump_json())  # e.g. more steps on resume
         spec_path.write_text(json.dumps(spec, indent=1))
         return run_dir, manifest, True
