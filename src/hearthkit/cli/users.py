@@ -63,8 +63,8 @@ def add(
     password = _new_account(catalog, name)
     console.print(f"{name} is now {granted}")
     if password:
-        console.print(f"one-time password for {name}: {password}  (they choose their own at first sign-in)",
-                      highlight=False)
+        # One line, never wrapped: the password must be copied whole.
+        console.print(f"one-time password for {name}: {password}", highlight=False, soft_wrap=True)
 
 
 @users_app.command("passwd", help="Give a person a new one-time password (printed); their sessions end.\n\n"
@@ -79,7 +79,7 @@ def passwd(name: Annotated[str, typer.Argument(help="The person's sign-in name."
     ws, catalog = open_catalog(workspace)
     _may_manage(ws, catalog, name, by, "reset the password of")
     pw = identity.reset_password(catalog, name)
-    console.print(f"one-time password for {name}: {pw}", highlight=False)
+    console.print(f"one-time password for {name}: {pw}", highlight=False, soft_wrap=True)
 
 
 def _may_manage(ws, catalog, name: str, by: str | None, action: str) -> None:
