@@ -61,8 +61,8 @@ def test_visibility_graph_groups_and_impact(tmp_path: Path):
         assert [m.name for m in g.visible_models(s, steward, set())] == ["base", "secret", "unbound"]
         assert g.visible_models(s, {"B": {"steward"}}, {"elders"}) == []
         node = g.graph(s, s.query(Model).filter_by(name="secret").one(), elder, {"elders"})
-        assert node["collections"] == [{"name": "korero", "items": 1}] and node["run"]["request_id"] == 3
-        assert node["parent"]["model"] == "base" and node["parent"]["manifest"]["items"] == 2
+        assert node["collections"] == [{"name": "korero", "item_count": 1}] and node["run"]["request_id"] == 3
+        assert node["parent"]["model"] == "base" and node["parent"]["manifest"]["item_count"] == 2
     assert g.per_group(str(card)) == [{"by": "speaker", "group": "s1", "metric": "cer", "value": 0.25}]
     assert g.per_group(None) == [] and "# m" in g.card_body(str(card))
     with cat.session() as s:

@@ -25,7 +25,7 @@ def test_member_sees_card_charts_lineage_and_status(app):
     assert [m["name"] for m in c.get("/api/v1/models").json()["models"]] == ["tiny-asr"]
     doc = c.get("/api/v1/models/tiny-asr").json()
     assert doc["status"] == "active" and doc["lineage"]["collections"][0]["name"] == "demo-korero"
-    assert doc["lineage"]["manifest"]["items"] > 0 and doc["results"], "per-group results come from the card"
+    assert doc["lineage"]["manifest"]["item_count"] > 0 and doc["results"], "per-group results come from the card"
     page = c.get("/models/tiny-asr").text
     assert "<svg" in page and "<rect" in page  # charts drawn inline, no script
     assert "<script" not in page and "demo-korero" in page

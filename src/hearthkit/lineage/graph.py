@@ -76,8 +76,8 @@ def graph(s: Session, m: Model, roles: dict[str, set[str]], protocols: set[str])
                     "requester": run.requester if run else None,
                     "request_id": ((run.config or {}).get("request") or {}).get("id") if run else None},
             "manifest": {"sha256": m.manifest_hash or (run.manifest_hash if run else None),
-                         "items": sum(n for _, n in colls)},
-            "collections": [{"name": c, "items": n} for c, n in colls], "parent": None}
+                         "item_count": sum(n for _, n in colls)},
+            "collections": [{"name": c, "item_count": n} for c, n in colls], "parent": None}
     if m.parent_id is not None:
         p = s.get(Model, m.parent_id)
         if p is not None and p.id != m.id:
@@ -127,7 +127,7 @@ def model_impact(s: Session, m: Model) -> dict:
             RunItem.run_id == m.run_id, RunItem.item_id.in_(withdrawal_items(s, w))))
         if hit:
             records.append({"id": w.id, "scope": w.scope, "subject": w.subject, "at": w.at.isoformat()[:10],
-                            "reason": w.reason, "items": hit})
+                            "reason": w.reason, "item_count": hit})
     return {"withdrawn_items": withdrawn or 0, "withdrawals": records, "status_reason": m.status_reason}
 
 

@@ -19,7 +19,7 @@ WEB_SCOPES = ("speaker", "item")  # a whole collection is withdrawn at the termi
 
 def _record(s, w: Withdrawal, coll: str) -> dict:
     return {"id": w.id, "collection": coll, "scope": w.scope, "subject": w.subject, "by": w.by, "reason": w.reason,
-            "items": w.items, "at": w.at.isoformat(timespec="seconds")}
+            "item_count": w.items, "at": w.at.isoformat(timespec="seconds")}
 
 
 def withdrawal_list(request: Request, who: Actor) -> dict:
@@ -66,7 +66,7 @@ def record(request: Request, who: Actor, collection: str, scope: str, subject: s
     with request.app.state.catalog.session() as s:
         wid = s.scalar(select(Withdrawal.id).where(Withdrawal.collection_id == coll.id)
                        .order_by(Withdrawal.id.desc()).limit(1))
-    return {"id": wid, "items": imp.items, "erased_objects": imp.erased_objects,
+    return {"id": wid, "item_count": imp.items, "erased_objects": imp.erased_objects,
             "models": [{**m, "status": "needs retrain" if m["status"] == "active" else g.status_word(m["status"])}
                        for m in imp.models]}
 
