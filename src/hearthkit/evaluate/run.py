@@ -47,7 +47,7 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = 
     try:
         mcfg = recipe.ModelConfig.model_validate(model_section)
     except ValidationError as exc:
-        raise HearthError(f"--set: {field_error(exc, 'model.')}") from None
+        raise HearthError(f"--set: {field_error(exc, 'model.', recipe.ModelConfig)}") from None
     if beam is not None and hasattr(mcfg, "decode"):
         mcfg.decode.beam = beam  # evaluate with another beam width than the config's
     prep = recipe.load_prep(run_dir / "prep")
