@@ -145,3 +145,13 @@ def test_search_wildcards_are_literal(cat):
     assert browse.search(cat, STEWARD, "%", 0, 10) == ([], 0)
     assert browse.search(cat, STEWARD, "_", 0, 10)[1] == 0
     assert browse.search(cat, STEWARD, "   ", 0, 10) == ([], 0)
+
+
+def test_item_page_names_the_level_it_is_browsed_at(cat):
+    ids = build(cat)
+    assert browse.item(cat, STEWARD, ids["open-item-in-comm"])["access"] == "community"
+    assert browse.item(cat, STEWARD, ids["meta-p1"])["access"] == "protocol"
+    assert browse.item(cat, STEWARD, ids["in-sacred"])["access"] == "protocol"
+    assert browse.item(cat, STEWARD, ids["reg-p2-label"])["access"] == "protocol"
+    assert browse.item(cat, STEWARD, ids["item-typo"])["access"] == "protocol"
+    assert browse.item(cat, STEWARD, ids["plain-open"])["access"] == "open"

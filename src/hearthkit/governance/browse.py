@@ -14,7 +14,14 @@ from hearthkit.catalog.models import (
     Protocol,
 )
 from hearthkit.governance import vocabulary as v
-from hearthkit.governance.access import Viewer, collection_visible, item_visible, visible_items
+from hearthkit.governance.access import (
+    LEVELS,
+    PROTOCOL_LABELS,
+    Viewer,
+    collection_visible,
+    item_visible,
+    visible_items,
+)
 
 MAX_QUERY = 200  # characters of a search
 
@@ -94,12 +101,23 @@ def item(catalog: Catalog, viewer: Viewer, item_id: int) -> dict | None:
                                      .where(ItemProtocol.item_id == it.id)))
                        | {str(p) for p in _meta_list((it.meta or {}).get("protocols"))})
         steward = c.community in viewer.stewards_of
+        protected = bool(prots) or any(lab["key"] in PROTOCOL_LABELS for lab in labels) or bool(s.scalar(
+            select(func.count()).select_from(Label).where(or_(Label.item_id == it.id, Label.collection_id == c.id),
+                                                          Label.protocol_id.isnot(None))))
         return {**_item_row(it), "collection": {"id": c.id, "name": c.name, "community": c.community},
                 "gender": it.gender, "media_type": it.media_type, "sample_rate": it.sample_rate,
-                "access": it.access or c.access, "sharing": it.sharing, "protocols": prots, "labels": labels,
+                "access": effective_level(c.access, it.access, protected), "sharing": it.sharing, "protocols": prots,
+                "labels": labels,
                 "text": it.text, "content_hash": it.content_hash if steward else None, "steward": steward,
                 "community_protocols": sorted(s.scalars(select(Protocol.name).where(
                     Protocol.community_id.in_(_community_ids(s, c.community))))) if steward else []}
+
+
+def effective_level(collection: str | None, item: str | None, protected: bool) -> str:
+    """The level an item is browsed at: the most restricted of its own and its collection's, protocol when
+    protected by a protocol or a protocol label, and protocol for any level the catalog does not know."""
+    ranks = [LEVELS.index(x) if x in LEVELS else len(LEVELS) - 1 for x in (collection, item or collection)]
+    return "protocol" if protected else LEVELS[max(ranks)]
 
 
 def _meta_list(value) -> list:
