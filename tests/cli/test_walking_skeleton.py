@@ -127,7 +127,8 @@ def test_training_refuses_when_catalog_changed(workspace: Path, speech_archive: 
 def test_help_shows_examples() -> None:
     commands = [[], ["init"], ["data"], ["data", "import"], ["data", "ls"], ["demo-data"], ["demo-data", "speech"],
                 ["plan"], ["train"], ["retrain"], ["models"], ["models", "ls"], ["models", "show"], ["consent"],
-                ["consent", "withdraw"], ["lineage"], ["lineage", "export"], ["data", "card"]]
+                ["consent", "withdraw"], ["lineage"], ["lineage", "export"], ["data", "card"], ["new"], ["schema"],
+                ["runs"], ["jobs"]]
     for cmd in commands:
         out = subprocess.run([*HEARTH, *cmd, "--help"], capture_output=True, text=True, env=dict(
             os.environ, COLUMNS="200"), check=True).stdout
