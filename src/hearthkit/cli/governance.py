@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from hearthkit.cli.common import JsonOpt, WorkspaceOpt, console, open_catalog, print_json, user_errors
+from hearthkit.cli.common import table as cli_table
 from hearthkit.errors import HearthError
 
 ByOpt = Annotated[str, typer.Option("--by", help="The steward acting (must be a steward of the community).")]
@@ -332,8 +332,8 @@ def show(
                       f"embargo {it.embargo_until or coll.embargo_until or 'none'}; text: "
                       f"{it.text or ('sealed (read only by a run)' if SEALED_TEXT in (it.meta or {}) else '–')}",
                       highlight=False)
-        labels = Table("label id", "key", "on", "community", "text", "lang", "version", "hub id", "protocol",
-                       "season", "also")
+        labels = cli_table("label id", "key", "on", "community", "text", "lang", "version", "hub id", "protocol",
+                           "season", "also")
         names = dict(s.execute(select(Protocol.id, Protocol.name)).all())
         for lab in s.scalars(select(Label).where((Label.item_id == it.id) | (Label.collection_id == coll.id))
                              .order_by(Label.id)):
@@ -346,8 +346,8 @@ def show(
         prots = [names[p] for p in s.scalars(select(ItemProtocol.protocol_id).where(ItemProtocol.item_id == it.id))]
         if prots:
             console.print(f"protocols: {', '.join(sorted(prots))} (sharing {it.sharing})")
-        consents = Table("consent id", "scope", "subject", "given by", "given", "purposes", "expires", "evidence",
-                         "state")
+        consents = cli_table("consent id", "scope", "subject", "given by", "given", "purposes", "expires",
+                             "evidence", "state")
         from datetime import UTC, datetime
 
         when = datetime(on.year, on.month, on.day, 23, 59, 59, tzinfo=UTC)

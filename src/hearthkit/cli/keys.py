@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+from hearthkit.cli.common import table as cli_table
 
 keys_app = typer.Typer(help="Community keys of encrypted collections.\n\nExample: hearth keys ls",
                        no_args_is_help=True)
@@ -22,7 +22,7 @@ def ls(workspace: WorkspaceOpt = None) -> None:
 
     ws, _ = open_catalog(workspace)
     keys = workspace_store(ws).keys
-    table = Table("data key", "collection", "community", "community key", "created", "retired")
+    table = cli_table("data key", "collection", "community", "community key", "created", "retired")
     for r in keys.records():
         table.add_row(r["key_id"][:12], r["collection"], r["community"], r["kek_id"], r["created_at"][:19],
                       "yes" if r.get("retired") else "")

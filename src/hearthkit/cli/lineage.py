@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from hearthkit.cli.common import JsonOpt, WorkspaceOpt, console, open_catalog, print_json, user_errors
 from hearthkit.cli.common import table as cli_table
@@ -114,7 +113,7 @@ def print_impact(scope: str, subject: str, impact) -> None:
     if not impact.models:
         console.print("no model learned from these items")
         return
-    table = Table("model", "run", "affected items", "of manifest", "via parent", "now")
+    table = cli_table("model", "run", "affected items", "of manifest", "via parent", "now")
     for r in impact.models:
         table.add_row(r["model"], r["run"], str(r["affected_items"]), str(r["manifest_items"]), r["via"] or "–",
                       "needs-retrain" if r["status"] == "active" else r["status"])

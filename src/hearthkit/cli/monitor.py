@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from hearthkit.cli.common import PurposeOpt, RequesterOpt, WorkspaceOpt, console, open_catalog, user_errors
+from hearthkit.cli.common import table as cli_table
 
 MONITOR_EXAMPLE = ("\n\nExample: hearth monitor demo-change --before scenes/scene06/imgs_1 "
                    "--after scenes/scene06/imgs_2 --territory scenes/scene06/scene06.geojson --out maps/scene06")
@@ -44,7 +44,7 @@ def monitor(
                               progress=lambda i, n: bar.update(task, completed=i, total=n))
     record_use(catalog, served.name, "monitor", requester, purpose, pixels=summary["pixels"],
                territories=len(summary["territories"]))
-    table = Table("territory", "area (ha)", "changed (ha)", "changed (%)")
+    table = cli_table("territory", "area (ha)", "changed (ha)", "changed (%)")
     for t in summary["territories"]:
         table.add_row(t["name"], f"{t['area_ha']:,.2f}", f"{t['changed_ha']:,.2f}", f"{t['percent_changed']:.2f}")
     console.print(table)
