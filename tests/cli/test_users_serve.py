@@ -136,3 +136,18 @@ def test_worker_factory_builds_the_app_from_the_environment(workspace: Path, mon
     web = factory()
     assert web.state.behind_proxy and web.state.ws.root == workspace.resolve()
     assert TestClient(web).get("/login").status_code == 200
+
+
+def test_every_new_command_has_an_example():
+    for cmd in (["serve"], ["users"], ["users", "add"], ["users", "passwd"], ["users", "ls"], ["users", "token"],
+                ["users", "token", "create"], ["users", "token", "revoke"], ["users", "token", "ls"]):
+        out = runner.invoke(app, [*cmd, "--help"], env={"COLUMNS": "200"}).output
+        text = " ".join(re.sub(r"[│╭╮╰╯─]", " ", out).split())
+        assert f"Example: hearth {cmd[0]}" in text, cmd
+
+
+def test_user_errors_are_one_line(workspace: Path):
+    r = runner.invoke(app, ["users", "passwd", "nobody", "--workspace", str(workspace)], env={"COLUMNS": "200"})
+    assert r.exit_code == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "unknown" in lines[0]
