@@ -50,11 +50,11 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if exc.status_code == 404 and not isinstance(exc.detail, str | None):
-            return error_response(request, 404, "not found")
         detail = exc.detail if isinstance(exc.detail, str) else "request refused"
-        if exc.status_code == 404 and detail == "Not Found":
-            detail = "not found"
+        if exc.status_code == 404:
+            detail = "not found" if detail == "Not Found" else detail  # Starlette's own, for unknown paths
+        elif exc.status_code == 405:
+            detail = "this address does not accept that method"
         resp = error_response(request, exc.status_code, detail)
         for k, v in (exc.headers or {}).items():
             resp.headers[k] = v
