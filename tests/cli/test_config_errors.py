@@ -155,3 +155,13 @@ def test_a_failed_launch_without_a_checkpoint_does_not_suggest_resuming(tmp_path
     (done / "meta.json").write_text("{}")
     with pytest.raises(HearthError, match="re-run the same command to resume from the last checkpoint"):
         outcome(run_dir, Launch(rc=1, started=time.time()), 60, shown.append)
+
+
+def test_plan_refuses_an_init_from_that_train_would_refuse(workspace, tmp_path):
+    # A parent model that does not exist, and an asr transfer folder that is not a model: plan says so, not train.
+    _assert_refused(_invoke(workspace, "plan", str(ROOT / "configs" / "demo-mt.yaml"), "--set", "init_from=nope"),
+                    "no model named 'nope'")
+    not_a_model = tmp_path / "weights"
+    not_a_model.mkdir()
+    res = _invoke(workspace, "plan", str(ROOT / "configs" / "demo-asr.yaml"), "--set", f"model.init_from={not_a_model}")
+    _assert_refused(res, str(not_a_model))

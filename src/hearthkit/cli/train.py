@@ -38,10 +38,11 @@ def plan(config: ConfigArg, set_: SetOpt = None, as_json: JsonOpt = False,
     from hearthkit.engine.config import load_config
     from hearthkit.governance.policy import compute_manifest
     from hearthkit.governance.requests import get_request
-    from hearthkit.launch.plan import make_request
+    from hearthkit.launch.plan import make_request, parent_model
 
     cfg = load_config(config, (set_ or []) + ([f"request.as_of={as_of}"] if as_of else []))
     _, catalog = open_catalog(workspace)
+    parent = parent_model(catalog, cfg)  # an init_from the run may not use is refused here, not at train time
     stored = None
     if cfg.request.id is not None:
         stored = get_request(catalog, cfg.request.id)
@@ -56,6 +57,7 @@ def plan(config: ConfigArg, set_: SetOpt = None, as_json: JsonOpt = False,
                                                           "needs": list(stored.needs)},
             "included": len(man.included), "excluded": man.excluded_counts(), "restrictions": man.restrictions,
             "approvals_needed": man.approvals_needed, "notices": man.notices, "manifest_sha256": man.hash,
+            "init_from": parent["name"] if parent else None,
             "read_only": _read_only(man.request.as_of)})
         return
     if stored is not None:
@@ -68,6 +70,9 @@ def plan(config: ConfigArg, set_: SetOpt = None, as_json: JsonOpt = False,
     for rule, n in man.excluded_counts().items():
         table.add_row(f"[red]excluded[/]: {rule}", str(n))
     console.print(table)
+    if parent:
+        console.print(f"initialises from model {parent['name']} (allowed for this purpose and requester)",
+                      highlight=False)
     if man.restrictions:
         console.print(f"a model trained on this data inherits: {', '.join(man.restrictions)}")
     if man.approvals_needed:

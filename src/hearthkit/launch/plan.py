@@ -168,6 +168,11 @@ def _parent(catalog: Catalog, cfg: RunConfig) -> dict | None:
         return {"name": m.name, "path": m.path}
 
 
+def parent_model(catalog: Catalog, cfg: RunConfig) -> dict | None:
+    """The model CFG initialises from, checked for its request exactly as planning the run will check it."""
+    return _parent(catalog, cfg)  # `hearth plan` refuses what `hearth train` would refuse
+
+
 def record_data_access(catalog: Catalog, run_dir: Path, name: str) -> int:
     """Audit what a run's workers read (from the loader's access logs): run, manifest hash, item count.
 
