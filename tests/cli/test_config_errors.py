@@ -165,3 +165,13 @@ def test_plan_refuses_an_init_from_that_train_would_refuse(workspace, tmp_path):
     not_a_model.mkdir()
     res = _invoke(workspace, "plan", str(ROOT / "configs" / "demo-asr.yaml"), "--set", f"model.init_from={not_a_model}")
     _assert_refused(res, str(not_a_model))
+
+
+def test_train_refuses_nccl_on_a_machine_without_gpus(workspace):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA GPUs: nccl is a valid backend here")
+    res = _invoke(workspace, "train", str(ROOT / "configs" / "demo-landcover.yaml"), "--set", "launch.backend=nccl")
+    _assert_refused(res, "launch.backend: nccl needs CUDA GPUs and this machine has none")
+    assert not (workspace / "runs").exists() or not any((workspace / "runs").iterdir())

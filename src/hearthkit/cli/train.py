@@ -147,11 +147,13 @@ def train(
     from hearthkit.engine.config import load_config
     from hearthkit.errors import HearthError
     from hearthkit.launch import multinode
+    from hearthkit.launch.local import check_backend
     from hearthkit.launch.pipeline import train_pipeline
 
     if max_restarts < 0:
         raise HearthError("--max-restarts must be 0 or more")
     cfg = load_config(config, (set_ or []) + ([f"launch.nproc={nproc}"] if nproc else []))
+    check_backend(cfg.launch)  # the workers start on this machine: it must have what the backend needs
     ws, catalog = open_catalog(workspace)
     node = None
     if nnodes > 1 or rdzv_endpoint:

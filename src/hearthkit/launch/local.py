@@ -22,6 +22,15 @@ def torchrun_command(run_dir: Path, launch: LaunchConfig, max_restarts: int = 0)
             f"--max-restarts={max_restarts}", "-m", "hearthkit.engine.trainer", str(run_dir)]
 
 
+def check_backend(launch: LaunchConfig) -> None:
+    """Refuse launch.backend nccl on a machine without CUDA GPUs: each worker would fail at start with a traceback."""
+    import torch
+
+    if launch.backend == "nccl" and not torch.cuda.is_available():
+        raise HearthError("launch.backend: nccl needs CUDA GPUs and this machine has none; use auto or gloo "
+                          "(--set launch.backend=auto)")
+
+
 def mlflow_uri(workspace_root: Path) -> str:
     """The workspace's MLflow store (a SQLite file, readable by `mlflow ui --backend-store-uri`)."""
     return f"sqlite:///{workspace_root / 'mlflow.db'}"
