@@ -80,6 +80,7 @@ class Sheet:
     bad: list[BadRow] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # normalisations made, reported but not refused
     present: bool = False
+    _index: tuple | None = field(default=None, repr=False)
 
     def rows_for(self, item_id: str) -> list[SheetRow]:
         """Rows that apply to ITEM_ID: matching globs in order, then its own row (which wins)."""
@@ -90,16 +91,28 @@ class Sheet:
 
     def held_back(self, item_id: str, all_ids: set[str]) -> tuple[str, str] | None:
         """(row, reason) when ITEM_ID must not be imported because a row naming it could not be read exactly."""
-        for b in self.bad:
-            if b.covers(item_id):
-                return b.where, b.reason
-        for row in [*self.exact.values(), *self.globs]:
-            # A row that names this recording only when case is ignored names no recording exactly: which one
-            # it meant is a guess, so the recording it most likely meant waits for the row to be corrected.
-            if row.covers(item_id) or (not row.is_glob and row.match in all_ids):
-                continue
-            if BadRow(row.where, row.match, "").covers(item_id):
-                return row.where, f"the row names {row.match!r}, which matches this recording only if case is ignored"
+        if self._index is None:  # built once: an archive may have as many rows as recordings
+            globbed = [b for b in self.bad if any(c in b.match for c in "*?[")]
+            bad_exact: dict[str, BadRow] = {}
+            for b in self.bad:
+                if b not in globbed:
+                    bad_exact.setdefault(b.match.lower(), b)
+            # Rows that name no recording exactly, by lower-cased id: they may mean one that differs in case.
+            stray = {r.match.lower(): r for r in self.exact.values() if r.match not in all_ids}
+            self._index = (bad_exact, globbed, stray)
+        bad_exact, bad_globs, stray = self._index
+        low = item_id.lower()
+        b = bad_exact.get(low) or next((g for g in bad_globs if g.covers(item_id)), None)
+        if b is not None:
+            return b.where, b.reason
+        # A row that names this recording only when case is ignored names no recording exactly: which one it
+        # meant is a guess, so the recording it most likely meant waits for the row to be corrected.
+        row = stray.get(low)
+        if row is None or row.match == item_id:
+            row = next((g for g in self.globs if not g.covers(item_id) and BadRow("", g.match, "").covers(item_id)),
+                       None)
+        if row is not None:
+            return row.where, f"the row names {row.match!r}, which matches this recording only if case is ignored"
         return None
 
     def labels_and_protocols(self) -> tuple[set[str], set[str]]:
