@@ -61,7 +61,8 @@ def create_app(ws: Workspace, *, secret: bytes | None = None, behind_proxy: bool
         yield
         catalog.close()
 
-    app = FastAPI(title="hearthkit", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json",
+    # /api/docs is our own page (routes/home.py): Swagger UI would make every browser fetch scripts from a CDN.
+    app = FastAPI(title="hearthkit", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json",
                   swagger_ui_oauth2_redirect_url=None, lifespan=lifespan)
     app.state.ws = ws
     app.state.catalog = catalog
@@ -81,7 +82,7 @@ def create_app(ws: Workspace, *, secret: bytes | None = None, behind_proxy: bool
         if lang in i18n.LOCALES and request.cookies.get(i18n.COOKIE) != lang:
             deps.set_cookie(request, response, i18n.COOKIE, lang, max_age=365 * 86400)
         for k, v in _SECURITY_HEADERS.items():
-            if k not in response.headers and not request.url.path.startswith("/api/docs"):
+            if k not in response.headers:
                 response.headers[k] = v
         if request.url.path.startswith("/api/") or "text/html" in response.headers.get("content-type", ""):
             response.headers.setdefault("Cache-Control", "no-store")  # pages may show restricted data

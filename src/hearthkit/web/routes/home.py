@@ -30,3 +30,13 @@ def api_home(request: Request, who: Annotated[Actor, Depends(require_scope("read
     """The start page's data: for a steward, pending requests, models, audit events and withdrawals of their
     communities."""
     return _home(request, who)
+
+
+@router.get("/api/docs", include_in_schema=False)
+def api_docs(request: Request):
+    """The API's endpoints, read from its OpenAPI schema and rendered here (no script, nothing from a CDN)."""
+    schema = request.app.openapi()
+    endpoints = [{"method": method.upper(), "path": path, "summary": op.get("summary", ""),
+                  "description": (op.get("description") or "").split("\n")[0]}
+                 for path, ops in sorted(schema.get("paths", {}).items()) for method, op in ops.items()]
+    return render(request, "apidocs.html", {"endpoints": endpoints})
