@@ -84,3 +84,8 @@ def test_missing_mo_is_compiled_in_memory(tmp_path, monkeypatch):
         assert not (base / "messages.mo").exists()  # nothing written beside the package
     finally:
         i18n.translations.cache_clear()
+
+
+def test_language_switch_keeps_the_page_and_its_query(client):
+    page = client.get("/search", params={"q": "words & more"}).text
+    assert 'href="/search?q=words+%26+more&amp;lang=es"' in page

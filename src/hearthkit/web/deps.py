@@ -191,6 +191,14 @@ def gettext_for(request: Request):
     return i18n.translations(locale(request)).gettext
 
 
+def _with_lang(request: Request, code: str) -> str:
+    """This page's address in language CODE (the rest of the query kept, e.g. a search)."""
+    from urllib.parse import urlencode
+
+    query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"] + [("lang", code)]
+    return f"{request.url.path}?{urlencode(query)}"
+
+
 def render(request: Request, template: str, ctx: dict | None = None, status: int = 200):
     """TEMPLATE rendered in the request's language with `_`, `csrf_token`, `actor` and the languages in context."""
     tr = i18n.translations(locale(request))
@@ -199,7 +207,8 @@ def render(request: Request, template: str, ctx: dict | None = None, status: int
     except Exception:  # rendering an error page for a request whose credential failed
         who = Actor()
     context = {"actor": who, "csrf_token": csrf_token(request), "_": tr.gettext, "gettext": tr.gettext,
-               "ngettext": tr.ngettext, "lang": locale(request), "locales": i18n.LOCALES, **(ctx or {})}
+               "ngettext": tr.ngettext, "lang": locale(request), "locales": i18n.LOCALES,
+               "lang_url": lambda code: _with_lang(request, code), **(ctx or {})}
     return templates.TemplateResponse(request, template, context, status_code=status)
 
 
