@@ -345,3 +345,27 @@ def test_audio_is_decrypted_in_memory_with_ranges(client, webws):
     for f in webws.root.rglob("*"):
         if f.is_file():
             assert want[44:200] not in f.read_bytes(), f
+
+
+def test_sealed_transcript_is_shown_decrypted_only_to_who_may_see_it(app, webws):
+    """A sealed collection keeps an item's words in the store (store/text.py); the page decrypts them in memory."""
+    from hearthkit.catalog.models import Item
+    from hearthkit.store.text import pack
+    from hearthkit.store.vault import workspace_store
+
+    cat = webws.catalog()
+    with cat.session() as s:
+        it = s.get(Item, webws.items["comm-prot"])
+        blob, rest = pack(it.external_id, "sealed kōrero words", it.meta or {})
+        digest = workspace_store(webws.ws).put(blob, seal_for=("a-comm", "A"))
+        it.text, it.meta = None, {**rest, "sealed_text": digest}
+    cat.close()
+    inside = login(TestClient(app), "protocol")
+    assert inside.get(f"/api/v1/items/{webws.items['comm-prot']}").json()["text"] == "sealed kōrero words"
+    assert "sealed kōrero words" in inside.get(f"/items/{webws.items['comm-prot']}").text
+    outside = login(TestClient(app), "member")
+    r = outside.get(f"/items/{webws.items['comm-prot']}")
+    assert r.status_code == 404 and "sealed kōrero" not in r.text
+    for f in webws.root.rglob("*"):
+        if f.is_file():
+            assert "sealed kōrero words".encode() not in f.read_bytes(), f

@@ -13,6 +13,7 @@ from hearthkit.catalog.models import (
     Label,
     Protocol,
 )
+from hearthkit.errors import HearthError
 from hearthkit.governance import vocabulary as v
 from hearthkit.governance.access import (
     LEVELS,
@@ -87,8 +88,10 @@ def collection(catalog: Catalog, viewer: Viewer, collection_id: int, offset: int
                 "steward": steward}
 
 
-def item(catalog: Catalog, viewer: Viewer, item_id: int) -> dict | None:
-    """One item VIEWER may see: its metadata, labels (its own and its collection's), protocols; None otherwise."""
+def item(catalog: Catalog, viewer: Viewer, item_id: int, store=None) -> dict | None:
+    """One item VIEWER may see: its metadata, labels (its own and its collection's), protocols; None otherwise.
+
+    With STORE, a sealed collection's transcript is decrypted in memory for the page (never written anywhere)."""
     d = _dialect(catalog)
     with catalog.session() as s:
         it = s.scalar(visible_items(viewer, d).where(Item.id == item_id))
@@ -108,7 +111,8 @@ def item(catalog: Catalog, viewer: Viewer, item_id: int) -> dict | None:
                 "gender": it.gender, "media_type": it.media_type, "sample_rate": it.sample_rate,
                 "access": effective_level(c.access, it.access, protected), "sharing": it.sharing, "protocols": prots,
                 "labels": labels,
-                "text": it.text, "content_hash": it.content_hash if steward else None, "steward": steward,
+                "text": it.text if it.text is not None else _sealed_words(store, it),
+                "content_hash": it.content_hash if steward else None, "steward": steward,
                 "community_protocols": sorted(s.scalars(select(Protocol.name).where(
                     Protocol.community_id.in_(_community_ids(s, c.community))))) if steward else []}
 
@@ -118,6 +122,19 @@ def effective_level(collection: str | None, item: str | None, protected: bool) -
     protected by a protocol or a protocol label, and protocol for any level the catalog does not know."""
     ranks = [LEVELS.index(x) if x in LEVELS else len(LEVELS) - 1 for x in (collection, item or collection)]
     return "protocol" if protected else LEVELS[max(ranks)]
+
+
+def _sealed_words(store, it: Item) -> str | None:
+    """The transcript of an item whose words are sealed in the store (store/text.py), or None."""
+    digest = (it.meta or {}).get("sealed_text")
+    if store is None or not digest or it.withdrawn_at is not None:
+        return None
+    from hearthkit.store.text import unpack
+
+    try:
+        return unpack(store.get(digest)).get("text")
+    except (OSError, ValueError, HearthError):
+        return None  # missing or unreadable: the page shows no transcript rather than failing
 
 
 def _meta_list(value) -> list:

@@ -49,7 +49,7 @@ def collection(request: Request, collection_id: Id, who: Reader, page: str | Non
 @router.get("/api/v1/items/{item_id}")
 def item(request: Request, item_id: Id, who: Reader):
     """One item the caller may see: metadata, labels in the community's words, protocols."""
-    data = browse.item(request.app.state.catalog, viewer(who), item_id)
+    data = browse.item(request.app.state.catalog, viewer(who), item_id, store=_store(request))
     if data is None:
         raise HTTPException(404, NOT_FOUND)
     data["label_keys"] = sorted(browse.v.LABELS) if data["steward"] else []
