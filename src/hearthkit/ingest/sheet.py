@@ -263,7 +263,7 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, dict]]:
     """(line, row) of a CSV text; HearthError naming the file and line for anything the csv module refuses."""
     old = csv.field_size_limit()
     csv.field_size_limit(min(CSV_FIELD_LIMIT, sys.maxsize))
-    reader = csv.DictReader(text.splitlines(), restval=_SHORT)
+    reader = csv.DictReader(text.splitlines(), restval=_SHORT, strict=True)  # a stray quote is an error
     try:
         header = reader.fieldnames or []
         norm = [_norm_key(h) for h in header]
@@ -273,7 +273,9 @@ def _csv_rows(path: Path, text: str) -> list[tuple[int, dict]]:
             raise HearthError(f"{path}: line 1: column {dup!r} appears twice in the header; keep one")
         return [(reader.line_num, row) for row in reader]
     except csv.Error as exc:
-        raise HearthError(f"{path}: line {reader.line_num}: not readable CSV ({exc}); fix that line") from None
+        # line_num counts the lines of the records read whole: the bad record starts on the next one.
+        raise HearthError(f"{path}: line {reader.line_num + 1}: not readable CSV ({exc}); fix that line "
+                          "(no item was imported)") from None
     finally:
         csv.field_size_limit(old)
 
