@@ -102,12 +102,21 @@ def test_run_schema_validates_shipped_configs_and_refuses_a_misspelt_key(tmp_pat
         bad = {**starter, "model": {**starter["model"], "no_such_field": 1}}
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
-    generic = json.loads(hearth("schema", "run").stdout)
+    generic = json.loads(hearth("schema", "run").stdout)  # checks the model section of whichever recipe is named
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         cfg = yaml.safe_load(path.read_text())
         jsonschema.validate(json.loads(json.dumps(cfg, default=str)), generic)
+        with pytest.raises(jsonschema.ValidationError, match="'no_such_field' was unexpected"):
+            jsonschema.validate({**cfg, "model": {**cfg["model"], "no_such_field": 1}}, generic)
         recipe_schema = json.loads(cli("schema", "run", "--recipe", cfg["recipe"]).stdout)
         jsonschema.validate(json.loads(json.dumps(cfg, default=str)), recipe_schema)
+
+
+def test_published_schema_is_what_the_code_says():
+    from hearthkit.engine.starter import run_schema
+
+    published = json.loads((ROOT / "docs" / "schemas" / "run.schema.json").read_text())
+    assert published == run_schema(), "regenerate: hearth schema run > docs/schemas/run.schema.json"
 
 
 def test_models_alone_lists_and_subcommands_still_work(demo_ws):

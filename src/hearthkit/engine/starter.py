@@ -79,16 +79,23 @@ def _scalar(value: Any) -> str:
 
 
 def run_schema(recipe: str | None = None) -> dict:
-    """JSON schema of a run config; with RECIPE, its `model:` section is that recipe's schema."""
+    """JSON schema of a run config: its `model:` section is checked against RECIPE's schema, or (no RECIPE) against
+    the schema of whichever recipe the config names."""
+    from hearthkit.recipes import REGISTRY
+
     schema = RunConfig.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    names = [recipe] if recipe is not None else sorted(REGISTRY)
+    rules = []
+    for name in names:
+        # Each recipe's nested models under its own prefix: asr and lm both have an LMConfig.
+        model = model_schema(name, "hearth schema").model_json_schema(ref_template=f"#/$defs/{name}.{{model}}")
+        defs.update({f"{name}.{k}": v for k, v in model.pop("$defs", {}).items()})
+        defs[f"{name}.model"] = model
+        rules.append({"if": {"properties": {"recipe": {"const": name}}},
+                      "then": {"properties": {"model": {"$ref": f"#/$defs/{name}.model"}}}})
+    schema["properties"]["recipe"] = {**schema["properties"]["recipe"], "enum": names}
+    schema["allOf"] = rules
     if recipe is not None:
-        model = model_schema(recipe, "hearth schema").model_json_schema()
-        defs = schema.setdefault("$defs", {})
-        defs.update(model.pop("$defs", {}))
-        name = model.get("title", recipe)
-        defs[name] = model
-        schema["properties"]["model"] = {"$ref": f"#/$defs/{name}", "description": "Settings of the "
-                                         f"{recipe} recipe's model."}
-        schema["properties"]["recipe"] = {**schema["properties"]["recipe"], "const": recipe}
         schema["title"] = f"RunConfig ({recipe})"
     return schema
