@@ -80,6 +80,32 @@ class TrainConfig(BaseModel):
     peak_tflops: float | None = Field(
         None, gt=0, description="Peak TFLOP/s of one device for MFU; default: known GPUs, none on CPU.")
     mlflow: bool = Field(True, description="Track params and metrics with MLflow (local store in the workspace).")
+    deterministic: bool = Field(False, description="Deterministic kernels only (torch.use_deterministic_algorithms, "
+                                "cuDNN without autotuning, CUBLAS_WORKSPACE_CONFIG): on GPU a resumed run then "
+                                "ends bitwise equal to an uninterrupted one; an op without a deterministic kernel "
+                                "(e.g. CTC loss backward on CUDA) is refused. Slower; CPU runs are exact anyway.")
+    allow_change: list[Literal["seed", "batch_size", "grad_accum", "bucket"]] = Field(
+        default_factory=list, description="Fields that may differ from the checkpoint's on resume (the data order "
+        "then changes and the weights differ from an uninterrupted run); the decision is recorded in the run. "
+        "Empty: a resume with a changed seed, batch_size, grad_accum or bucket is refused.")
+
+    def averaged_steps(self) -> list[int]:
+        """Steps of the checkpoints train.average_last averages at the end of an uninterrupted run, oldest first."""
+        earlier = [k * self.checkpoint_every for k in range(self.steps // self.checkpoint_every, 0, -1)
+                   if k * self.checkpoint_every < self.steps]
+        return sorted([self.steps, *earlier[:self.average_last - 1]])
+
+    def average_warning(self) -> str | None:
+        """A line when train.average_last (a count of checkpoints) reaches back beyond the last fifth of the
+        schedule, e.g. after train.steps was shortened: weights from early in training would be averaged in."""
+        steps = self.averaged_steps()
+        if len(steps) < 2 or steps[0] >= 0.8 * self.steps:
+            return None
+        every = max(1, int(0.2 * self.steps) // (self.average_last - 1))
+        return (f"warning: train.average_last {self.average_last} averages the checkpoints of steps "
+                f"{', '.join(map(str, steps))}, reaching back {100 * (self.steps - steps[0]) / self.steps:.0f}% of "
+                f"the {self.steps}-step schedule (more than its last fifth); set train.checkpoint_every: {every} or "
+                "a smaller train.average_last")
 
     @model_validator(mode="after")
     def _enough_checkpoints_to_average(self) -> TrainConfig:
@@ -97,7 +123,14 @@ class LaunchConfig(BaseModel):
     nproc: int = Field(2, gt=0, description="Worker processes on this machine.")
     backend: Literal["auto", "gloo", "nccl"] = Field(
         "auto", description="torch.distributed backend: auto = nccl on GPU, gloo on CPU.")
-    timeout_s: int = Field(60, gt=0, description="Collective timeout: a dead peer becomes an error after this.")
+    timeout_s: int = Field(60, gt=0, description="Collective timeout of the training steps: a dead or stuck peer "
+                           "becomes an error after this.")
+    warmup_timeout_s: int = Field(1800, gt=0, description="Timeout while the group starts and runs its first steps "
+                                  "(NCCL communicators, torch.compile, cuDNN autotuning); then timeout_s applies.")
+    checkpoint_timeout_s: int = Field(1800, gt=0, description="Timeout of checkpoint writes and their barriers, and "
+                                      "of validation at a checkpoint (large shards on a shared filesystem).")
+    final_timeout_s: int = Field(1800, gt=0, description="Timeout of the end of training: averaging checkpoints, "
+                                 "gathering and writing the final weights, the last barrier.")
     threads_per_worker: int = Field(1, gt=0, description="Torch intra-op threads per worker.")
 
 

@@ -18,6 +18,8 @@ import traceback
 from collections.abc import Iterable
 from pathlib import Path
 
+from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
 # Test-only fault injection, "RANK:STEP", honoured only in torchrun's first attempt (restart count 0) so the
 # restarted group runs clean. KILL: the rank SIGKILLs itself after STEP. HANG: it stops answering after STEP.
 # STOP: the rank asks the group to stop after STEP (what a preemption signal handler does).
@@ -70,7 +72,38 @@ class RankLog:
         rec = {"rank": self.rank, "host": socket.gethostname(), "pid": os.getpid(), "attempt": attempt(),
                "step": self.step, "error": f"{type(exc).__name__}: {exc}".strip(), "time": time.time(),
                "timeout": bool(TIMEOUT.search(str(exc)))}
-        (self.folder / f"failure-rank{self.rank}.json").write_text(json.dumps(rec))
+        write_atomic(self.folder / f"failure-rank{self.rank}.json", json.dumps(rec))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write PATH whole or not at all (a rank killed mid-write leaves no half file for a reader to choke on)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class AtomicErrorHandler(ErrorHandler):
+    """torchrun's per-rank error file, written atomically: the agent reads the error file of every failed rank, and
+    a rank killed while writing it left half a JSON document that crashed the agent (and with it any restart)."""
+
+    def _write_error_file(self, file_path: str, error_msg: str) -> None:
+        try:
+            write_atomic(Path(file_path), error_msg)
+        except Exception as exc:  # as torch's own handler: a failure to report must not hide the failure itself
+            print(f"unable to write error to file {file_path}: {exc}", file=sys.stderr, flush=True)
+
+
+def _records(logs: Path) -> list[dict]:
+    """The failure records under LOGS; one that cannot be read whole (an older half-written file) is skipped."""
+    out = []
+    for p in sorted(logs.glob("failure-rank*.json")):
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+            if isinstance(rec, dict) and {"rank", "host", "step", "error", "time", "timeout"} <= rec.keys():
+                out.append(rec)
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+    return out
 
 
 def _matches(env: str, rank: int, step: int) -> bool:
@@ -138,11 +171,7 @@ def torchrun_failures(output: Iterable[str]) -> list[dict]:
 def diagnose(run_dir: Path, since: float, output: Iterable[str], timeout_s: int) -> tuple[str, list[str]]:
     """One-line cause of a failed launch and the log lines that show it (failing rank's, then the rest)."""
     logs = run_dir / "logs"
-    records = []
-    for p in sorted(logs.glob("failure-rank*.json")):
-        rec = json.loads(p.read_text())
-        if rec["time"] >= since:
-            records.append(rec)
+    records = [rec for rec in _records(logs) if rec["time"] >= since]
     records.sort(key=lambda r: r["time"])
     reported = torchrun_failures(output)
     rank_logs = {int(p.stem[4:]): p for p in logs.glob("rank*.log")}

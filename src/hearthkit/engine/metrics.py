@@ -63,8 +63,9 @@ class Meter:
     """Sums a log interval's loss and counts; at each log step reduces them over ranks and reports."""
 
     def __init__(self, run_dir: Path, total_steps: int, device: torch.device, flops_per_sample: float | None,
-                 peak: float | None, tracker: Any = None):
+                 peak: float | None, tracker: Any = None, group: dist.ProcessGroup | None = None):
         self.run_dir, self.total, self.device = run_dir, total_steps, device
+        self.group = group  # a gloo group: the sums are CPU tensors, which an NCCL group refuses
         self.flops, self.peak, self.tracker = flops_per_sample, peak, tracker
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.gpu = GpuMonitor(device) if self.rank == 0 else None
@@ -90,9 +91,9 @@ class Meter:
         """Reduce over ranks and, on rank 0, print one line and append to metrics.jsonl; return the record."""
         dt = time.perf_counter() - self.t0
         sums = torch.tensor([float(self.loss), *self.counts])
-        dist.all_reduce(sums)
+        dist.all_reduce(sums, group=self.group)
         mem = torch.tensor([peak_memory_gib(self.device)])
-        dist.all_reduce(mem, op=dist.ReduceOp.MAX)
+        dist.all_reduce(mem, op=dist.ReduceOp.MAX, group=self.group)
         samples_s = sums[1].item() / dt
         rec: dict[str, Any] = {"step": step, "steps": self.total, "loss": sums[0].item() / (self.world * self.steps),
                                "lr": lr, "samples_per_s": samples_s, f"{self.unit}_per_s": sums[2].item() / dt,
@@ -114,6 +115,10 @@ class Meter:
         """On rank 0: the validation loss of the final weights, averaged over N checkpoints (what is shipped)."""
         self._emit({"step": step, "valid_loss_averaged": loss, "averaged_checkpoints": n, "time": time.time()},
                    f"validation loss of the {n} averaged checkpoints: {loss:.4f}")
+
+    def note(self, rec: dict, line: str) -> None:
+        """On rank 0: record REC in metrics.jsonl (and tracking) and print LINE, e.g. a decision taken on resume."""
+        self._emit(rec | {"time": time.time()}, line)
 
     def _emit(self, rec: dict, line: str) -> None:
         """On rank 0: append REC to metrics.jsonl, print LINE, send REC to the tracker."""

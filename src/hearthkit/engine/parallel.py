@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
@@ -25,13 +26,44 @@ def pick_device() -> torch.device:
     return torch.device("cpu")
 
 
+# Test-only: a backend string for the default group, e.g. "cuda:gloo", which binds it to CUDA tensors only as NCCL
+# does, so a CPU test catches a CPU tensor sent through it. Never set outside tests.
+TEST_BACKEND_ENV = "HEARTH_TEST_BACKEND"
+DETERMINISM_MARK = "does not have a deterministic implementation"  # torch's alert text
+
+
+def deterministic(train: TrainConfig) -> None:
+    """Apply train.deterministic; called before CUDA is initialised (cuBLAS reads its workspace setting then)."""
+    if not train.deterministic:
+        return
+    os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"  # the documented setting for deterministic cuBLAS
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False  # autotuning may pick a different algorithm per run
+
+
+def refusal_of(exc: BaseException) -> str | None:
+    """One line for an op that has no deterministic kernel (torch's alert under train.deterministic), else None."""
+    text = str(exc)
+    if DETERMINISM_MARK not in text:
+        return None
+    op = text.split(DETERMINISM_MARK)[0].strip().rstrip(",").strip()
+    return (f"train.deterministic: {op or 'an operation'} has no deterministic kernel on this device; set "
+            "train.deterministic: false (a resumed run then agrees in its loss curve, not bitwise)")
+
+
 def init_distributed(launch: LaunchConfig, device: torch.device) -> None:
-    """Join the torchrun group with a bounded collective timeout, so a dead peer is an error, not a hang."""
+    """Join the torchrun group with a bounded timeout, so a dead peer is an error, not a hang.
+
+    The group starts with launch.warmup_timeout_s (communicators, compilation and autotuning make the first steps
+    slow); `end_warmup` lowers it to launch.timeout_s.
+    """
     backend = launch.backend if launch.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
+    backend = os.environ.get(TEST_BACKEND_ENV) or backend
     if backend == "nccl":
         # NCCL watchdog: abort the communicator (and raise) when a collective outlives the timeout.
         os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")
-    timeout = timedelta(seconds=launch.timeout_s)
+    timeout = timedelta(seconds=max(launch.warmup_timeout_s, launch.timeout_s))
     device_id = device if device.type == "cuda" else None
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
         # torchrun's store outlives a restart and still holds the dead attempt's peer addresses, so a restarted
@@ -43,6 +75,44 @@ def init_distributed(launch: LaunchConfig, device: torch.device) -> None:
                                 world_size=int(os.environ["WORLD_SIZE"]), timeout=timeout, device_id=device_id)
     else:
         dist.init_process_group(backend, timeout=timeout, device_id=device_id)
+
+
+def end_warmup(launch: LaunchConfig) -> None:
+    """After the first steps: collectives of the default group time out after launch.timeout_s from now on."""
+    dist.distributed_c10d._set_pg_timeout(timedelta(seconds=launch.timeout_s))
+
+
+@dataclass(frozen=True)
+class SideGroups:
+    """CPU (gloo) groups for everything but the model's own collectives, whatever the default group's backend.
+
+    NCCL binds its group to CUDA: a CPU tensor there fails ("No backend type associated with device type cpu").
+    Bookkeeping (metrics, flags) runs on `host` with the collective timeout; checkpoints, validation and the end of
+    training on `files` and `final`, with timeouts sized for slow shared filesystems.
+    """
+
+    host: dist.ProcessGroup
+    files: dist.ProcessGroup
+    final: dist.ProcessGroup
+    checkpoint_timeout_s: int
+    final_timeout_s: int
+
+    def barrier(self, group: dist.ProcessGroup, timeout_s: int, what: str) -> None:
+        """Wait for every rank on GROUP; a rank missing after TIMEOUT_S is named in one line with WHAT's setting."""
+        try:
+            dist.monitored_barrier(group=group, timeout=timedelta(seconds=timeout_s))
+        except RuntimeError as exc:
+            raise RuntimeError(f"{what}: a rank did not arrive within {timeout_s} s ({str(exc).splitlines()[0]})")\
+                from None
+
+
+def side_groups(launch: LaunchConfig) -> SideGroups:
+    """Create the gloo side groups (collective: every rank calls it, in the same order)."""
+    def gloo(seconds: int) -> dist.ProcessGroup:
+        return dist.new_group(backend="gloo", timeout=timedelta(seconds=seconds))
+
+    return SideGroups(gloo(launch.timeout_s), gloo(launch.checkpoint_timeout_s), gloo(launch.final_timeout_s),
+                      launch.checkpoint_timeout_s, launch.final_timeout_s)
 
 
 def use_bf16(train: TrainConfig, device: torch.device) -> bool:

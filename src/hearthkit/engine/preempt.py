@@ -39,13 +39,13 @@ class PreemptWatch:
     def _on_signal(self, signum: int, frame: object) -> None:
         self.received = True  # only a flag: the step in flight finishes normally
 
-    def should_stop(self) -> bool:
-        """Collective: True on every rank once any rank got the signal. Call once per step on all ranks."""
+    def should_stop(self, group: dist.ProcessGroup | None = None) -> bool:
+        """Collective: True on every rank once any rank got the signal. Call once per step on all ranks; GROUP is a
+        gloo group (the flag is a CPU tensor: no GPU sync per step)."""
         if self.signame is None:
             return False
-        device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
-        flag = torch.tensor([int(self.received)], dtype=torch.int32, device=device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        flag = torch.tensor([int(self.received)], dtype=torch.int32)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
         return bool(flag.item())
 
     def exit_for_requeue(self, rank: int, step: int) -> NoReturn:

@@ -35,15 +35,9 @@ def install(signum: int = signal.SIGUSR1) -> None:
     signal.signal(signum, request)
 
 
-def control_group(device: torch.device) -> dist.ProcessGroup | None:
-    """A CPU (gloo) group for control flags, so checking them never waits on a GPU stream."""
-    if device.type == "cuda":
-        return dist.new_group(backend="gloo")
-    return None  # the default group is gloo already
-
-
 def should_stop(group: dist.ProcessGroup | None) -> bool:
-    """True on every rank when any rank was asked to stop (one tiny all-reduce per step)."""
+    """True on every rank when any rank was asked to stop (one tiny all-reduce per step on GROUP, a gloo group:
+    the flag is a CPU tensor, so checking it never waits on a GPU stream)."""
     flag = torch.tensor([1 if _requested else 0], dtype=torch.int32)
     dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=group)
     return bool(flag.item())

@@ -21,16 +21,21 @@ from torch.distributed.elastic.multiprocessing.errors import record
 from hearthkit.data.loader import GovernedReader
 from hearthkit.engine import checkpoint, preempt, stop
 from hearthkit.engine.config import RunConfig
-from hearthkit.engine.faults import RankLog, die_with_parent, inject
+from hearthkit.engine.faults import AtomicErrorHandler, RankLog, die_with_parent, inject
 from hearthkit.engine.metrics import Meter, peak_tflops
 from hearthkit.engine.optim import build_optimizer, build_scheduler
 from hearthkit.engine.parallel import (
+    SideGroups,
     autocast,
+    deterministic,
+    end_warmup,
     full_weights,
     grad_sync,
     init_distributed,
     parallelize,
     pick_device,
+    refusal_of,
+    side_groups,
     unwrap,
 )
 from hearthkit.engine.sampler import StepSampler
@@ -82,7 +87,13 @@ class Loop:
 
     def run(self, step: int, meter: Meter, log: RankLog, ctl: dist.ProcessGroup | None) -> bool:
         """STEP with its bookkeeping (metrics, rank log, test faults); return whether the group stops after it."""
-        loss, stats = self.step(step)
+        try:
+            loss, stats = self.step(step)
+        except RuntimeError as exc:
+            refusal = refusal_of(exc) if self.cfg.train.deterministic else None
+            if refusal is None:
+                raise
+            raise HearthError(refusal) from None
         meter.add(loss, stats)
         done = step + 1
         log.step = done
@@ -123,6 +134,13 @@ def example_lengths(data, cfg: RunConfig) -> list[float] | None:
     return data.lengths()
 
 
+def _averaged(root: Path, n: int, sides: SideGroups) -> list[Path]:
+    """The last N checkpoints to average: rank 0's listing, broadcast, so every rank loads the same ones."""
+    names = [[p.name for p in checkpoint.checkpoints(root)[-n:]] if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(names, src=0, group=sides.final)
+    return [root / name for name in names[0]]
+
+
 def say(msg: str, log: RankLog) -> None:
     """Rank 0 speaks for the group on stdout; every rank keeps its own log."""
     log.write(msg)
@@ -136,11 +154,14 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
     cfg = RunConfig.model_validate(spec["config"])
     t = cfg.train
     torch.set_num_threads(cfg.launch.threads_per_worker)
+    deterministic(t)  # before CUDA is initialised
     device = pick_device()
     init_distributed(cfg.launch, device)
+    sides = side_groups(cfg.launch)  # gloo groups for every CPU-side collective, whatever the backend
     rank, world = dist.get_rank(), dist.get_world_size()
     log = RankLog(run_dir, rank)
     log_holder.append(log)
+    log.write(f"process group: {dist.get_backend_config()}, {world} workers, device {device}")
 
     recipe = get_recipe(cfg.recipe)
     mcfg = recipe.ModelConfig.model_validate(cfg.model)
@@ -161,7 +182,8 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
     state = checkpoint.ModelAndOptimizer(unwrap(model), opt)
 
     ckpt_root = run_dir / "checkpoints"
-    start, last = checkpoint.resume(ckpt_root, state, sched)
+    position = checkpoint.data_position(sampler, t.grad_accum)
+    start, last, changed = checkpoint.resume(ckpt_root, state, sched, sides, position, t.allow_change)
     if last is not None:
         say(f"resumed from checkpoint {last.name} at step {start}", log)
     say(f"training {cfg.recipe} ({n_params / 1e6:.2f}M parameters) on {n_items} items, {world} workers "
@@ -173,22 +195,31 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
 
         tracker = MlflowTracker(run_dir, cfg.name, spec["config"],
                                 {"recipe": cfg.recipe, "manifest_sha256": spec["manifest_hash"]})
-    meter = Meter(run_dir, t.steps, device, flops, peak_tflops(device, t.peak_tflops), tracker)
+    meter = Meter(run_dir, t.steps, device, flops, peak_tflops(device, t.peak_tflops), tracker, sides.host)
+    for field, (old, new) in changed.items():  # accepted by train.allow_change: on record, in the run's metrics
+        meter.note({"step": start, "resume_changed": field, "old": old, "new": new, "allowed_by": "train.allow_change"},
+                   f"resuming with train.{field} {new} instead of {old} (train.allow_change): the weights will "
+                   "differ from an uninterrupted run")
+    if (warning := t.average_warning()) is not None:
+        say(warning, log)
     loop = Loop(recipe, model, data, sampler, opt, sched, cfg, device)
-    ctl = stop.control_group(device)
     watch = preempt.PreemptWatch.from_env()  # SLURM USR1 / k8s TERM -> checkpoint, exit for requeue
+    warmup_steps = 5 if t.compile else 1  # compilation may take a few steps (new shapes); then the short timeout
     done = start
     halt = preempted = False
     for step in range(start, t.steps):
-        halt = loop.run(step, meter, log, ctl)
-        preempted = watch.should_stop()
+        halt = loop.run(step, meter, log, sides.host)
+        preempted = watch.should_stop(sides.host)
         halt = halt or preempted
         done = step + 1
+        if done == min(start + warmup_steps, t.steps):
+            end_warmup(cfg.launch)
         if done % t.checkpoint_every == 0 or done == t.steps or halt:
-            path = checkpoint.save(ckpt_root, done, state, checkpoint.loop_state(done, sched, sampler), t.keep_last)
+            path = checkpoint.save(ckpt_root, done, state, checkpoint.loop_state(done, sched, sampler, t.grad_accum),
+                                   t.keep_last, sides)
             say(f"checkpoint {path.name}", log)
-            if valid is not None:
-                meter.report_valid(done, valid_loss(recipe, unwrap(model), valid, t, device))
+            if valid is not None:  # ranks' shares take uneven time: the checkpoint timeout covers it
+                meter.report_valid(done, valid_loss(recipe, unwrap(model), valid, t, device, sides.files))
         if preempted and done < t.steps:
             if tracker is not None:
                 tracker.close("KILLED")
@@ -199,19 +230,20 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
     status = "stopped" if halt and done < t.steps else "finished"
     if status == "finished":
         if t.average_last > 1:
-            paths = checkpoint.checkpoints(ckpt_root)[-t.average_last:]
-            checkpoint.load_average(paths, unwrap(model))
+            paths = _averaged(ckpt_root, t.average_last, sides)
+            checkpoint.load_average(paths, unwrap(model), sides)
             say(f"averaged the weights of {len(paths)} checkpoints: {', '.join(p.name for p in paths)}", log)
             if valid is not None:  # the logged losses were of single checkpoints; this is the model shipped
-                meter.report_valid_averaged(done, valid_loss(recipe, unwrap(model), valid, t, device), len(paths))
+                meter.report_valid_averaged(done, valid_loss(recipe, unwrap(model), valid, t, device, sides.final),
+                                            len(paths))
         weights = full_weights(model)  # collective under FSDP2
         if rank == 0:
             checkpoint.write_safetensors(weights, run_dir / "final" / "model.safetensors")
     if rank == 0:
-        (run_dir / STATE_FILE).write_text(json.dumps({"status": status, "step": done}))
+        checkpoint.write_durable(run_dir / STATE_FILE, json.dumps({"status": status, "step": done}).encode())
     if tracker is not None:
         tracker.close("FINISHED" if status == "finished" else "KILLED")
-    dist.barrier()
+    sides.barrier(sides.final, sides.final_timeout_s, "end of training (launch.final_timeout_s)")
     log.write(f"{status} at step {done}")
     log.close()
     if exit_process:
@@ -225,8 +257,7 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
     return status
 
 
-@record  # torchrun's error file: its closing report then carries this rank's traceback
-def main() -> None:
+def _main() -> None:
     """Entry point under torchrun: `python -m hearthkit.engine.trainer RUN_DIR`."""
     run_dir = Path(sys.argv[1])
     die_with_parent()
@@ -241,6 +272,9 @@ def main() -> None:
         log.failure(exc)
         raise
 
+
+# torchrun's error file: its closing report then carries this rank's traceback (written atomically: see the handler)
+main = record(_main, error_handler=AtomicErrorHandler())
 
 if __name__ == "__main__":
     main()

@@ -17,8 +17,10 @@ from hearthkit.recipes.base import Recipe
 
 
 def valid_loss(recipe: Recipe, model: nn.Module, data: torch.utils.data.Dataset, train: TrainConfig,
-               device: torch.device) -> float:
-    """Mean loss over DATA (batch losses weighted by their examples), computed on all ranks together."""
+               device: torch.device, group: dist.ProcessGroup | None = None) -> float:
+    """Mean loss over DATA (batch losses weighted by their examples), computed on all ranks together.
+
+    The sums are CPU tensors: GROUP must take them (a gloo group; NCCL's takes CUDA tensors only)."""
     rank, world = dist.get_rank(), dist.get_world_size()
     mine = list(range(rank, len(data), world))
     if hasattr(data, "lengths"):  # batches of alike length carry little padding
@@ -36,5 +38,5 @@ def valid_loss(recipe: Recipe, model: nn.Module, data: torch.utils.data.Dataset,
                 loss, _ = recipe.loss(model, batch)
             sums += torch.tensor([float(loss) * len(idx), len(idx)], dtype=torch.float64)
     model.train(was_training)
-    dist.all_reduce(sums)
+    dist.all_reduce(sums, group=group)
     return float(sums[0] / sums[1]) if sums[1] else float("nan")
