@@ -279,3 +279,14 @@ def test_rows_a_database_could_not_store_are_held_back_on_both_backends(tmp_path
         assert s.scalars(select(Label.key)).all() == ["tk:secret_sacred"]
         consent = s.scalars(select(Consent).where(Consent.subject == "hemi")).one()
         assert consent.purposes == ["research"]
+
+
+def test_cli_prints_each_normalisation_as_a_note(tmp_path, workspace):
+    folder = archive(tmp_path, 2)
+    (folder / "metadata.csv").write_text("file,speaker,labels\n*,kui,\nutt001,hemi,TK:Secret_Sacred\n"
+                                         "utt009,hemi,\n", encoding="utf-8")
+    res = cli(workspace, "data", "import", str(folder))
+    assert res.exit_code == 0 and "2 imported" in res.output, res.output
+    assert "note metadata.csv:3: label 'TK:Secret_Sacred' read as 'tk:secret_sacred'" in res.output
+    assert "note metadata.csv:4: names 'utt009', which is no recording in the folder" in res.output
+    assert stored(workspace)["utt001"] == {"tk:secret_sacred"}

@@ -137,3 +137,17 @@ def test_a_label_that_needs_no_sealing_needs_no_store(tmp_path, workspace):
     with catalog.session() as s:
         assert s.scalars(select(Label.key)).all() == ["tk:non_commercial"]
         assert all(store.plain.has(i.content_hash) for i in s.scalars(select(Item)))
+
+
+def test_protocol_assign_cli_seals_and_says_so(tmp_path, workspace):
+    folder, words = clear_archive(tmp_path)
+    ws = open_workspace(workspace)
+    catalog, store = Catalog.open(ws.db_url), Store(ws.store_dir, ws.keys_dir)
+    import_speech_folder(catalog, store, folder)
+    steward(catalog)
+    assert cli(workspace, "protocol", "create", "whanau", "--community", COMMUNITY, "--by", "aroha").exit_code == 0
+    res = cli(workspace, "protocol", "assign", "whanau", "-c", "test-coll", "-i", "utt002", "--by", "aroha")
+    assert res.exit_code == 0 and "collection test-coll is sealed" in res.output, res.output
+    assert files_containing(workspace, pcm_patterns(folder)) == [] and files_containing(workspace, words) == []
+    # `hearth keys seal` counts the placement as a reason to seal, and finds nothing left to do.
+    assert "test-coll: 0 objects encrypted, transcripts of 0 items sealed" in cli(workspace, "keys", "seal").output
