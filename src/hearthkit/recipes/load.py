@@ -6,9 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from hearthkit.engine.config import field_error
 from hearthkit.errors import HearthError
 
 
@@ -37,14 +40,25 @@ def load_model_dir(folder: Path, recipe_name: str | None = None):
     cfg_path = folder / "config.json"
     if not cfg_path.is_file():
         raise HearthError(f"{folder}: not a published model (no config.json); see `hearth models`")
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    if recipe_name and cfg["recipe"] != recipe_name:
-        raise HearthError(f"{folder.name} is a {cfg['recipe']} model, not {recipe_name}")
-    recipe = get_recipe(cfg["recipe"])
-    mcfg = recipe.ModelConfig.model_validate(cfg["model"])
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+        kind, section = cfg["recipe"], cfg["model"]
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise HearthError(f"{cfg_path}: not a hearthkit model config (JSON with `recipe` and `model`)") from None
+    if recipe_name and kind != recipe_name:
+        raise HearthError(f"{folder.name} is a {kind} model, not {recipe_name}")
+    recipe = get_recipe(kind)
+    try:
+        mcfg = recipe.ModelConfig.model_validate(section)
+    except ValidationError as exc:
+        raise HearthError(f"{cfg_path}: {field_error(exc, 'model.', recipe.ModelConfig)}") from None
     prep = recipe.load_prep(folder / "prep")
     model = recipe.build_model(mcfg, prep)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    try:
+        model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    except (OSError, RuntimeError, SafetensorError) as exc:  # missing or corrupt file, or weights of another shape
+        raise HearthError(f"{folder}/model.safetensors: does not hold this model's weights "
+                          f"({str(exc).strip().splitlines()[0][:200]})") from None
     model.eval()
     return recipe, mcfg, prep, model
 
