@@ -45,3 +45,13 @@ def test_weights_that_do_not_load_name_the_file(tmp_path):
     (folder / "model.safetensors").write_bytes(b"garbage")
     with pytest.raises(HearthError, match=r"model\.safetensors: does not hold this model's weights"):
         load_model_dir(folder)
+
+
+@pytest.mark.parametrize("config", ["{not json", "[]", json.dumps({"model": {"n_embd": "wide"}})])
+def test_a_parent_with_a_broken_config_is_refused_in_one_line(tmp_path, config):
+    from hearthkit.recipes import get_recipe
+
+    recipe = get_recipe("lm")
+    folder = _folder(tmp_path, config)
+    with pytest.raises(HearthError, match=r"init_from model m: .*config\.json is not a readable lm model config"):
+        recipe.check_parent_shape(recipe.ModelConfig(), folder, ("n_embd",))

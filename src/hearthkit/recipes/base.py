@@ -68,8 +68,13 @@ class Recipe(ABC):
 
     def check_parent_shape(self, cfg: BaseModel, parent: Path, shape: tuple[str, ...]) -> None:
         """Refuse CFG unless it keeps the parent model's SHAPE fields, which its weights depend on."""
-        raw = json.loads((parent / "config.json").read_text()).get("model") or {}
-        theirs = type(cfg).model_validate(raw)
+        path = parent / "config.json"
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8")).get("model") or {}
+            theirs = type(cfg).model_validate(raw)
+        except (OSError, ValueError, AttributeError):  # unreadable, not JSON, or a model section of another shape
+            raise HearthError(f"init_from model {parent.name}: {path} is not a readable {self.name} model config; "
+                              "it cannot be continued from") from None
         for field in shape:
             if getattr(cfg, field) != getattr(theirs, field):
                 raise HearthError(f"model.{field}: {getattr(cfg, field)!r} here but {getattr(theirs, field)!r} in "
