@@ -8,6 +8,7 @@ Item.text stays empty: the text reaches a run only through the governed reader.
 
 from __future__ import annotations
 
+import difflib
 import os
 import unicodedata
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from hearthkit.errors import HearthError
 from hearthkit.governance import audit
 from hearthkit.governance.vocabulary import LABELS
 from hearthkit.ingest.archive import ArchiveInfo, collection_with_consent
-from hearthkit.ingest.sheet import csv_dict_rows
+from hearthkit.ingest.sheet import _SHORT, RESTRICTING_WORDS, _norm_key, csv_dict_rows
 from hearthkit.ingest.speech_folder import ImportReport
 from hearthkit.store.vault import Store
 
@@ -51,14 +52,46 @@ def _read_lines(path: Path) -> list[str]:
     return [line.rstrip("\r") for line in lines]
 
 
-def _read_meta(path: Path, n: int) -> list[dict]:
+def _meta_column(path: Path, name: str, langs: tuple[str, str]) -> str:
+    """NAME as the importer reads it: `labels` / `labels.<lang>` in any case; HearthError for a column that looks
+    like a restriction but is none the importer reads (its labels would otherwise be kept as a mere note)."""
+    norm = _norm_key(name)
+    if not norm:
+        raise HearthError(f"{path}: a value stands in a column with no name; name the column or remove the value "
+                          "(nothing was imported)")
+    if norm == "labels":
+        return "labels"
+    if norm.startswith("labels."):
+        lang = next((x for x in langs if x.lower() == norm[len("labels."):]), None)
+        if lang is None:
+            raise HearthError(f"{path}: column {name!r} labels a language that is neither {langs[0]} nor {langs[1]}; "
+                              "rename it or remove it (nothing was imported)")
+        return f"labels.{lang}"
+    if any(w in norm for w in RESTRICTING_WORDS) or difflib.get_close_matches(norm.split(".")[0], ["labels"],
+                                                                                cutoff=0.75):
+        raise HearthError(f"{path}: column {name!r} is not one hearthkit reads (labels, labels.<lang>) and its name "
+                          "speaks of a restriction; rename or remove it (nothing was imported)")
+    return name
+
+
+def _read_meta(path: Path, n: int, langs: tuple[str, str]) -> list[dict]:
     """Rows of an optional line-aligned SPLIT.meta.csv (domain, variant, document, labels …), or empty dicts."""
     if not path.is_file():
         return [{} for _ in range(n)]
     rows = csv_dict_rows(path, _read_lines(path))
     if len(rows) != n:
         raise HearthError(f"{path}: {len(rows)} rows but the text files have {n} lines; one row per line")
-    return [{k: v for k, v in r.items() if k and v not in (None, "")} for r in rows]
+    out = []
+    for line, r in enumerate(rows, start=2):
+        row = {}
+        for k, v in r.items():
+            if k is None or v is _SHORT:  # a ragged row may have lost or shifted the cell that restricted it
+                raise HearthError(f"{path}: line {line}: {'more' if k is None else 'fewer'} fields than the header "
+                                  "has columns; give every row one cell per column (nothing was imported)")
+            if v not in (None, ""):
+                row[_meta_column(path, k, langs)] = v
+        out.append(row)
+    return out
 
 
 def _labels(value: str | None, where: str) -> list[str]:
@@ -91,7 +124,7 @@ def read_parallel(folder: Path, src: str, tgt: str, corpus: str) -> tuple[list[_
         la, lb = _read_lines(a), _read_lines(b)
         if len(la) != len(lb):
             raise HearthError(f"{a} has {len(la)} lines but {b} has {len(lb)}; parallel files must be line-aligned")
-        metas = _read_meta(folder / f"{split}.meta.csv", len(la))
+        metas = _read_meta(folder / f"{split}.meta.csv", len(la), (src, tgt))
         empty = []
         for n, (x, y, m) in enumerate(zip(la, lb, metas, strict=True), start=1):
             x, y = normalise_line(x), normalise_line(y)
