@@ -104,6 +104,7 @@ def _progress_runner(steps: int):
     def on_line(line: str) -> None:
         m = STEP.match(line)
         if m:
+            bar.start()  # shown from the first step on: a run refused while planning shows no empty bar
             bar.update(task, completed=int(m.group(1)), total=int(m.group(2)))
         console.print(line, highlight=False, markup=False)
 
@@ -163,9 +164,12 @@ def train(
         console.print(node.describe(), highlight=False, soft_wrap=True)
         os.environ.update(node.env())  # inherited by torchrun and its workers
     bar, on_line = _progress_runner(cfg.train.steps)
-    with bar:
+    try:
         result = train_pipeline(ws, catalog, cfg, _say, on_line, node=node, max_restarts=max_restarts,
                                 evaluate=not no_eval)
+    finally:
+        if bar.live.is_started:  # stopping a bar never shown would print an empty line
+            bar.stop()
     if result is None:
         console.print(f"node {node.node_rank}: training finished; node 0 evaluates and writes the model card")
         return
@@ -188,8 +192,11 @@ def retrain(name: Annotated[str, typer.Argument(help="Model to retrain without w
 
     ws, catalog = open_catalog(workspace)
     bar, on_line = _progress_runner(1)
-    with bar:
+    try:
         new, result = do_retrain(ws, catalog, name, _say, on_line)
+    finally:
+        if bar.live.is_started:  # stopping a bar never shown would print an empty line
+            bar.stop()
     console.print(_results_table(result.evaluation))
     console.print(f"{new} supersedes {name} (now revoked); model card: {result.card}")
 
