@@ -120,16 +120,21 @@ def test_trainjob_matches_the_crd_and_core_schemas(k8s_ws: Path, tmp_path: Path)
                  "64Gi", "--node-selector", "nvidia.com/gpu.product=H100", "--set", "launch.backend=nccl",
                  ws=k8s_ws).stdout
     job = written_manifest(out)
-    errors = [e.message for e in crd_validator("trainjob-v1alpha1.schema.yaml").iter_errors(job)]
-    assert errors == []
+    errors = [e.message for e in crd_validator("trainjob-v1alpha1-v2.2.schema.yaml").iter_errors(job)]
+    assert errors == []  # Kubeflow Trainer v2.2: spec.runtimePatches
+    older = [e.message for e in crd_validator("trainjob-v1alpha1.schema.yaml").iter_errors(job)]
+    assert any("runtimePatches" in m for m in older)  # the pre-2.2 CRD has podTemplateOverrides instead
     name = job["metadata"]["name"]
     assert DNS_1035.match(name) and len(name) <= 63  # the CRD's CEL rule on metadata.name
     trainer = job["spec"]["trainer"]
     assert trainer["numNodes"] == 2 and trainer["numProcPerNode"] == 4
     assert trainer["resourcesPerNode"]["limits"]["nvidia.com/gpu"] == "4"
-    (override,) = job["spec"]["podTemplateOverrides"]
-    assert override["targetJobs"] == [{"name": "node"}]
-    # The pod Kubeflow Trainer builds for each node: trainer fields + the override, as a core Pod.
+    (patch,) = job["spec"]["runtimePatches"]
+    assert patch["manager"] == "hearthkit.org/submit"
+    (node,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    assert node["name"] == "node"
+    override = node["template"]["spec"]["template"]
+    # The pod Kubeflow Trainer builds for each node: trainer fields + the patch, as a core Pod.
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-node-0-0"},
            "spec": {"containers": [{"name": "node", "image": trainer["image"], "command": trainer["command"],
                                     "env": trainer["env"], "resources": trainer["resourcesPerNode"],
@@ -210,3 +215,63 @@ def test_missing_image_or_volume_is_a_one_line_error(workspace: Path, tmp_path: 
     proc = hearth("submit", "k8s", str(cfg), "--image", "img", ws=workspace, check=False)
     assert proc.returncode == 2 and "pass --pvc" in proc.stderr
     assert not (workspace / "runs" / "kube-none").exists()
+
+
+def _api_server(answers: list[tuple[int, dict]], seen: list) -> tuple:
+    """A local HTTP endpoint answering each POST with the next (status, body) of ANSWERS, recording each request's
+    path and body. No Kubernetes API server can run here; the kubernetes client and its HTTP requests are real."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            length = int(self.headers.get("Content-Length") or 0)
+            seen.append((self.path, json.loads(self.rfile.read(length) or b"{}")))
+            status, body = answers.pop(0)
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_apply_asks_for_strict_field_validation_and_names_a_refused_field(tmp_path: Path, monkeypatch):
+    from hearthkit.errors import HearthError
+    from hearthkit.launch.k8s import apply
+
+    job = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+           "metadata": {"name": "kube-strict", "namespace": "tauira"},
+           "spec": {"runtimeRef": {"name": "torch-distributed"}, "podTemplateOverrides": []}}
+    # What a Trainer v2.2 API server answers, with fieldValidation=Strict, to a field its CRD no longer has.
+    refusal = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "BadRequest", "code": 400,
+               "message": 'TrainJob in version "v1alpha1" cannot be handled as a TrainJob: strict decoding error: '
+                          'unknown field "spec.podTemplateOverrides"'}
+    seen: list = []
+    server, url = _api_server([(400, refusal), (201, job)], seen)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "x",
+        "clusters": [{"name": "c", "cluster": {"server": url}}], "users": [{"name": "u", "user": {"token": "t"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    try:
+        with pytest.raises(HearthError) as err:
+            apply(job)
+        assert str(err.value) == ('the cluster refused the TrainJob: 400 Bad Request: TrainJob in version "v1alpha1" '
+                                  'cannot be handled as a TrainJob: strict decoding error: unknown field '
+                                  '"spec.podTemplateOverrides"')
+        assert apply(job) == "TrainJob/kube-strict"
+    finally:
+        server.shutdown()
+    assert [path for path, _ in seen] == \
+        ["/apis/trainer.kubeflow.org/v1alpha1/namespaces/tauira/trainjobs?fieldValidation=Strict"] * 2
+    assert all(sent == job for _, sent in seen)

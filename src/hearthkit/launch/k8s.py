@@ -8,6 +8,7 @@ which checkpoint and exit (engine/preempt.py); the operator restarts the pod and
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -24,6 +25,7 @@ PYTORCHJOB = ("kubeflow.org", "v1", "pytorchjobs", "PyTorchJob")
 TRAINJOB = ("trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob")
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 RDZV_PORT = 29400  # only if the operator names no port
+RUNTIME_PATCH_MANAGER = "hearthkit.org/submit"  # who owns the TrainJob's runtime patch (Trainer keys them by manager)
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,9 @@ def pytorchjob(cfg: RunConfig, spec: K8sJobSpec) -> dict:
 
 
 def trainjob(cfg: RunConfig, spec: K8sJobSpec) -> dict:
-    """A Kubeflow Trainer v2 TrainJob on the torch runtime; the workspace volume via podTemplateOverrides."""
+    """A Kubeflow Trainer (v2.2 or later) TrainJob on the torch runtime; the workspace volume and node selector via
+    spec.runtimePatches, which replaced spec.podTemplateOverrides in v2.2 (an older field would be dropped, or with
+    strict field validation refused)."""
     trainer = {"image": spec.image, "command": ["/bin/sh", "-c", pod_script(cfg, spec)],
                "numNodes": spec.nodes, "numProcPerNode": nproc_per_node(cfg, spec), "env": _env(cfg, spec)}
     if _resources(spec):
@@ -144,9 +148,11 @@ def trainjob(cfg: RunConfig, spec: K8sJobSpec) -> dict:
     override_spec = {"volumes": _volumes(spec), "containers": [{"name": "node", "volumeMounts": _mounts(spec)}]}
     if spec.node_selector:
         override_spec["nodeSelector"] = dict(spec.node_selector)
+    node_patch = {"name": "node", "template": {"spec": {"template": {"spec": override_spec}}}}
+    patch = {"manager": RUNTIME_PATCH_MANAGER,
+             "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [node_patch]}}}}
     return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "metadata": _metadata(cfg, spec),
-            "spec": {"runtimeRef": {"name": spec.runtime}, "trainer": trainer,
-                     "podTemplateOverrides": [{"targetJobs": [{"name": "node"}], "spec": override_spec}]}}
+            "spec": {"runtimeRef": {"name": spec.runtime}, "trainer": trainer, "runtimePatches": [patch]}}
 
 
 def write_manifest(run_dir: Path, manifest: dict) -> Path:
@@ -166,6 +172,15 @@ def kubeconfig_present() -> bool:
     return any(Path(p).is_file() for p in paths) or bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 
+def _api_message(exc) -> str:
+    """': MESSAGE' from the API server's Status body (e.g. the unknown field strict validation refused), else ''."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (TypeError, ValueError, AttributeError):
+        return ""
+    return f": {str(message).splitlines()[0]}" if message else ""
+
+
 def apply(manifest: dict) -> str:
     """Create MANIFEST's custom object with the kubernetes client; return 'Kind/name'."""
     if not kubeconfig_present():
@@ -181,12 +196,14 @@ def apply(manifest: dict) -> str:
             config.load_incluster_config()
         else:
             config.load_kube_config()
+        # Strict: a field this cluster's CRD does not know (e.g. one renamed by a newer operator) is refused by the
+        # API server instead of silently dropped.
         client.CustomObjectsApi().create_namespaced_custom_object(
-            group, version, manifest["metadata"]["namespace"], plural, manifest)
+            group, version, manifest["metadata"]["namespace"], plural, manifest, field_validation="Strict")
     except ConfigException as exc:
         raise HearthError(f"kubeconfig unusable: {str(exc).splitlines()[0]}") from None
     except ApiException as exc:
-        raise HearthError(f"the cluster refused the {kind}: {exc.status} {exc.reason}") from None
+        raise HearthError(f"the cluster refused the {kind}: {exc.status} {exc.reason}{_api_message(exc)}") from None
     except Exception as exc:  # connection refused, DNS, TLS: one line, not a traceback
         raise HearthError(f"could not reach the cluster: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     return f"{kind}/{manifest['metadata']['name']}"
