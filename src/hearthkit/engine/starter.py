@@ -17,6 +17,7 @@ _REQUEST = {"requester": "my-name", "collections": ["my-collection"]}
 _PURPOSE = {"asr": "language_revitalization", "lm": "language_revitalization", "mt": "language_revitalization",
             "change": "community_use", "landcover": "community_use"}
 _SPLIT_BY = {"asr": "text", "lm": "text", "mt": "pair", "change": "scene", "landcover": "scene"}
+_HINT = {"mt": "# Set model.pairs to your collection's directions (SRC-TGT, e.g. es-nah) too."}
 _WIDTH = 100
 
 
@@ -28,6 +29,7 @@ def starter_config(recipe: str) -> str:
     lines = [f"# A run of the {recipe} recipe: every setting with its description, at its default. Set name and",
              "# request (purpose, requester, collections: see `hearth data ls`), then see what the request may use:",
              "# `hearth plan THIS.yaml`.",
+             *([_HINT[recipe]] if recipe in _HINT else []),
              f"# JSON schema: `hearth schema run --recipe {recipe}`."]
     lines += _fields(RunConfig, values, 0, {"model": schema})
     return "\n".join(lines) + "\n"
