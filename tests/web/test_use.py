@@ -116,3 +116,25 @@ def test_rate_limit_on_heavy_endpoints(app, wav):
     assert codes[:2] == [303, 303] and codes[2] == 429
     r = _post(c, csrf, wav)
     assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+def test_concurrent_uses_all_succeed_with_one_event_each(app, wav):
+    """Eight clients at once: SQLite must not lose a use to two appends racing for the audit chain's head."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hearthkit.governance import identity
+
+    _, token = identity.create_token(app.state.catalog, "ngaio", "load", ["read", "transcribe"])
+
+    def one(_):
+        with TestClient(app) as c:
+            r = c.post("/api/v1/transcribe?wait=true", data={"model": "tiny-asr"},
+                       files={"recording": ("r.wav", io.BytesIO(wav), "audio/wav")},
+                       headers={"Authorization": f"Bearer {token}"})
+            return r.status_code, r.json().get("error")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(16)))
+    assert results == [(200, None)] * 16
+    assert len(audit.events(app.state.catalog, "serve")) == 16
+    assert audit.verify(app.state.catalog).ok

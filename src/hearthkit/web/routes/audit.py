@@ -51,7 +51,7 @@ def verify(request: Request, who: Actor) -> dict:
     return check(request.app.state.catalog, request.app.state.ws)
 
 
-@router.get("/audit")
+@router.get("/audit", include_in_schema=False)
 def audit_page(request: Request, who: Actor = Depends(require_scope("read"))):
     doc = audit_log(request, who)
     prefix = "".join(f"{k}={v}&" for k, v in doc["filters"].items() if v)
@@ -63,7 +63,7 @@ def audit_api(request: Request, who: Actor = Depends(require_scope("read"))) -> 
     return audit_log(request, who)
 
 
-@router.get("/audit/verify")
+@router.get("/audit/verify", include_in_schema=False)
 def verify_page(request: Request, who: Actor = Depends(require_scope("read"))):
     return render(request, "audit/verify.html", {"verdict": verify(request, who)})
 

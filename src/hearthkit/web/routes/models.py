@@ -64,7 +64,7 @@ def model_detail(request: Request, who: Actor, name: str) -> dict:
     return doc
 
 
-@router.get("/models")
+@router.get("/models", include_in_schema=False)
 def models_page(request: Request, who: Actor = Depends(require_scope("read"))):
     return render(request, "models/list.html", model_list(request, who))
 
@@ -74,7 +74,7 @@ def models_api(request: Request, who: Actor = Depends(require_scope("read"))) ->
     return model_list(request, who)
 
 
-@router.get("/models/{name}")
+@router.get("/models/{name}", include_in_schema=False)
 def model_page(request: Request, name: str, who: Actor = Depends(require_scope("read"))):
     doc = model_detail(request, who, name)
     return render(request, "models/detail.html", {**doc, "card_html": _md.render(doc["card_markdown"]),

@@ -125,7 +125,7 @@ def _ctx(doc: dict) -> dict:
     return {"req": doc["request"], **{k: v for k, v in doc.items() if k != "request"}}
 
 
-@router.get("/requests")
+@router.get("/requests", include_in_schema=False)
 def requests_page(request: Request, who: Actor = Depends(require_scope("read"))):
     return render(request, "requests/list.html", request_list(request, who))
 
@@ -135,7 +135,7 @@ def requests_api(request: Request, who: Actor = Depends(require_scope("read"))) 
     return request_list(request, who)
 
 
-@router.get("/requests/new")
+@router.get("/requests/new", include_in_schema=False)
 def new_request_page(request: Request, who: Actor = Depends(require_scope("request"))):
     with request.app.state.catalog.session() as s:
         colls = _collections(s, who)
@@ -143,7 +143,7 @@ def new_request_page(request: Request, who: Actor = Depends(require_scope("reque
                                                  "recipes": sorted(RECIPES)})
 
 
-@router.post("/requests", dependencies=[Depends(csrf_checked)])
+@router.post("/requests", include_in_schema=False, dependencies=[Depends(csrf_checked)])
 async def new_request(request: Request, who: Actor = Depends(require_scope("request"))):
     form = await request.form()
     rid = file_request(request, who, str(form.get("purpose", "")), [str(c) for c in form.getlist("collections")],
@@ -167,7 +167,7 @@ def new_request_api(request: Request, body: NewRequest, who: Actor = Depends(req
     return request_detail(request, who, rid)
 
 
-@router.get("/requests/{request_id}")
+@router.get("/requests/{request_id}", include_in_schema=False)
 def request_page(request: Request, request_id: int, who: Actor = Depends(require_scope("read"))):
     doc = request_detail(request, who, request_id)
     return render(request, "requests/detail.html", _ctx(doc))
@@ -178,7 +178,7 @@ def request_api(request: Request, request_id: int, who: Actor = Depends(require_
     return request_detail(request, who, request_id)
 
 
-@router.post("/requests/{request_id}/decision", dependencies=[Depends(csrf_checked)])
+@router.post("/requests/{request_id}/decision", include_in_schema=False, dependencies=[Depends(csrf_checked)])
 async def decision_form(request: Request, request_id: int, who: Actor = Depends(require_scope("approve"))):
     form = await request.form()
     try:

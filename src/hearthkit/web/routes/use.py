@@ -10,6 +10,8 @@ import asyncio
 import os
 import shutil
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -34,6 +36,23 @@ AUDIO_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave", "audi
 TIFF_TYPES = {"image/tiff", "image/tif", "image/geotiff", "application/octet-stream"}
 GEOJSON_TYPES = {"application/geo+json", "application/json", "application/octet-stream", "text/plain"}
 RECIPE_OF = {"transcribe": "asr", "translate": "mt", "monitor": "change"}
+# Serving events are appended one at a time in this worker: on SQLite two threads would read the same chain head
+# and the second insert would fail on the unique prev_hash (another process can still race us: we append again).
+_AUDIT = threading.Lock()
+
+
+def _audited(fn, *args, **kwargs):
+    """FN (authorize_use or record_use) under the worker's audit lock, again if another process moved the head."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(5):
+        try:
+            with _AUDIT:
+                return fn(*args, **kwargs)
+        except (IntegrityError, OperationalError):  # rolled back whole: nothing was recorded; try once more
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 def _state(app) -> tuple[Jobs, ModelCache, RateLimiter]:
@@ -74,7 +93,7 @@ def _authorize(request: Request, who: Actor, model: str, action: str, purpose: s
             raise HTTPException(400, f"model: {model} is a {m.recipe} model; {action} needs a {RECIPE_OF[action]} "
                                      "model")
     try:
-        row = authorize_use(cat, model, action, who.name, purpose)
+        row = _audited(authorize_use, cat, model, action, who.name, purpose)
     except HearthError as exc:
         raise HTTPException(403, str(exc)) from None
     return Path(row.path)
@@ -144,8 +163,8 @@ def start_transcription(request: Request, who: Actor, model: str, purpose: str, 
             job.files["vtt"] = (to_vtt(segments).encode("utf-8"), "text/vtt; charset=utf-8")
             job.files["eaf"] = (to_eaf(segments, Path("recording" + audio.suffix)).encode("utf-8"),
                                 "application/xml; charset=utf-8")
-            record_use(catalog, model, "transcribe", who.name, purpose, seconds=round(duration, 2),
-                       segments=len(segments))
+            _audited(record_use, catalog, model, "transcribe", who.name, purpose, seconds=round(duration, 2),
+                     segments=len(segments))
             job.stage, job.done = "done", duration
             return {"model": model, "seconds": round(duration, 2),
                     "segments": [{"start": sg.start, "end": sg.end, "text": sg.text} for sg in segments]}
@@ -199,7 +218,8 @@ def translate(request: Request, who: Actor, model: str, to: str, text: str, purp
     recipe, cfg, prep, net = cache.get(model, folder, lambda f: load_model_dir(f, "mt"))
     out = iter(recipe.translate(net, cfg, prep, [x for x in lines if x], to.strip()))
     result = [next(out) if x else "" for x in lines]
-    record_use(request.app.state.catalog, model, "translate", who.name, purpose, lines=sum(1 for x in lines if x))
+    _audited(record_use, request.app.state.catalog, model, "translate", who.name, purpose,
+             lines=sum(1 for x in lines if x))
     return {"model": model, "to": to.strip(), "lines": result}
 
 
@@ -246,8 +266,8 @@ def start_monitor(request: Request, who: Actor, model: str, purpose: str, before
 
             summary = run_monitor(lm, scene, tmp / "out", territory, progress=progress)
             job.files["map"] = ((tmp / "out" / "map.png").read_bytes(), "image/png")
-            record_use(catalog, model, "monitor", who.name, purpose, tiles=summary["tiles"],
-                       pixels=summary["pixels"])
+            _audited(record_use, catalog, model, "monitor", who.name, purpose, tiles=summary["tiles"],
+                     pixels=summary["pixels"])
             return {"model": model, "territories": summary["territories"], "pixels": summary["pixels"],
                     "restrictions": summary["restrictions"]}
         finally:
@@ -263,20 +283,20 @@ async def _wait(job: Job) -> None:
 
 # --- pages ---
 
-@router.get("/use")
+@router.get("/use", include_in_schema=False)
 def use_page(request: Request, who: Actor = Depends(require_scope("read"))):
     return render(request, "use/index.html", {"models": usable_models(request, who),
                                               "purposes": [p.value for p in Purpose],
                                               "max_mb": MAX_UPLOAD // (1024 * 1024)})
 
 
-@router.post("/use/transcribe", dependencies=[Depends(csrf_checked)])
+@router.post("/use/transcribe", include_in_schema=False, dependencies=[Depends(csrf_checked)])
 async def transcribe_form(request: Request, who: Actor = Depends(require_scope("transcribe"))):
     job = await _transcribe(request, who)
     return RedirectResponse(f"/use/jobs/{job.id}", status_code=303)
 
 
-@router.post("/use/translate", dependencies=[Depends(csrf_checked)])
+@router.post("/use/translate", include_in_schema=False, dependencies=[Depends(csrf_checked)])
 async def translate_form(request: Request, who: Actor = Depends(require_scope("translate"))):
     form = await request.form()
     from starlette.concurrency import run_in_threadpool
@@ -286,18 +306,18 @@ async def translate_form(request: Request, who: Actor = Depends(require_scope("t
     return render(request, "use/translated.html", result)
 
 
-@router.post("/use/monitor", dependencies=[Depends(csrf_checked)])
+@router.post("/use/monitor", include_in_schema=False, dependencies=[Depends(csrf_checked)])
 async def monitor_form(request: Request, who: Actor = Depends(require_scope("monitor"))):
     job = await _monitor(request, who)
     return RedirectResponse(f"/use/jobs/{job.id}", status_code=303)
 
 
-@router.get("/use/jobs/{job_id}")
+@router.get("/use/jobs/{job_id}", include_in_schema=False)
 def job_page(request: Request, job_id: str, who: Actor = Depends(require_scope("read"))):
     return render(request, "use/job.html", {"job": _job(request, who, job_id).view()})
 
 
-@router.get("/use/jobs/{job_id}/{name}")
+@router.get("/use/jobs/{job_id}/{name}", include_in_schema=False)
 def job_file(request: Request, job_id: str, name: str, who: Actor = Depends(require_scope("read"))):
     job = _job(request, who, job_id)
     files = {"transcript.vtt": "vtt", "transcript.eaf": "eaf", "map.png": "map"}

@@ -93,7 +93,7 @@ def retrain(request: Request, who: Actor, model: str) -> dict:
     return {"job": job.id}
 
 
-@router.get("/withdrawals")
+@router.get("/withdrawals", include_in_schema=False)
 def withdrawals_page(request: Request, who: Actor = Depends(require_scope("read"))):
     return render(request, "withdrawals/list.html", withdrawal_list(request, who))
 
@@ -103,7 +103,7 @@ def withdrawals_api(request: Request, who: Actor = Depends(require_scope("read")
     return withdrawal_list(request, who)
 
 
-@router.post("/withdrawals", dependencies=[Depends(csrf_checked)])
+@router.post("/withdrawals", include_in_schema=False, dependencies=[Depends(csrf_checked)])
 async def withdraw_form(request: Request, who: Actor = Depends(require_scope("admin"))):
     form = await request.form()
     done = record(request, who, str(form.get("collection", "")), str(form.get("scope", "")),
@@ -125,7 +125,7 @@ def withdraw_api(request: Request, body: NewWithdrawal, who: Actor = Depends(req
     return record(request, who, body.collection, body.scope, body.subject, body.reason)
 
 
-@router.get("/withdrawals/{withdrawal_id}")
+@router.get("/withdrawals/{withdrawal_id}", include_in_schema=False)
 def withdrawal_page(request: Request, withdrawal_id: int, who: Actor = Depends(require_scope("read"))):
     return render(request, "withdrawals/detail.html", withdrawal_detail(request, who, withdrawal_id))
 
@@ -135,7 +135,7 @@ def withdrawal_api(request: Request, withdrawal_id: int, who: Actor = Depends(re
     return withdrawal_detail(request, who, withdrawal_id)
 
 
-@router.post("/models/{name}/retrain", dependencies=[Depends(csrf_checked)])
+@router.post("/models/{name}/retrain", include_in_schema=False, dependencies=[Depends(csrf_checked)])
 def retrain_form(request: Request, name: str, who: Actor = Depends(require_scope("admin"))):
     return RedirectResponse(f"/use/jobs/{retrain(request, who, name)['job']}", status_code=303)
 
