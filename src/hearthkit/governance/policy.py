@@ -116,7 +116,7 @@ def _label_rule(lab: LabelView, ctx: Context, item_protocols: tuple[int, ...]) -
     """Why LAB keeps the item out: (reason, communities whose approval lifts it, or None if nothing can)."""
     cat = v.LABELS.get(lab.key)
     if cat is None:
-        return f"{lab.key}: unknown label; a steward must re-apply it with a known key", None
+        return f"{lab.key or '(empty key)'}: unknown label; a steward must re-apply it with a known key", None
     if cat == v.NON_COMMERCIAL and ctx.purpose == v.Purpose.commercial:
         return f"{lab.key}: {lab.community} does not allow commercial use", None
     if cat == v.OUTREACH and ctx.purpose != v.Purpose.education_outreach:
@@ -197,9 +197,9 @@ def evaluate_item(speaker: str | None, until: date | None, sharing: str, labs: l
             continue
         reason, lift = found
         if lift is None:
-            return lab.key, reason, None
+            return lab.key or "unknown_label", reason, None  # an empty key is still a rule that excludes
         if not lift <= ctx.approved:
-            held.append((lab.key, reason, lift - ctx.approved))
+            held.append((lab.key or "unknown_label", reason, lift - ctx.approved))
     if protocols or missing:
         reason = _protocol_rule(protocols, sharing or "all", ctx, missing)
         if reason:
@@ -405,7 +405,7 @@ def _sweep(rows, coll_name, coll_labels, item_labels, item_protocols, coll_state
                 until = date.fromisoformat(until)  # SQLite hands dates back as ISO text
             rule, reason, held = evaluate_item(speaker, until, sharing, labs, prots, coll_state, ctx, individual,
                                                kind, coll_declared or iid in declared_items, missing)
-            if rule:
+            if rule is not None:
                 entry = {"item_id": iid, "collection": coll_name, "external_id": ext,
                          "rule": rule, "reason": reason}
                 if held:
