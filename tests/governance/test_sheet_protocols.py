@@ -100,6 +100,7 @@ def test_csv_sheet_through_the_cli(tmp_path: Path, workspace: Path):
     assert "included" in hearth(*show, "utt000", "--requester", "rangi")
     out = hearth(*show, "utt001", "--requester", "rangi")
     assert "excluded" in out and "protocol: requester rangi is not in every protocol" in out
+    assert "protocols named by the import sheet: ['women-knowledge'] (sharing all)" in out
     assert "included for purpose research, requester mere" in hearth(*show, "utt001", "--requester", "mere")
     out = hearth(*show, "utt002", "--requester", "mere")
     assert "the import sheet places this item under protocol 'missing-protocol'" in out and MISSING in out

@@ -134,7 +134,10 @@ def test_cli_on_an_imported_sheet_without_speakers(tmp_path: Path, workspace: Pa
     out = hearth("consent", "declare-no-person", "test-coll", "--item", "utt001", "--by", "aroha", "--note",
                  "a tone test, no voice")
     did = out.split()[1].rstrip(":")
-    assert "included" in hearth("data", "show", "test-coll", "utt001")
+    out = hearth("data", "show", "test-coll", "utt001")
+    assert "included" in out and f"declaration {did}: no_identifiable_person (this item) by aroha" in out
+    assert "in force: a tone test, no voice" in out
     hearth("consent", "revoke-declaration", did, "--by", "aroha")
-    assert "unknown_speaker" in hearth("data", "show", "test-coll", "utt001")
+    out = hearth("data", "show", "test-coll", "utt001")
+    assert "unknown_speaker" in out and f"declaration {did}: " in out and "revoked" in out
     assert "declaration" in hearth("audit", "log", "--kind", "declaration")

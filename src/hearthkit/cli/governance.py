@@ -346,6 +346,17 @@ def show(
         prots = [names[p] for p in s.scalars(select(ItemProtocol.protocol_id).where(ItemProtocol.item_id == it.id))]
         if prots:
             console.print(f"protocols: {', '.join(sorted(prots))} (sharing {it.sharing})")
+        if (it.meta or {}).get("protocols") is not None:  # enforced like an assignment (docs/governance.md)
+            console.print(f"protocols named by the import sheet: {it.meta['protocols']!r} (sharing {it.sharing})",
+                          highlight=False, markup=False)
+        from hearthkit.catalog.models import Declaration
+
+        for d in s.scalars(select(Declaration).where(Declaration.collection_id == coll.id, (Declaration.item_id ==
+                                                     it.id) | Declaration.item_id.is_(None)).order_by(Declaration.id)):
+            state = f"revoked {d.revoked_at.date().isoformat()}" if d.revoked_at else "in force"
+            console.print(f"declaration {d.id}: {d.kind} ({'this item' if d.item_id else 'whole collection'}) by "
+                          f"{d.by} on {d.at.date().isoformat()}, {state}: {d.note or '–'}", highlight=False,
+                          markup=False)
         consents = cli_table("consent id", "scope", "subject", "given by", "given", "purposes", "expires",
                              "evidence", "state")
         from datetime import UTC, datetime
