@@ -313,3 +313,16 @@ def test_average_last_warns_when_it_reaches_before_the_last_fifth(tmp_path: Path
     mboshi = load_config(Path(__file__).resolve().parents[2] / "configs" / "mboshi-asr.yaml").train
     assert mboshi.averaged_steps() == [4000, 4250, 4500, 4750, 5000] and mboshi.average_warning() is None
     assert TrainConfig(average_last=1).average_warning() is None
+
+
+def test_worker_text_reaches_the_terminal_as_text_not_markup():
+    """gloo's error text carries `[/…]` (a rich closing tag): printed as markup it crashed the CLI with MarkupError."""
+    from hearthkit.cli.common import console
+    from hearthkit.cli.train import _progress_runner, _say
+
+    text = "RuntimeError: [/opt/gloo/tcp/pair.cc:534] Connection reset [bold]x[/]"  # shorter than a line
+    _, on_line = _progress_runner(6)
+    with console.capture() as cap:
+        on_line(text)
+        _say(text)
+    assert cap.get().splitlines() == [text, text]

@@ -187,7 +187,8 @@ def check_changes(path: Path, found: dict[str, tuple], allowed: list[str]) -> No
 def choose(root: Path, sides: SideGroups | None = None) -> Path | None:
     """The checkpoint every rank resumes from: rank 0's newest, broadcast (ranks may list a shared folder
     differently: NFS and Lustre cache directory listings per node)."""
-    pick = [latest(root).name if dist.get_rank() == 0 and latest(root) is not None else None]
+    newest = latest(root) if dist.get_rank() == 0 else None
+    pick = [newest.name if newest is not None else None]
     dist.broadcast_object_list(pick, src=0, group=_group(sides))
     if pick[0] is None:
         return None
