@@ -152,7 +152,17 @@ def test_row_naming_a_recording_in_another_case_holds_it_back(tmp_path, workspac
     ws = open_workspace(workspace)
     report = import_speech_folder(Catalog.open(ws.db_url), Store(ws.store_dir, ws.keys_dir), folder)
     assert set(stored(workspace)) == {"utt000"}
-    assert any(w == "utt001.wav" and "only if case is ignored" in r for w, r in report.problems)
+    assert any(w == "utt001.wav" and "may mean it (case or suffix differs)" in r for w, r in report.problems)
+
+
+def test_row_naming_a_recordings_text_file_holds_the_recording_back(tmp_path, workspace):
+    folder = archive(tmp_path, 3)
+    (folder / "metadata.csv").write_text("file,speaker,labels\n*,kui,\nutt001.txt,hemi,tk:secret_sacred\n"
+                                         "utt002.wav.bak,hemi,tk:clan\n", encoding="utf-8")
+    ws = open_workspace(workspace)
+    report = import_speech_folder(Catalog.open(ws.db_url), Store(ws.store_dir, ws.keys_dir), folder)
+    assert set(stored(workspace)) == {"utt000"}  # neither falls back to the glob row's lesser restrictions
+    assert {w for w, r in report.problems if "may mean it" in r} == {"utt001.wav", "utt002.wav"}
 
 
 def test_duplicate_rows_never_fall_back_to_a_glob(tmp_path, workspace):

@@ -98,7 +98,13 @@ class Sheet:
                 if b not in globbed:
                     bad_exact.setdefault(b.match.lower(), b)
             # Rows that name no recording exactly, by lower-cased id: they may mean one that differs in case.
-            stray = {r.match.lower(): r for r in self.exact.values() if r.match not in all_ids}
+            # Rows that name no recording exactly, by lower-cased id and by that id up to its first dot (a row for
+            # `utt001.txt` or `UTT001.WAV.bak`): they may mean a recording whose name differs.
+            stray: dict[str, SheetRow] = {}
+            for r in self.exact.values():
+                if r.match not in all_ids:
+                    stray.setdefault(r.match.lower(), r)
+                    stray.setdefault(r.match.lower().split(".", 1)[0], r)
             self._index = (bad_exact, globbed, stray)
         bad_exact, bad_globs, stray = self._index
         low = item_id.lower()
@@ -112,7 +118,8 @@ class Sheet:
             row = next((g for g in self.globs if not g.covers(item_id) and BadRow("", g.match, "").covers(item_id)),
                        None)
         if row is not None:
-            return row.where, f"the row names {row.match!r}, which matches this recording only if case is ignored"
+            return row.where, (f"the row names {row.match!r}, which is not this recording's name but may mean it "
+                               "(case or suffix differs); correct the row's file")
         return None
 
     def labels_and_protocols(self) -> tuple[set[str], set[str]]:
