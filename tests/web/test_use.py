@@ -92,7 +92,9 @@ def test_bad_uploads_and_refused_uses_record_no_serve_event(app, wav, monkeypatc
     assert _post(c, csrf, wav, ctype="text/html").status_code == 415
     assert _post(c, csrf, b"").status_code == 400
     monkeypatch.setattr(use, "MAX_UPLOAD", 1000)
-    assert _post(c, csrf, wav).status_code == 413
+    assert _post(c, csrf, wav).status_code == 413  # counted while it is written
+    r = _post(c, csrf, bytes(3 << 20))  # refused from its Content-Length, before the body is parsed
+    assert r.status_code == 413 and "larger than" in r.text
     monkeypatch.undo()
     assert _post(c, csrf, wav, model="no-such-model").status_code == 404
     with app.state.catalog.session() as s:  # a model that needs retraining is refused by the serving guard

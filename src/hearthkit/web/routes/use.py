@@ -120,6 +120,13 @@ async def _save_upload(upload: UploadFile | None, field: str, types: set[str], f
     return dest
 
 
+def _check_length(request: Request, files: int) -> None:
+    """Refuse (413) a body announced larger than FILES uploads at the limit, before any of it is read."""
+    n = request.headers.get("content-length", "")
+    if n.isdigit() and int(n) > files * MAX_UPLOAD + (1 << 20):
+        raise HTTPException(413, f"the upload is larger than {MAX_UPLOAD // (1024 * 1024)} MB per file")
+
+
 def _check_audio(path: Path) -> float:
     """Duration in seconds of a readable recording, else one clear 400."""
     import soundfile as sf
@@ -181,6 +188,7 @@ def _tmpdir() -> Path:
 async def _transcribe(request: Request, who: Actor) -> Job:
     _, _, limits = _state(request.app)
     limits.check(who.name, "transcribe")
+    _check_length(request, 1)
     form = await request.form()
     tmp = _tmpdir()
     try:
@@ -226,6 +234,7 @@ def translate(request: Request, who: Actor, model: str, to: str, text: str, purp
 async def _monitor(request: Request, who: Actor) -> Job:
     _, _, limits = _state(request.app)
     limits.check(who.name, "monitor")
+    _check_length(request, 3)
     form = await request.form()
     model, purpose = str(form.get("model", "")), str(form.get("purpose", "community_use"))
     tmp = _tmpdir()
@@ -251,10 +260,14 @@ def start_monitor(request: Request, who: Actor, model: str, purpose: str, before
 
     lm = cache.get(model, _authorize(request, who, model, "monitor", purpose),
                    lambda _f: load_model(ws, catalog, model, purpose, who.name))
+    opened: list = []
     try:
-        scene = Scene("upload", open_date(before, lm.prep["bands"]), open_date(after, lm.prep["bands"]))
+        opened.append(open_date(before, lm.prep["bands"]))
+        opened.append(open_date(after, lm.prep["bands"]))
     except HearthError as exc:  # a corrupt or unreadable scene: one line, without the server's paths
+        _close(opened)
         raise HTTPException(400, str(exc).replace(str(tmp) + "/", "")) from None
+    scene = Scene("upload", *opened)
 
     def work(job: Job) -> dict:
         from hearthkit.lineage.serving import record_use
@@ -271,9 +284,17 @@ def start_monitor(request: Request, who: Actor, model: str, purpose: str, before
             return {"model": model, "territories": summary["territories"], "pixels": summary["pixels"],
                     "restrictions": summary["restrictions"]}
         finally:
+            _close(opened)
             shutil.rmtree(tmp, ignore_errors=True)
 
     return jobs.start(who.person_id, "monitor", work)
+
+
+def _close(dates: list) -> None:
+    """Close the raster datasets of the opened dates (layers are datasets or (dataset, band) pairs)."""
+    for layers in dates:
+        for layer in layers:
+            (layer[0] if isinstance(layer, tuple) else layer).close()
 
 
 async def _wait(job: Job) -> None:
