@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import hmac
 import json
+import os
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -97,7 +98,9 @@ def advance(ws, engine: Engine, seq: int, digest: str, at: str, force: bool = Fa
     """
     path = anchor_path(ws)
     key = local_secret(ws.keys_dir, SECRET)
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+    # The lock file sits beside key material: created 0600 like everything in the key folder.
+    lock_fd = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(lock_fd, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # read-compare-write by one process at a time
         if path.exists() and not force:
             cur = _read(path, key)
