@@ -112,7 +112,7 @@ def test_bad_uploads_and_refused_uses_record_no_serve_event(app, wav, monkeypatc
 def test_rate_limit_on_heavy_endpoints(app, wav):
     c = TestClient(app)
     csrf = sign_in(c, "member")
-    use._state(app)
+    use.serving_state(app)
     app.state.limits = RateLimiter(per_minute=2)
     codes = [_post(c, csrf, wav).status_code for _ in range(3)]
     assert codes[:2] == [303, 303] and codes[2] == 429

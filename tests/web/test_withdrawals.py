@@ -65,3 +65,30 @@ def test_others_cannot_withdraw_and_bad_input_changes_nothing(app):
         assert s.scalar(select(Withdrawal.id)) is None
         assert s.scalar(select(Item.id).where(Item.withdrawn_at.is_not(None))) is None
     assert c.get("/api/v1/models/tiny-asr").json()["status"] == "active"
+
+
+def test_retrain_from_the_withdrawal_page_supersedes_the_model(app):
+    """"Retrain" runs the library's retrain (as `hearth retrain`) as a job; the old model ends revoked."""
+    import time
+
+    c = TestClient(app)
+    csrf = sign_in(c, "steward_a")
+    speaker = _speaker(app)
+    c.post("/withdrawals", data={"collection": "demo-korero", "scope": "speaker", "subject": speaker,
+                                 "csrf_token": csrf})
+    r = c.post("/models/tiny-asr/retrain", data={"csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 303
+    job = r.headers["location"].rsplit("/", 1)[1]
+    for _ in range(1200):
+        doc = c.get(f"/api/v1/jobs/{job}").json()
+        if doc["status"] != "running":
+            break
+        time.sleep(0.5)
+    assert doc["status"] == "done", doc
+    new = doc["result"]["model"]
+    assert c.get("/api/v1/models/tiny-asr").json()["status"] == "revoked"
+    assert c.get(f"/api/v1/models/{new}").json()["status"] == "active"
+    # A steward of another community cannot start one.
+    other = TestClient(app)
+    ocsrf = sign_in(other, "steward_b")
+    assert other.post(f"/models/{new}/retrain", data={"csrf_token": ocsrf}).status_code == 404

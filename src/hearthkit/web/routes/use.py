@@ -55,7 +55,7 @@ def _audited(fn, *args, **kwargs):
             time.sleep(0.05 * (attempt + 1))
 
 
-def _state(app) -> tuple[Jobs, ModelCache, RateLimiter]:
+def serving_state(app) -> tuple[Jobs, ModelCache, RateLimiter]:
     """This worker's jobs, model cache and rate limiter, made on first use."""
     st = app.state
     if not hasattr(st, "jobs"):
@@ -149,7 +149,7 @@ def _load_asr(folder: Path):
 
 def start_transcription(request: Request, who: Actor, model: str, purpose: str, audio: Path, tmp: Path) -> Job:
     """Transcribe AUDIO with MODEL in the worker's thread pool; the job holds segments, VTT and ELAN text."""
-    jobs, cache, _ = _state(request.app)
+    jobs, cache, _ = serving_state(request.app)
     folder = _authorize(request, who, model, "transcribe", purpose)
     duration = _check_audio(audio)
     catalog = request.app.state.catalog
@@ -186,7 +186,7 @@ def _tmpdir() -> Path:
 
 
 async def _transcribe(request: Request, who: Actor) -> Job:
-    _, _, limits = _state(request.app)
+    _, _, limits = serving_state(request.app)
     limits.check(who.name, "transcribe")
     _check_length(request, 1)
     form = await request.form()
@@ -201,7 +201,7 @@ async def _transcribe(request: Request, who: Actor) -> Job:
 
 
 def _job(request: Request, who: Actor, job_id: str) -> Job:
-    jobs, _, _ = _state(request.app)
+    jobs, _, _ = serving_state(request.app)
     job = jobs.get(job_id, who.person_id)
     if job is None:
         raise HTTPException(404, "no such job (jobs are kept for an hour, in the server process that ran them)")
@@ -213,7 +213,7 @@ def translate(request: Request, who: Actor, model: str, to: str, text: str, purp
     from hearthkit.lineage.serving import record_use
     from hearthkit.recipes.load import load_model_dir
 
-    _, cache, limits = _state(request.app)
+    _, cache, limits = serving_state(request.app)
     limits.check(who.name, "translate")
     lines = [x.strip() for x in text.splitlines()]
     if not any(lines):
@@ -232,7 +232,7 @@ def translate(request: Request, who: Actor, model: str, to: str, text: str, purp
 
 
 async def _monitor(request: Request, who: Actor) -> Job:
-    _, _, limits = _state(request.app)
+    _, _, limits = serving_state(request.app)
     limits.check(who.name, "monitor")
     _check_length(request, 3)
     form = await request.form()
@@ -253,7 +253,7 @@ async def _monitor(request: Request, who: Actor) -> Job:
 def start_monitor(request: Request, who: Actor, model: str, purpose: str, before: Path, after: Path,
                   territory: Path | None, tmp: Path) -> Job:
     """Detect change between two uploaded scenes: the map as PNG, hectares per territory."""
-    jobs, cache, _ = _state(request.app)
+    jobs, cache, _ = serving_state(request.app)
     ws, catalog = request.app.state.ws, request.app.state.catalog
     from hearthkit.data.geo import Scene
     from hearthkit.monitor.inputs import load_model, open_date

@@ -89,7 +89,9 @@ def retrain(request: Request, who: Actor, model: str) -> dict:
         new, _ = run_retrain(ws, catalog, model, lambda line: None, lambda line: None)
         return {"model": new, "supersedes": model}
 
-    job = request.app.state.jobs.start(who.person_id, "retrain", work)
+    from hearthkit.web.routes.use import serving_state
+
+    job = serving_state(request.app)[0].start(who.person_id, "retrain", work)
     return {"job": job.id}
 
 
