@@ -22,7 +22,9 @@ def test_log_filters_and_pages(app):
     sign_in(c, "steward_a")
     doc = c.get("/api/v1/audit").json()
     kinds = {e["kind"] for e in doc["events"]}
-    assert {"import", "person"} <= kinds and doc["page"]["total"] >= len(doc["events"])
+    # Training of a model on A's data shows too: its manifest, its data reads, its export.
+    assert {"import", "person", "manifest", "data_access", "export"} <= kinds
+    assert doc["page"]["total"] >= len(doc["events"])
     only = c.get("/api/v1/audit?kind=person&actor=whetu").json()
     assert only["events"] and {(e["kind"], e["actor"]) for e in only["events"]} == {("person", "whetu")}
     assert c.get("/api/v1/audit?since=2999-01-01").json()["events"] == []
@@ -55,3 +57,17 @@ def test_verify_intact_then_tampered_then_anchor_mismatch(app):
     cut = c.get("/api/v1/audit/verify").json()
     assert cut["state"] == "anchor_mismatch" and cut["anchor"]["state"] == "truncated"
     assert "does not match its anchor" in c.get("/audit/verify").text
+
+
+def test_log_pages_hold_every_event_once(app, monkeypatch):
+    from hearthkit.web.routes import audit as audit_routes
+
+    monkeypatch.setattr(audit_routes, "PER_PAGE", 3)
+    c = TestClient(app)
+    sign_in(c, "steward_a")
+    first = c.get("/api/v1/audit").json()
+    pages = first["page"]["pages"]
+    assert pages >= 2 and len(first["events"]) == 3
+    seen = [e["seq"] for p in range(1, pages + 1) for e in c.get(f"/api/v1/audit?page={p}").json()["events"]]
+    assert len(seen) == first["page"]["total"] == len(set(seen)) and seen == sorted(seen, reverse=True)
+    assert 'rel="next"' in c.get("/audit").text

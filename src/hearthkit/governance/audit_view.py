@@ -9,15 +9,17 @@ from datetime import date
 from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import AuditEvent, Collection, Model
+from hearthkit.catalog.models import AuditEvent, Collection, Item, Model, Run, RunItem
 from hearthkit.governance import audit
 
 
-def concerns(data: dict, communities: set[str], collections: set[str], models: set[str]) -> bool:
-    """Whether an event names one of COMMUNITIES, one of their COLLECTIONS or one of the MODELS trained on them."""
+def concerns(data: dict, communities: set[str], collections: set[str], models: set[str],
+             runs: set[str] = frozenset()) -> bool:
+    """Whether an event names one of COMMUNITIES, one of their COLLECTIONS, or one of the MODELS or RUNS that
+    learned from them."""
     if data.get("community") in communities or data.get("collection") in collections:
         return True
-    if data.get("model") in models:
+    if data.get("model") in models or data.get("run") in runs:
         return True
     for key, pool in (("communities", communities), ("collections", collections), ("needs", communities)):
         named = data.get(key)
@@ -47,9 +49,13 @@ def events_page(catalog: Catalog, communities: set[str] | None, kind: str | None
         if communities is not None:
             colls = set(s.scalars(select(Collection.name).where(Collection.community.in_(communities))))
             models = {m.name for m in s.scalars(select(Model)) if communities_of(s, m) & communities}
+            runs = set(s.scalars(select(Run.name).join(RunItem, RunItem.run_id == Run.id)
+                                 .join(Item, Item.id == RunItem.item_id)
+                                 .join(Collection, Collection.id == Item.collection_id)
+                                 .where(Collection.community.in_(communities)).distinct()))
         for e in s.scalars(q):
             data = json.loads(e.data)
-            if communities is not None and not concerns(data, communities, colls, models):
+            if communities is not None and not concerns(data, communities, colls, models, runs):
                 continue
             total += 1
             if (page - 1) * per_page < total <= page * per_page:
