@@ -139,3 +139,22 @@ def test_csrf_of_pages_is_bound_to_the_session(app):
     r = researcher.post("/requests", data={"recipe": "asr", "purpose": "research", "collections": ["demo-korero"],
                                            "csrf_token": foreign})
     assert r.status_code == 403
+
+
+def test_a_request_on_a_deleted_collection_is_explained_and_cannot_be_decided(app):
+    from hearthkit.catalog.models import Collection
+
+    researcher, csrf = _client(app, "researcher")
+    rid = _file(researcher, csrf)
+    steward, scsrf = _client(app, "steward_a")
+    manifest = steward.get(f"/api/v1/requests/{rid}").json()["request"]["manifest_hash"]
+    with app.state.catalog.session() as s:  # the collection is renamed away: the request names a missing one
+        s.query(Collection).filter_by(name="demo-korero").one().name = "demo-korero-old"
+    page = steward.get(f"/requests/{rid}")
+    assert page.status_code == 200 and "no longer in the catalog" in html.unescape(page.text)
+    assert 'name="manifest_hash"' not in page.text  # no decision form
+    r = steward.post(f"/requests/{rid}/decision", data={"decision": "approve", "manifest_hash": manifest,
+                                                       "csrf_token": scsrf})
+    assert r.status_code == 400 and "Traceback" not in r.text
+    assert steward.get(f"/api/v1/requests/{rid}").json()["request"]["status"] == "pending"
+    assert audit.events(app.state.catalog, "approval") == []

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from hearthkit.catalog.models import AccessRequest, Collection
+from hearthkit.errors import HearthError
 from hearthkit.governance import requests as rq
 from hearthkit.governance.review import review
 from hearthkit.governance.vocabulary import Purpose
@@ -70,8 +71,11 @@ def request_detail(request: Request, who: Actor, request_id: int) -> dict:
            "can_decide": req.status == "pending" and bool(mine & (set(req.needs) - {c for c, _, _ in req.decisions})),
            "review": None}
     if mine:
-        doc["review"] = review(cat, request_id, mine).to_dict()
-        doc["review"].pop("request")
+        try:
+            doc["review"] = review(cat, request_id, mine).to_dict()
+            doc["review"].pop("request")
+        except HearthError as exc:  # e.g. a collection deleted since: the page still shows the request and why
+            doc["review_error"], doc["can_decide"] = str(exc), False
     return doc
 
 
