@@ -77,9 +77,10 @@ def _shot(page, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
 
 
-def _page(browser, base: str, role: str):
+def _page(browser, base: str, role: str, viewport: dict | None = None):
     """A fresh browser context signed in as ROLE through the login form."""
-    ctx = browser.new_context(base_url=base, viewport={"width": 1100, "height": 900}, accept_downloads=True)
+    ctx = browser.new_context(base_url=base, viewport=viewport or {"width": 1100, "height": 900},
+                              accept_downloads=True)
     page = ctx.new_page()
     page.goto("/login")
     page.fill("#name", PEOPLE[role])
@@ -107,6 +108,10 @@ def test_1_request_filed_approved_in_the_browser_then_trained_on_exactly_that_ma
     steward.goto(f"/requests/{rid}")
     assert steward.locator("audio").count() >= 1  # held items playable by the steward
     _shot(steward, "request-review")
+    phone = _page(browser, base, "steward_a", viewport={"width": 390, "height": 844})
+    phone.goto(f"/requests/{rid}?lang=es")
+    assert "Resumen del manifiesto" in phone.content()  # the review in Spanish, readable on a phone
+    _shot(phone, "request-review-es-phone")
     steward.check("input[name=decision][value=approve]")
     steward.fill("#note", "approved for the revitalisation class")
     steward.click("main form[action$=decision] button[type=submit]")
