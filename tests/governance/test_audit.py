@@ -122,3 +122,30 @@ def test_evaluation_reads_are_audited_as_their_own_phase(tiny_asr_model):
     after = events()
     assert len(after) == len(before) + 1
     assert after[-1]["phase"] == "evaluation" and after[-1]["items"] == len(split["test"])
+
+
+def test_concurrent_appends_on_sqlite_all_land_in_one_chain(tmp_path):
+    """Eight threads appending at once (as web workers serving models do) lose no event and fork nothing."""
+    import threading
+
+    from hearthkit.catalog.db import Catalog
+
+    cat = Catalog.open(f"sqlite:///{tmp_path / 'c.sqlite'}", create=True)
+    errors: list[str] = []
+
+    def work(i: int) -> None:
+        for j in range(10):
+            try:
+                audit.record(cat, "serve", "tester", worker=i, n=j)
+            except Exception as exc:  # noqa: BLE001 — any failure is what the test counts
+                errors.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    verdict = audit.verify(cat)
+    assert errors == []
+    assert verdict.ok and verdict.events == 80
+    cat.close()

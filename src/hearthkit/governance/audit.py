@@ -43,6 +43,10 @@ def append(s: Session, kind: str, actor: str | None = None, **data) -> AuditEven
     if s.get_bind().dialect.name == "postgresql":
         # Two writers must not both read the same head and fork the chain; the lock ends with the transaction.
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK})
+    elif s.get_bind().dialect.name == "sqlite":
+        # A write statement takes SQLite's write lock now (a deferred transaction would read the head unlocked,
+        # and two appenders would both link to it: one fails on prev_hash). Matches no row, changes nothing.
+        s.execute(text("UPDATE audit_events SET seq = seq WHERE seq < 0"))
     last = s.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
     seq, prev = (last.seq + 1, last.hash) if last else (1, GENESIS)
     at = datetime.now(UTC).isoformat(timespec="microseconds")
