@@ -124,4 +124,9 @@ def tiny_asr_model(tiny_speech_archive: Path, tmp_path_factory) -> tuple[Path, s
     cfg = root / "tiny-asr.yaml"
     cfg.write_text(TINY_ASR_CONFIG, encoding="utf-8")
     out = hearth("train", str(cfg), ws=ws, timeout=300).stdout
+    # Other tests add models and audit events to this shared workspace; tests that count them start from this
+    # untouched copy (tests/web/w2world.py).
+    shutil.copytree(ws, root / "pristine" / "ws")
+    if (root / "ws.keys").exists():
+        shutil.copytree(root / "ws.keys", root / "pristine" / "ws.keys")
     return ws, out, cfg
