@@ -83,6 +83,11 @@ def _new_request(w: WebWS) -> dict:
     return {"recipe": "asr", "purpose": "research", "collections": ["a-open"]}
 
 
+def _revoke(w: WebWS) -> dict:
+    made(w)
+    return {"reason": "the council said it must not be used"}
+
+
 def _withdraw(w: WebWS) -> dict:
     made(w)
     return {"collection": "a-comm", "scope": "item", "subject": "comm-1", "reason": "asked"}
@@ -116,6 +121,11 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
                                               only({"anonymous": LOGIN, "steward_a": 400}, 404))],
     ("POST", "/api/v1/models/{name}/retrain"): [Case(lambda w: (made(w), "/api/v1/models/m2/retrain")[1],
                                                      only({"anonymous": LOGIN, "steward_a": 400}, 404))],
+    # Revoking a model outright: a steward of a community whose data it learned from (m2 learned from a-comm, A).
+    ("POST", "/models/{name}/revoke"): [Case(lambda w: (made(w), "/models/m2/revoke")[1],
+                                             only({"anonymous": LOGIN, "steward_a": 303}, 404), form=_revoke)],
+    ("POST", "/api/v1/models/{name}/revoke"): [Case(lambda w: (made(w), "/api/v1/models/m2/revoke")[1],
+                                                    only({"anonymous": LOGIN, "steward_a": 200}, 404), json=_revoke)],
     # Withdrawals: the stewards of the collection's community.
     ("GET", "/withdrawals"): [Case(lambda w: "/withdrawals", signed(200))],
     ("GET", "/api/v1/withdrawals"): [Case(lambda w: "/api/v1/withdrawals", signed(200))],

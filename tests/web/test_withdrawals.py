@@ -92,3 +92,47 @@ def test_retrain_from_the_withdrawal_page_supersedes_the_model(app):
     other = TestClient(app)
     ocsrf = sign_in(other, "steward_b")
     assert other.post(f"/models/{new}/retrain", data={"csrf_token": ocsrf}).status_code == 404
+
+
+def test_steward_revokes_a_model_from_the_withdrawal_and_model_pages(app):
+    """"Revoke" calls the library's revoke_model (as `hearth models revoke`); refusals change nothing."""
+    c = TestClient(app)
+    csrf = sign_in(c, "steward_a")
+    r = c.post("/withdrawals", data={"collection": "demo-korero", "scope": "speaker", "subject": _speaker(app),
+                                     "reason": "asked at the hui", "csrf_token": csrf}, follow_redirects=False)
+    form = 'action="/models/tiny-asr/revoke"'
+    assert form in c.get(r.headers["location"]).text  # on the affected model's row
+    assert form in c.get("/models/tiny-asr").text and "Reason for revoking" in c.get("/models/tiny-asr").text
+    member = TestClient(app)
+    sign_in(member, "member")
+    assert form not in member.get("/models/tiny-asr").text  # a member sees the model, not the form
+
+    def unchanged():
+        assert c.get("/api/v1/models/tiny-asr").json()["status"] == "needs retrain"
+        assert audit.events(app.state.catalog, "revocation") == []
+
+    # A steward of B, editing the model name into the form's URL and the API's, is told no such model.
+    other = TestClient(app)
+    ocsrf = sign_in(other, "steward_b")
+    assert other.post("/models/tiny-asr/revoke", data={"reason": "not yours", "csrf_token": ocsrf}).status_code == 404
+    assert other.post("/api/v1/models/tiny-asr/revoke", json={"reason": "not yours"},
+                      headers={"X-CSRF-Token": ocsrf}).status_code == 404
+    unchanged()
+    # A forged or missing CSRF token, and a missing reason, are refused.
+    assert c.post("/models/tiny-asr/revoke", data={"reason": "x", "csrf_token": "0" * len(csrf)}).status_code == 403
+    assert c.post("/models/tiny-asr/revoke", data={"reason": "x"}).status_code == 403
+    r = c.post("/models/tiny-asr/revoke", data={"reason": "  ", "csrf_token": csrf})
+    assert r.status_code == 400 and "needs a reason" in html.unescape(r.text) and "Traceback" not in r.text
+    unchanged()
+
+    r = c.post("/models/tiny-asr/revoke", data={"reason": "the council decided", "csrf_token": csrf},
+               follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/models/tiny-asr"
+    page = html.unescape(c.get(r.headers["location"]).text)
+    assert "revoked by whetu: the council decided" in page and form not in page
+    assert c.get("/api/v1/models/tiny-asr").json()["status"] == "revoked"
+    ev = audit.events(app.state.catalog, "revocation")
+    assert len(ev) == 1 and ev[0]["actor"] == "whetu" and ev[0]["data"]["reason"] == "the council decided"
+    r = c.post("/api/v1/models/tiny-asr/revoke", json={"reason": "again"}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 400 and "already revoked" in r.text
+    assert len(audit.events(app.state.catalog, "revocation")) == 1

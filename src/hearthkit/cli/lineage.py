@@ -107,6 +107,29 @@ def register(
                       f"{', '.join(ext.restrictions) or 'none'}", highlight=False)
 
 
+@models_app.command("revoke", help="Revoke a model outright: it may not be served, exported or trained from again; "
+                                   "models trained from it are marked needs-retrain. Only a steward of a community "
+                                   "whose data it learned from; the reason is audited.\n\n"
+                                   "Example: hearth models revoke demo-asr --by aroha --reason 'the council "
+                                   "withdrew its use at the hui'")
+@user_errors
+def revoke(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    by: Annotated[str, typer.Option("--by", help="Steward of a community whose data the model learned from.")],
+    reason: Annotated[str, typer.Option(help="Why it must not be used (required; goes to the audit log).")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Revoke model NAME."""
+    from hearthkit.lineage.revoke import revoke_model
+
+    _, catalog = open_catalog(workspace)
+    done = revoke_model(catalog, name, by, reason)
+    console.print(f"revoked {done.model} (data of {', '.join(done.communities)})", highlight=False)
+    if done.descendants:
+        console.print(f"needs retraining now: {', '.join(done.descendants)}; retrain each with `hearth retrain "
+                      "MODEL`", highlight=False)
+
+
 def print_impact(scope: str, subject: str, impact) -> None:
     """Print a withdrawal's impact: items, erased objects, and the models to retrain."""
     console.print(f"withdrew {scope} {subject}: {impact.items} items; {impact.erased_objects} stored objects erased")

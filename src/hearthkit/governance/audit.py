@@ -18,7 +18,8 @@ from hearthkit.governance import anchor
 GENESIS = "0" * 64  # the "previous hash" of the first event
 KINDS = {"import", "label", "consent", "withdrawal", "protocol", "person", "manifest", "request", "approval",
          "denial", "data_access", "export", "declaration",
-         "serve", "serve_refused", "external_model"}  # serving a model, a refused use, a steward-registered folder
+         "serve", "serve_refused", "external_model",  # serving a model, a refused use, a steward-registered folder
+         "revocation"}  # a steward revoked a model outright (lineage/revoke.py)
 _PG_LOCK = 7_042_011  # advisory lock id that serialises appends on PostgreSQL
 
 

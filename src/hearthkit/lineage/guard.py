@@ -18,7 +18,8 @@ def check_use(name: str, status: str, restrictions: list[str], purpose: str, req
     """
     if status in ("revoked", "superseded"):
         hint = f"; use its successor {successor}" if successor else ""
-        raise HearthError(f"model {name} is {status} after a consent withdrawal and may not be used{hint}")
+        # Revoked by a retrain after a withdrawal, or outright by a steward (lineage/revoke.py): never used again.
+        raise HearthError(f"model {name} is {status} and may not be used{hint}")
     if status == "needs-retrain":
         raise HearthError(f"model {name} learned from withdrawn data and needs retraining: run `hearth retrain {name}`")
     mine = memberships(requester) if (memberships and requester) else set()

@@ -77,8 +77,12 @@ def models_api(request: Request, who: Actor = Depends(require_scope("read"))) ->
 @router.get("/models/{name}", include_in_schema=False)
 def model_page(request: Request, name: str, who: Actor = Depends(require_scope("read"))):
     doc = model_detail(request, who, name)
+    with request.app.state.catalog.session() as s:
+        # The Revoke form only for a steward whose community's data it learned from (the library checks again).
+        m = _visible(s, who, name)
+        may_revoke = m.status not in ("revoked", "superseded") and bool(g.communities_of(s, m) & who.stewards())
     return render(request, "models/detail.html", {**doc, "card_html": _md.render(doc["card_markdown"]),
-                                                  "charts": charts(doc["results"])})
+                                                  "charts": charts(doc["results"]), "may_revoke": may_revoke})
 
 
 @router.get("/api/v1/models/{name}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel
@@ -9,6 +11,7 @@ from sqlalchemy import select
 
 from hearthkit.catalog.models import Collection, Model, Withdrawal
 from hearthkit.lineage import graph as g
+from hearthkit.lineage.revoke import revoke_model
 from hearthkit.lineage.withdraw import SCOPES, withdraw
 from hearthkit.web.deps import Actor, csrf_checked, render, require_scope
 from hearthkit.web.paging import PER_PAGE, Page, page_number
@@ -95,6 +98,16 @@ def retrain(request: Request, who: Actor, model: str) -> dict:
     return {"job": job.id}
 
 
+def revoke(request: Request, who: Actor, model: str, reason: str) -> dict:
+    """Revoke MODEL outright with the library's `revoke_model` (as `hearth models revoke`): its stewards only."""
+    with request.app.state.catalog.session() as s:
+        m = s.scalar(select(Model).where(Model.name == model))
+        if m is None or not (g.communities_of(s, m) & who.stewards()):
+            raise HTTPException(404, "no such model among your communities' models")
+    done = revoke_model(request.app.state.catalog, model, who.name, reason)
+    return {"model": done.model, "status": g.status_word("revoked"), "descendants_needing_retrain": done.descendants}
+
+
 @router.get("/withdrawals", include_in_schema=False)
 def withdrawals_page(request: Request, who: Actor = Depends(require_scope("read"))):
     return render(request, "withdrawals/list.html", withdrawal_list(request, who))
@@ -145,3 +158,21 @@ def retrain_form(request: Request, name: str, who: Actor = Depends(require_scope
 @router.post("/api/v1/models/{name}/retrain", status_code=202, dependencies=[Depends(csrf_checked)])
 def retrain_api(request: Request, name: str, who: Actor = Depends(require_scope("admin"))) -> dict:
     return retrain(request, who, name)
+
+
+@router.post("/models/{name}/revoke", include_in_schema=False, dependencies=[Depends(csrf_checked)])
+async def revoke_form(request: Request, name: str, who: Actor = Depends(require_scope("admin"))):
+    form = await request.form()
+    done = revoke(request, who, name, str(form.get("reason", "")))
+    return RedirectResponse(f"/models/{quote(done['model'], safe='')}", status_code=303)
+
+
+class Revocation(BaseModel):
+    """Why the model must not be used any more (required; it goes to the audit log)."""
+
+    reason: str = ""
+
+
+@router.post("/api/v1/models/{name}/revoke", dependencies=[Depends(csrf_checked)])
+def revoke_api(request: Request, name: str, body: Revocation, who: Actor = Depends(require_scope("admin"))) -> dict:
+    return revoke(request, who, name, body.reason)
