@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	# torch==2.13.0 is pinned in pyproject and resolved in this same call (CPU wheel).
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	# Flower pins typer<0.21, rich<15, fastapi 0.138, uvicorn 0.49 and starlette<1.4, older than hearthkit's own
+	# pins; its other requirements are in pyproject and tests/federate proves it runs beside the newer ones.
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps flwr==1.42.0
 	@touch $(STAMP)
 
 pgdeps:
