@@ -335,3 +335,21 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class BaseModelRecord(Base):
+    """A pretrained checkpoint folder (Hugging Face format) registered by content hash, with its terms (issue 20)."""
+
+    __tablename__ = "base_models"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)  # sha256 over the folder's files
+    path: Mapped[str] = mapped_column(Text)
+    architecture: Mapped[str] = mapped_column(String(100))  # config.json model_type, e.g. wav2vec2, m2m_100
+    licence: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(Text)
+    labels: Mapped[list] = mapped_column(JSON, default=list)  # e.g. ["bc:non_commercial"]
+    training_data: Mapped[str | None] = mapped_column(Text)  # None: undeclared (the card carries a notice)
+    registered_by: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
