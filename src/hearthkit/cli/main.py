@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from hearthkit.cli import base as base_cmds
 from hearthkit.cli import data as data_cmds
 from hearthkit.cli import evaluate as eval_cmds
 from hearthkit.cli import governance as gov_cmds
@@ -38,6 +39,7 @@ app.command("new", help=train_cmds.new.__doc__ + train_cmds.NEW_EXAMPLE)(train_c
 app.command("schema", help=train_cmds.schema.__doc__ + train_cmds.SCHEMA_EXAMPLE)(train_cmds.schema)
 app.add_typer(lineage_cmds.models_app, name="models")
 app.add_typer(lineage_cmds.lineage_app, name="lineage")
+app.add_typer(base_cmds.base_app, name="base")  # pretrained base models (issue 20)
 app.add_typer(submit_cmds.submit_app, name="submit")
 app.command("jobs", help=submit_cmds.jobs.__doc__ + "\n\nExample: hearth jobs")(submit_cmds.jobs)
 # Stewardship (cli/governance.py): people, protocols, labels, consent, requests, approvals, audit.

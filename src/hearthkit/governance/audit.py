@@ -19,7 +19,8 @@ GENESIS = "0" * 64  # the "previous hash" of the first event
 KINDS = {"import", "label", "consent", "withdrawal", "protocol", "person", "manifest", "request", "approval",
          "denial", "data_access", "export", "declaration",
          "serve", "serve_refused", "external_model",  # serving a model, a refused use, a steward-registered folder
-         "revocation"}  # a steward revoked a model outright (lineage/revoke.py)
+         "revocation",  # a steward revoked a model outright (lineage/revoke.py)
+         "base_model"}  # a pretrained base registered with its terms (lineage/base.py)
 _PG_LOCK = 7_042_011  # advisory lock id that serialises appends on PostgreSQL
 
 
