@@ -1,0 +1,57 @@
+"""`hearth federate coordinator|join`: federated training on Flower, each site under its own governance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hearthkit.cli.common import WorkspaceOpt, console, open_catalog, user_errors
+
+federate_app = typer.Typer(help="Federated training across communities (Flower): each site keeps its data and "
+                                "sends only weight updates.\n\nExample: hearth federate coordinator fed.yaml",
+                           no_args_is_help=True)
+
+
+def _say(msg: str) -> None:
+    console.print(msg, highlight=False, markup=False)
+
+
+@federate_app.command("coordinator", help="Run the coordinator of a federation: Flower's server with the config's "
+                      "strategy; resumes after the last checkpointed round.\n\n"
+                      "Example: hearth federate coordinator fed.yaml --folder federations/fed")
+@user_errors
+def coordinator(config: Annotated[Path, typer.Argument(help="Coordinator config (YAML).")],
+                folder: Annotated[Path | None, typer.Option(help="Where the global model, its checkpoints and "
+                                                                  "lineage go (default: federations/NAME).")] = None
+                ) -> None:
+    """Run the coordinator of the federation in CONFIG."""
+    from hearthkit.federate import coordinator as coord
+    from hearthkit.federate.config import load_federation
+
+    cfg = load_federation(config)
+    out = folder or Path("federations") / cfg.name
+    _say(f"federation {cfg.name}: {cfg.rounds} rounds, {cfg.strategy.kind}, sites "
+         f"{', '.join(s.name for s in cfg.sites)}; listening on {cfg.address}")
+    lineage = coord.run(cfg, out, _say)
+    _say(f"{len(lineage.contributions)} contributions over {len(lineage.rounds)} rounds; card: "
+         f"{out / 'model' / 'model_card.md'}")
+
+
+@federate_app.command("join", help="Join a federation as a site: every round this workspace's own manifest, "
+                      "approved by its own stewards, is trained on locally and only the weights are sent.\n\n"
+                      "Example: hearth federate join site.yaml --workspace ws")
+@user_errors
+def join(config: Annotated[Path, typer.Argument(help="Site config (YAML).")],
+         wait: Annotated[float, typer.Option(help="Seconds to keep trying to reach the coordinator.")] = 60,
+         workspace: WorkspaceOpt = None) -> None:
+    """Serve the coordinator's rounds from this workspace until the federation ends."""
+    from hearthkit.federate.config import load_site
+    from hearthkit.federate.site import join as join_site
+
+    site = load_site(config)
+    ws, catalog = open_catalog(workspace)
+    _say(f"site {site.site} ({ws.root}) joining {site.coordinator}")
+    join_site(ws, catalog, site, _say, max_wait_s=wait)
+    _say("the coordinator ended the federation")

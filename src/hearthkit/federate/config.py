@@ -1,0 +1,132 @@
+"""The coordinator's and a site's config: pydantic models read from YAML, errors naming the file and field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hearthkit.engine.config import SplitConfig, field_error
+from hearthkit.errors import HearthError
+
+_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+class StrategyConfig(BaseModel):
+    """How the coordinator combines the sites' updates (Flower's strategies)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["fedavg", "fedadam"] = Field("fedavg", description="fedavg (weighted by samples drawn) or fedadam "
+                                               "(server-side Adam on the averaged update).")
+    eta: float = Field(0.01, gt=0, description="fedadam: server learning rate.")
+    beta_1: float = Field(0.9, gt=0, lt=1, description="fedadam: first-moment decay.")
+    beta_2: float = Field(0.99, gt=0, lt=1, description="fedadam: second-moment decay.")
+    tau: float = Field(1e-3, gt=0, description="fedadam: adaptivity (numerical floor of the denominator).")
+
+
+class PrivacyConfig(BaseModel):
+    """Differential privacy at site level: each site's update clipped, Gaussian noise added to the aggregate."""
+
+    model_config = ConfigDict(extra="forbid")
+    clip: float | None = Field(None, gt=0, description="L2 bound of one site's update; none = no clipping and no "
+                               "noise (no differential privacy).")
+    noise_multiplier: float = Field(1.0, ge=0, description="Noise standard deviation as a multiple of clip.")
+    delta: float = Field(1e-5, gt=0, lt=1, description="The δ of the (ε, δ) guarantee written on the card.")
+
+
+class SiteRef(BaseModel):
+    """A participating site: its name (what `hearth federate join` says) and the community it speaks for."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="Site name, letters, digits, '.', '_' or '-'.")
+    community: str = Field(description="The community whose stewards govern the site's data.")
+
+
+class FederationConfig(BaseModel):
+    """A federation as the coordinator runs it."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="Federation (and global model) name.")
+    recipe: Literal["asr"] = Field("asr", description="Recipe every site trains (asr for now).")
+    model: dict = Field(default_factory=dict, description="The recipe's model section: one shape for all sites.")
+    units: str = Field(description="The shared output characters (public: an alphabet, no transcript), e.g. "
+                       "\"abcdefghijklmnopqrstuvwxyzāēīōū '-\".")
+    rounds: int = Field(3, gt=0, description="Federated rounds.")
+    local_steps: int = Field(20, gt=0, description="Optimizer steps each site trains per round.")
+    batch_size: int = Field(8, gt=0, description="Examples per step at a site.")
+    lr: float = Field(3e-3, gt=0, description="Local learning rate.")
+    seed: int = Field(0, description="Seed of the initial global model and of local sampling.")
+    strategy: StrategyConfig = StrategyConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    sites: list[SiteRef] = Field(min_length=1, description="Participating sites.")
+    min_sites: int = Field(1, gt=0, description="Sites that must answer for a round to be aggregated.")
+    address: str = Field("127.0.0.1:9092", description="host:port the coordinator listens on.")
+    round_timeout_s: float = Field(600, gt=0, description="A site that has not answered by then is left out of the "
+                                   "round (killed, disconnected).")
+
+    @model_validator(mode="after")
+    def _check(self) -> FederationConfig:
+        names = [s.name for s in self.sites]
+        if len(set(names)) != len(names):
+            raise ValueError("sites: each site name once")
+        for n in [self.name, *names]:
+            if not _NAME.match(n):
+                raise ValueError(f"{n!r} must be letters, digits, '.', '_' or '-'")
+        if self.min_sites > len(self.sites):
+            raise ValueError(f"min_sites {self.min_sites} exceeds the {len(self.sites)} sites listed")
+        if len(set(self.units)) != len(self.units):
+            raise ValueError("units: each character once")
+        return self
+
+    def site(self, name: str) -> SiteRef | None:
+        """The listed site NAME, or None."""
+        return next((s for s in self.sites if s.name == name), None)
+
+
+class SiteConfig(BaseModel):
+    """A site's side: who it is, where the coordinator listens, and the request its stewards approve."""
+
+    model_config = ConfigDict(extra="forbid")
+    site: str = Field(description="This site's name, as the coordinator's config lists it.")
+    coordinator: str = Field(description="host:port of the coordinator.")
+    purpose: str = Field(description="Purpose of the federated model, e.g. language_revitalization.")
+    requester: str = Field(description="Who asks for the site's data (as in `hearth request`).")
+    collections: list[str] = Field(min_length=1, description="The site's collections to train on.")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Items the site holds out for its own "
+                               "evaluation.")
+    threads: int = Field(1, gt=0, description="CPU threads of local training.")
+
+
+def _load(path: Path, cls):
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise HearthError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise HearthError(f"{path}: not readable YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise HearthError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise HearthError(f"{path}: {field_error(exc, schema=cls)}") from None
+
+
+def load_federation(path: Path) -> FederationConfig:
+    """The coordinator config in PATH, its model section checked against the recipe."""
+    cfg = _load(path, FederationConfig)
+    from hearthkit.recipes import get_recipe
+
+    try:
+        get_recipe(cfg.recipe).ModelConfig.model_validate({**cfg.model, "init_from": None})
+    except ValidationError as exc:
+        raise HearthError(f"{path}: model: {field_error(exc)}") from None
+    return cfg
+
+
+def load_site(path: Path) -> SiteConfig:
+    """The site config in PATH."""
+    return _load(path, SiteConfig)

@@ -1,0 +1,221 @@
+"""The coordinator: Flower's server with its strategies, wrapped so every site update is checked and recorded.
+
+Flower 1.42's deployment engine (SuperLink, SuperNodes, `flwr run` of a packaged ServerApp/ClientApp) needs a
+Flower app project per federation and three kinds of long-running processes per machine; hearthkit instead uses
+Flower's lower-level gRPC server and client that still ship in 1.42 (`flwr.compat.server.app.start_server`,
+`flwr.compat.client.app.start_client`, deprecated there) with Flower's own strategies (FedAvg, FedAdam) and its
+differential-privacy wrapper. The coordinator is one process, each site one process, talking over Flower's gRPC.
+SecAgg+ exists only as a mod of the deployment engine and is therefore not offered here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from flwr.server.strategy import Strategy
+
+from hearthkit.errors import HearthError
+from hearthkit.federate import weights
+from hearthkit.federate.config import FederationConfig
+from hearthkit.federate.privacy import epsilon
+from hearthkit.federate.records import Lineage, card
+from hearthkit.federate.site import RoundSpec
+
+ROUNDS = "rounds"
+
+
+def initial_weights(cfg: FederationConfig) -> tuple[list[str], list[np.ndarray]]:
+    """The round-0 global model: the recipe's model at the federation's seed, over the shared units."""
+    import torch
+
+    from hearthkit.recipes import get_recipe
+    from hearthkit.recipes.asr.tokenizer import CharTokenizer
+
+    recipe = get_recipe(cfg.recipe)
+    torch.manual_seed(cfg.seed)
+    mcfg = recipe.ModelConfig.model_validate(cfg.model)
+    model = recipe.build_model(mcfg, {"tokenizer": CharTokenizer(list(cfg.units))})
+    return weights.to_arrays(model.state_dict())
+
+
+def last_round(folder: Path) -> int:
+    """The last round whose global model was checkpointed (0: only the initial model, -1: none)."""
+    done = [int(p.name.split("_")[1]) for p in (folder / ROUNDS).glob("round_*")
+            if (p / "global.safetensors").is_file()]
+    return max(done, default=-1)
+
+
+def checkpoint_path(folder: Path, round_: int) -> Path:
+    return folder / ROUNDS / f"round_{round_:04d}" / "global.safetensors"
+
+
+class Governed(Strategy):
+    """A Flower strategy around Flower's own: adds the round instructions, refuses malformed updates, records the
+    lineage, checkpoints the global model after every round."""
+
+    def __init__(self, cfg: FederationConfig, folder: Path, names: list[str], current: list[np.ndarray],
+                 offset: int, say) -> None:
+        self.cfg, self.folder, self.names, self.current = cfg, folder, names, current
+        self.offset, self.say = offset, say
+        self.lineage = Lineage.load(folder, cfg.name)
+        self.inner = _flower_strategy(cfg, current)
+
+    def __repr__(self) -> str:
+        return f"Governed({self.inner!r})"
+
+    def initialize_parameters(self, client_manager):
+        from flwr.common import ndarrays_to_parameters
+
+        return ndarrays_to_parameters(self.current)
+
+    def configure_fit(self, server_round, parameters, client_manager):
+        from flwr.common import FitIns
+
+        r = server_round + self.offset
+        spec = RoundSpec(self.cfg.name, r, self.cfg.recipe, self.cfg.model, self.cfg.units, self.cfg.local_steps,
+                         self.cfg.batch_size, self.cfg.lr, self.cfg.seed)
+        extra = {**spec.to_config(), "names": json.dumps(self.names)}
+        self.say(f"round {r}: asking the sites to train")
+        return [(c, FitIns(ins.parameters, {**ins.config, **extra}))
+                for c, ins in self.inner.configure_fit(server_round, parameters, client_manager)]
+
+    def aggregate_fit(self, server_round, results, failures):
+        from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+
+        r = server_round + self.offset
+        accepted = []
+        for client, res in results:
+            m = dict(res.metrics or {})
+            site = self.cfg.site(str(m.get("site", "")))
+            who = str(m.get("site") or "an unnamed site")
+            if site is None:
+                self._refuse(r, who, f"not a site of federation {self.cfg.name}")
+                continue
+            try:
+                self.lineage.flag(site.name, json.loads(str(m.get("flagged") or "[]")), r)
+            except (ValueError, TypeError, KeyError):
+                self._refuse(r, site.name, "its report of withdrawn rounds is not readable")
+                continue
+            if m.get("status") != "ok":
+                self.lineage.event(r, site.name, "lapsed", str(m.get("reason") or "no reason given"))
+                self.say(f"round {r}: {site.name} does not contribute: {m.get('reason')}")
+                continue
+            try:
+                update = parameters_to_ndarrays(res.parameters)
+            except Exception as exc:  # bytes that are no arrays at all
+                self._refuse(r, site.name, f"the update is not readable as arrays ({type(exc).__name__})")
+                continue
+            problem = weights.check_update(self.names, self.current, update)
+            if problem is None and (res.num_examples <= 0 or not m.get("manifest")):
+                problem = "no samples or no manifest hash reported"
+            if problem is not None:
+                self._refuse(r, site.name, problem)
+                continue
+            prev = [c for c in self.lineage.contributions if c["site"] == site.name]
+            if prev and prev[-1]["manifest"] != m["manifest"]:
+                self.lineage.event(r, site.name, "manifest_changed",
+                                   f"manifest {str(m['manifest'])[:12]}… (was {prev[-1]['manifest'][:12]}…)")
+            self.lineage.contributions.append({
+                "round": r, "site": site.name, "community": site.community, "manifest": str(m["manifest"]),
+                "request": int(m.get("request", 0)), "samples": int(res.num_examples), "items": int(m.get("items", 0)),
+                "restrictions": json.loads(str(m.get("restrictions") or "[]")),
+                "attribution": json.loads(str(m.get("attribution") or "[]")),
+                "seconds": float(m.get("seconds", 0.0)), "device": str(m.get("device", "unknown"))})
+            accepted.append((client, res))
+        for f in failures:
+            why = type(f).__name__ if isinstance(f, BaseException) else "failed"
+            self.lineage.event(r, "?", "no_answer", f"a site did not answer in time or disconnected ({why})")
+        if not accepted:
+            self.say(f"round {r}: no update accepted; the global model is unchanged")
+            self.lineage.rounds.append({"round": r, "accepted": [], "global": weights.digest(self.current)})
+            self._checkpoint(r)
+            return None, {}
+        params, metrics = self.inner.aggregate_fit(server_round, accepted, [])
+        if params is not None:
+            self.current = parameters_to_ndarrays(params)
+        sites = [str(res.metrics["site"]) for _, res in accepted]
+        self.lineage.rounds.append({"round": r, "accepted": sites, "global": weights.digest(self.current)})
+        self._checkpoint(r)
+        self.say(f"round {r}: aggregated {', '.join(sites)}")
+        return ndarrays_to_parameters(self.current), metrics
+
+    def _refuse(self, r: int, site: str, why: str) -> None:
+        self.lineage.event(r, site, "refused", f"update refused: {why}")
+        self.say(f"round {r}: update of {site} refused: {why}; the global model is unchanged by it")
+
+    def _checkpoint(self, r: int) -> None:
+        """The global model after round R, then the lineage: a restart resumes after R."""
+        weights.save(checkpoint_path(self.folder, r), self.names, self.current)
+        self.lineage.save(self.folder)
+
+    def configure_evaluate(self, server_round, parameters, client_manager):
+        return []
+
+    def aggregate_evaluate(self, server_round, results, failures):
+        return None, {}
+
+    def evaluate(self, server_round, parameters):
+        return None
+
+
+def _flower_strategy(cfg: FederationConfig, current: list[np.ndarray]):
+    """Flower's strategy for CFG, inside Flower's server-side fixed-clipping DP wrapper when privacy.clip is set."""
+    from flwr.common import ndarrays_to_parameters
+    from flwr.server.strategy import DifferentialPrivacyServerSideFixedClipping, FedAdam, FedAvg
+
+    common = {"fraction_fit": 1.0, "fraction_evaluate": 0.0, "min_fit_clients": cfg.min_sites,
+              "min_evaluate_clients": 0, "min_available_clients": cfg.min_sites,
+              "initial_parameters": ndarrays_to_parameters(current)}
+    s = cfg.strategy
+    if s.kind == "fedadam":
+        inner = FedAdam(**common, eta=s.eta, beta_1=s.beta_1, beta_2=s.beta_2, tau=s.tau)
+    else:
+        inner = FedAvg(**common)
+    if cfg.privacy.clip is not None:
+        inner = DifferentialPrivacyServerSideFixedClipping(inner, cfg.privacy.noise_multiplier, cfg.privacy.clip,
+                                                            len(cfg.sites))
+    return inner
+
+
+def run(cfg: FederationConfig, folder: Path, say) -> Lineage:
+    """Run (or resume, from the last checkpointed round) the federation; write the global model and its card."""
+    from flwr.compat.server.app import start_server
+    from flwr.server import ServerConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = folder / "federation.json"
+    if saved.is_file() and json.loads(saved.read_text())["model"] != cfg.model:
+        raise HearthError(f"{folder}: holds federation {cfg.name} with another model shape; use a new folder")
+    saved.write_text(cfg.model_dump_json(indent=1))
+    done = last_round(folder)
+    if done >= 0:
+        names, current = weights.load(checkpoint_path(folder, done))
+        say(f"resuming after round {done} from {checkpoint_path(folder, done)}")
+    else:
+        names, current = initial_weights(cfg)
+        done = 0
+        weights.save(checkpoint_path(folder, 0), names, current)
+    strategy = Governed(cfg, folder, names, current, done, say)
+    if done < cfg.rounds:
+        start_server(server_address=cfg.address, strategy=strategy,
+                     config=ServerConfig(num_rounds=cfg.rounds - done, round_timeout=cfg.round_timeout_s))
+    return publish(cfg, folder, strategy.lineage, say)
+
+
+def publish(cfg: FederationConfig, folder: Path, lineage: Lineage, say) -> Lineage:
+    """The global model folder: weights of the last round, its config and units, the card."""
+    from hearthkit.recipes.asr.tokenizer import CharTokenizer
+
+    last = last_round(folder)
+    out = folder / "model"
+    (out / "prep").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint_path(folder, last), out / "model.safetensors")
+    (out / "config.json").write_text(json.dumps({"recipe": cfg.recipe, "model": cfg.model}))
+    CharTokenizer(list(cfg.units)).save(out / "prep" / "tokenizer.json")
+    eps = epsilon(cfg.privacy.noise_multiplier, len(lineage.rounds), cfg.privacy.delta) if cfg.privacy.clip else None
+    (out / "model_card.md").write_text(card(lineage, cfg, eps), encoding="utf-8")
+    say(f"global model after round {last}: {out} ({lineage.status})")
+    return lineage
