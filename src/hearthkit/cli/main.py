@@ -10,6 +10,7 @@ import typer
 from hearthkit.cli import base as base_cmds
 from hearthkit.cli import data as data_cmds
 from hearthkit.cli import evaluate as eval_cmds
+from hearthkit.cli import federate as federate_cmds
 from hearthkit.cli import governance as gov_cmds
 from hearthkit.cli import keys as keys_cmds
 from hearthkit.cli import lineage as lineage_cmds
@@ -66,6 +67,7 @@ app.command("transcribe", help=transcribe_cmds.transcribe.__doc__ + transcribe_c
 # The web app (cli/serve.py) and its accounts (cli/users.py).
 app.command("serve", help=serve_cmds.serve.__doc__ + serve_cmds.EXAMPLE)(serve_cmds.serve_cmd)
 app.add_typer(users_cmds.users_app, name="users")
+app.add_typer(federate_cmds.federate_app, name="federate")  # federated training on Flower (issue 23)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"
