@@ -60,6 +60,26 @@ class MTConfig(BaseModel):
     eval_batch: int = Field(32, gt=0, description="Sentences per decoding batch.")
     group_by: list[str] = Field(["direction", "domain", "variant", "document"],
                                 description="Item metadata columns the evaluation is broken down by.")
+    # --- pretrained bases (issue 20): M2M-100/NLLB, mBART-50, T5/mT5/ByT5 via transformers ---
+    base: str | None = Field(None, description="A registered base model (`hearth base add`) to fine-tune instead "
+                             "of training from scratch: M2M-100/NLLB, mBART-50 or T5/mT5/ByT5. Its tokenizer and "
+                             "architecture replace vocab_size, sp_model_type, d_model, n_heads, enc_layers, "
+                             "dec_layers, d_ff and dropout (which are then ignored).")
+    lang_codes: dict[str, str] = Field(default_factory=dict, description="With base: the base's token for each "
+                                       "language of `pairs`, e.g. {es: spa_Latn} for NLLB or {es: es_XX} for "
+                                       "mBART; M2M-100's __es__ and T5 tags <2es> are found without it.")
+    new_lang_init: str | dict[str, str] | None = Field(
+        None, description="With base: a language the base knows whose code embedding starts each NEW language's "
+        "code (one for all, e.g. es, or per language, e.g. {nah: es}). M2M-100/NLLB/mBART need it for a language "
+        "they do not know; T5 tags start from the mean embedding without it.")
+
+    @model_validator(mode="after")
+    def _base_uses_its_tokenizer(self) -> MTConfig:
+        """A base segments with its own tokenizer: sentencepiece sampling of hearthkit's vocabulary cannot apply."""
+        if self.base and self.subword_alpha > 0:
+            raise ValueError("subword_alpha applies to hearthkit's own vocabulary; with model.base the base's "
+                             "tokenizer segments: set subword_alpha 0")
+        return self
 
     @field_validator("pairs")
     @classmethod

@@ -173,12 +173,15 @@ class MTRecipe(Recipe):
         if reader is None:
             raise HearthError("the mt recipe reads its training text through a governed reader")
         if parent is not None:  # before the training text is read: a shape mismatch fails at once
-            self.check_parent_shape(cfg, parent, ("d_model", "n_heads", "enc_layers", "dec_layers", "d_ff"))
+            self.check_parent_shape(cfg, parent, ("base",) if cfg.base else
+                                    ("d_model", "n_heads", "enc_layers", "dec_layers", "d_ff"))
         dirs = directions(cfg)
         examples, dropped = pair_up(train_entries, dirs, manifest)
         if not examples:
             raise HearthError(f"no complete training pair for {', '.join(cfg.pairs)}; "
                               f"{len(dropped)} pairs lost a side to policy (see `hearth plan`)")
+        if cfg.base:  # a pretrained base brings its own tokenizer: no vocabulary is fitted
+            return self._prepare_base(cfg, dirs, dropped, out, parent)
         # The vocabulary sees the two sides of permitted training pairs and nothing else.
         seen: dict[str, str] = {}
         for s, t, _ in examples:
@@ -212,18 +215,80 @@ class MTRecipe(Recipe):
             indent=1, ensure_ascii=False))
         return {"vocab": vocab}
 
+    def _prepare_base(self, cfg: MTConfig, dirs: list[tuple[str, str]], dropped: list[dict], out: Path,
+                      parent: Path | None) -> dict:
+        """Record the registered base (hash-checked) and its tokenizer; give every language a code or a new one."""
+        import shutil
+
+        from hearthkit.recipes.hf import run_base, save_base
+        from hearthkit.recipes.mt.hf_model import LANGS_FILE, HFPrep, prepare_langs
+
+        ref = run_base(cfg.base, out)
+        langs = sorted({lang for d in dirs for lang in d})
+        if parent is not None and (parent / "prep" / LANGS_FILE).is_file():
+            # continuing from a model: its embeddings hold its own new codes at its own ids, so keep its table
+            shutil.copytree(parent / "prep", out, dirs_exist_ok=True)
+            theirs = HFPrep(out)
+            if missing := [lang for lang in langs if not theirs.knows(lang)]:
+                raise HearthError(f"init_from model {parent.name}: it has no code for {', '.join(missing)}; start "
+                                  "from the base (no init_from)")
+        else:
+            save_base(ref, out)
+            prepare_langs(cfg, langs, out, ref.name)
+        (out / "dropped_pairs.json").write_text(json.dumps(dropped, indent=1, ensure_ascii=False))
+        return self.load_prep(out)
+
     def load_prep(self, folder: Path) -> dict:
+        from hearthkit.recipes.mt.hf_model import LANGS_FILE, HFPrep
+
+        if (folder / LANGS_FILE).is_file():
+            return {"hf": HFPrep(folder)}
         return {"vocab": SentencePieceVocab.load(folder)}
 
     def build_model(self, cfg: MTConfig, prep: dict) -> nn.Module:
+        if "hf" in prep:
+            from hearthkit.recipes.mt.hf_model import HFSeq2Seq
+
+            return HFSeq2Seq(cfg, prep["hf"])
         return Seq2Seq(cfg, len(prep["vocab"]), PAD)
+
+    def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
+        model.from_parent = True  # a base's weights must not overwrite the parent's in initialise
+        return super().init_from_parent(model, parent_dir, prep)
+
+    def initialise(self, model: nn.Module, cfg: MTConfig, prep: dict) -> None:
+        if "hf" in prep and not getattr(model, "from_parent", False):
+            from hearthkit.recipes.mt.hf_model import initialise_from_base
+
+            print(initialise_from_base(model, prep["hf"]), flush=True)
+
+    def export_hf(self, model: nn.Module, prep: dict, out: Path) -> Path:
+        """MODEL (a fine-tuned base) as a folder transformers loads with from_pretrained, tokenizer included."""
+        from hearthkit.recipes.hf import export_hf
+        from hearthkit.recipes.mt.hf_model import export_tokenizer_files
+
+        if "hf" not in prep:
+            raise HearthError("this mt model was trained from scratch, not from a transformers base; "
+                              "export it with `hearth export`")
+        return export_hf(model, out, export_tokenizer_files(prep["hf"]))
 
     def dataset(self, cfg, prep, entries, reader, train):
         examples, dropped = pair_up(entries, directions(cfg))
+        if "hf" in prep:
+            from hearthkit.recipes.mt.hf_model import HFPairDataset
+
+            return HFPairDataset(cfg, prep["hf"], examples, reader, cfg.sample_temperature if train else 1.0,
+                                 drop_long=train and cfg.long_pairs == "drop")
         return PairDataset(cfg, prep["vocab"], examples, reader, cfg.sample_temperature if train else 1.0,
                            drop_long=train and cfg.long_pairs == "drop", alpha=cfg.subword_alpha if train else 0.0)
 
     def collate(self, batch: list[dict]) -> dict:
+        if "pad" in batch[0]:  # a base's pairs: its own pad id; unlabelled target positions are ignored
+            pad = int(batch[0]["pad"])
+            src = nn.utils.rnn.pad_sequence([b["src"] for b in batch], batch_first=True, padding_value=pad)
+            tgt_in = nn.utils.rnn.pad_sequence([b["tgt"][:-1] for b in batch], batch_first=True, padding_value=pad)
+            tgt_out = nn.utils.rnn.pad_sequence([b["tgt"][1:] for b in batch], batch_first=True, padding_value=-100)
+            return {"src": src, "tgt_in": tgt_in, "tgt_out": tgt_out}
         src = nn.utils.rnn.pad_sequence([b["src"] for b in batch], batch_first=True, padding_value=PAD)  # (B, S)
         tgt = nn.utils.rnn.pad_sequence([b["tgt"] for b in batch], batch_first=True, padding_value=PAD)  # (B, T+1)
         return {"src": src, "tgt_in": tgt[:, :-1], "tgt_out": tgt[:, 1:]}
@@ -231,15 +296,18 @@ class MTRecipe(Recipe):
     def loss(self, model, batch):
         logits = model(batch["src"], batch["tgt_in"])  # (B, T, V)
         cfg: MTConfig = (model.module if hasattr(model, "module") else model).cfg
-        loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=PAD,
+        ignore = -100 if cfg.base else PAD  # a base's pad id may be a real label elsewhere: padding is marked apart
+        loss = F.cross_entropy(logits.flatten(0, 1), batch["tgt_out"].flatten(), ignore_index=ignore,
                                label_smoothing=cfg.label_smoothing)
-        tokens = float((batch["tgt_out"] != PAD).sum())
+        tokens = float((batch["tgt_out"] != ignore).sum())
         return loss, {"samples": float(batch["src"].size(0)), "tokens": tokens}
 
     @torch.no_grad()
     def translate(self, model: Seq2Seq, cfg: MTConfig, prep: dict, texts: list[str], tgt_lang: str,
-                  beam: int | None = None) -> list[str]:
+                  beam: int | None = None, src_lang: str | None = None) -> list[str]:
         """Translations of TEXTS into TGT_LANG (beam search, beam 1 greedy; MBR when cfg.mbr), in input order."""
+        if "hf" in prep:
+            return self._translate_hf(model, cfg, prep["hf"], texts, src_lang, tgt_lang, beam)
         vocab: SentencePieceVocab = prep["vocab"]
         if vocab.piece_id(tag(tgt_lang)) == vocab.piece_id("<unk>"):
             raise HearthError(f"this model does not translate into {tgt_lang!r}; it knows "
@@ -270,6 +338,50 @@ class MTRecipe(Recipe):
                 out[j] = vocab.decode(seq)
         return out
 
+    @torch.no_grad()
+    def _translate_hf(self, model, cfg: MTConfig, hf, texts: list[str], src_lang: str | None, tgt_lang: str,
+                      beam: int | None) -> list[str]:
+        """`translate` with a pretrained base: its tokenizer, its language codes, the same beam/MBR decoding."""
+        known = sorted({lang for d in directions(cfg) for lang in d})
+        if not hf.knows(tgt_lang) or tgt_lang not in {t for _, t in directions(cfg)}:
+            raise HearthError(f"this model does not translate into {tgt_lang!r}; it knows "
+                              f"{', '.join(sorted({t for _, t in directions(cfg)}))}")
+        if src_lang is None:  # the code-style families name the source language too: the config's, when one
+            sources = sorted({s for s, t in directions(cfg) if t == tgt_lang})
+            src_lang = sources[0]
+        if not hf.knows(src_lang):
+            raise HearthError(f"this model does not read {src_lang!r}; it knows {', '.join(known)}")
+        model.eval()
+        k = beam or cfg.beam
+        srcs = [hf.source(t, src_lang, tgt_lang, cfg.max_tokens) for t in texts]
+        prefix, bos = hf.prefix(tgt_lang)
+        order = sorted(range(len(srcs)), key=lambda i: len(srcs[i]))
+        out: list[str] = [""] * len(srcs)
+        gen = torch.Generator().manual_seed(cfg.mbr_seed)
+        for i in range(0, len(order), cfg.eval_batch):
+            idx = order[i:i + cfg.eval_batch]
+            src = nn.utils.rnn.pad_sequence([torch.tensor(srcs[j]) for j in idx], batch_first=True,
+                                            padding_value=hf.pad)
+            max_len = min(cfg.max_tokens, int(src.size(1) * 2) + 10)
+            state = model.start(src, prefix)
+            if cfg.mbr > 0:
+                cands = (sample(model.step, model.reorder, state, len(idx), bos, hf.eos, max_len, cfg.mbr,
+                                cfg.mbr_epsilon, gen) if cfg.mbr_epsilon > 0 else
+                         [h[:cfg.mbr] for h in beam_nbest(model.step, model.reorder, state, len(idx), bos, hf.eos,
+                                                          max_len, max(k, cfg.mbr), cfg.length_penalty)])
+                for j, hyps in zip(idx, cands, strict=True):
+                    texts_j = [hf.decode(h) for h in hyps]
+                    out[j] = texts_j[mbr_pick(texts_j, cfg.mbr_beta)] if texts_j else ""
+                continue
+            if k == 1:
+                ids = greedy(model.step, state, len(idx), bos, hf.eos, max_len)
+            else:
+                ids = beam_search(model.step, model.reorder, state, len(idx), bos, hf.eos, max_len, k,
+                                  cfg.length_penalty)
+            for j, seq in zip(idx, ids, strict=True):
+                out[j] = hf.decode(seq)
+        return out
+
     def evaluate(self, model, cfg, prep, entries, reader):
         examples, _ = pair_up(entries, directions(cfg))
         text = {e["content_hash"]: reader.read(e["content_hash"]).decode("utf-8")
@@ -277,7 +389,8 @@ class MTRecipe(Recipe):
         records = []
         for s_lang, t_lang in directions(cfg):
             mine = [(s, t) for s, t, lang in examples if lang == t_lang and s["meta"]["lang"] == s_lang]
-            hyps = self.translate(model, cfg, prep, [text[s["content_hash"]] for s, _ in mine], t_lang)
+            hyps = self.translate(model, cfg, prep, [text[s["content_hash"]] for s, _ in mine], t_lang,
+                                  src_lang=s_lang)
             for (s, t), h in zip(mine, hyps, strict=True):
                 meta = t.get("meta") or {}
                 records.append({"item_id": t["item_id"], "external_id": t["external_id"], "pair": meta.get("pair"),
