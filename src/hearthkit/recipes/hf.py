@@ -63,6 +63,18 @@ def set_offline() -> None:
     logging.disable_progress_bar()
 
 
+def seed_numpy() -> None:
+    """Seed numpy's global RNG per rank from torch's seed (transformers' SpecAugment masks draw from it).
+
+    The checkpoint keeps numpy's state, so a resumed run continues the same draws: resume stays exact.
+    """
+    import numpy as np
+    import torch.distributed as dist
+
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    np.random.seed((torch.initial_seed() * 1000 + rank + 1) % 2**32)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:200]

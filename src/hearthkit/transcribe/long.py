@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
 
-from hearthkit.data.features import log_mel
 from hearthkit.ingest.audio import resample
 from hearthkit.recipes.load import LoadedModel, open_model
 from hearthkit.transcribe.formats import Segment
@@ -45,8 +43,8 @@ def transcribe_file(lm: LoadedModel, audio: Path, batch_size: int = 16, vad: VAD
     done = 0.0
     for b in range(0, len(spans), batch_size):
         chunk = spans[b:b + batch_size]
-        feats = [log_mel(torch.from_numpy(np.ascontiguousarray(read_span(audio, s, e))), SAMPLE_RATE,
-                         lm.cfg.n_mels) for s, e in chunk]
+        # The recipe's own input: log-mel, or what a pretrained base takes (a waveform, Whisper's mel)
+        feats = [lm.recipe.features(lm.cfg, lm.prep, read_span(audio, s, e)) for s, e in chunk]
         texts = lm.recipe.transcribe(lm.model, lm.prep, feats, batch_size=batch_size, cfg=lm.cfg)
         out += [Segment(s, e, t) for (s, e), t in zip(chunk, texts, strict=True)]
         done = chunk[-1][1]

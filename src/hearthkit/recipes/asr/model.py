@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch import nn
 
 from hearthkit.engine.dropout import Dropout, dropout
+from hearthkit.recipes.hf import LoraSettings
 
 
 class AugmentConfig(BaseModel):
@@ -53,7 +54,10 @@ class ASRConfig(BaseModel):
     """Model shape, units, augmentation and decoding of the asr recipe."""
 
     model_config = ConfigDict(extra="forbid")
-    arch: Literal["conformer", "bigru"] = Field("conformer", description="Encoder: conformer or bigru.")
+    arch: Literal["conformer", "bigru", "hf_ctc", "whisper"] = Field(
+        "conformer", description="Encoder: conformer or bigru (trained from scratch); hf_ctc (a wav2vec2, HuBERT or "
+        "WavLM base with a new CTC head) or whisper (sequence to sequence) fine-tune model.base; with model.base and "
+        "arch left out, the base's architecture decides.")
     n_mels: int = Field(80, gt=0, description="Log-mel bins per frame.")
     units: Literal["char", "sentencepiece"] = Field("char", description="Output units.")
     sp_vocab: int = Field(200, ge=8, description="Sentencepiece vocabulary size when units is sentencepiece.")
@@ -72,13 +76,51 @@ class ASRConfig(BaseModel):
     decode: DecodeConfig = DecodeConfig()
     init_from: str | None = Field(None, description="A models/NAME folder of an earlier hearthkit speech model to "
                                   "start from; its output layer is re-made for this character set.")
+    # --- pretrained bases (issue 20): recipes/asr/hf_model.py
+    base: str | None = Field(None, description="A registered base model (`hearth base list`) to fine-tune: "
+                             "wav2vec2/XLS-R/MMS, HuBERT, WavLM (CTC over the run's characters) or Whisper.")
+    freeze_feature_encoder: bool = Field(True, description="Keep the base's convolutional feature encoder fixed "
+                                         "(hf_ctc), as wav2vec2 fine-tuning does.")
+    mask_time_prob: float | None = Field(None, ge=0, le=1, description="SpecAugment time masking of a base model "
+                                         "(its config's value when unset); spec_augment: false turns masking off.")
+    mask_time_length: int | None = Field(None, gt=0, description="Frames per time mask (base model).")
+    mask_feature_prob: float | None = Field(None, ge=0, le=1, description="SpecAugment feature masking (base model).")
+    mask_feature_length: int | None = Field(None, gt=0, description="Channels per feature mask (base model).")
+    adapter_attn_dim: int | None = Field(None, gt=0, description="MMS-style language adapters of this width in "
+                                         "each wav2vec2 block; only they and the CTC head are trained.")
+    language: str = Field("xx", pattern=r"^[A-Za-z0-9_-]{1,20}$", description="Whisper: the language token "
+                          "<|language|> the decoder is prompted with (added to the tokenizer when new).")
+    language_init: str | None = Field(None, description="Whisper: a related language whose token embedding the "
+                                      "new language token starts from (e.g. es); default: the mean of all tokens.")
+    max_tokens: int = Field(200, gt=0, description="Whisper: longest transcript in tokens (training cuts, decoding "
+                            "stops there).")
+    lora: LoraSettings | None = Field(None, description="Low-rank adapters (peft) instead of full fine-tuning: the "
+                                      "model folder then holds the adapters and head only, and needs the base.")
+    gradient_checkpointing: bool = Field(False, description="Recompute block activations in the backward pass "
+                                         "(base models): less memory, about a third more compute.")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ASRConfig:
         """Each attention head takes an equal slice of d_model; a remainder would fail in the first worker."""
-        if self.arch == "conformer" and self.d_model % self.heads:
+        if self.arch == "conformer" and self.d_model % self.heads and not self.base:
             raise ValueError(f"d_model {self.d_model} must be a multiple of heads {self.heads}")
         return self
+
+    @model_validator(mode="after")
+    def _base_fits_arch(self) -> ASRConfig:
+        """A pretrained architecture needs a base, and a base excludes the from-scratch options."""
+        if self.arch in ("hf_ctc", "whisper") and not self.base:
+            raise ValueError(f"arch {self.arch} fine-tunes a pretrained model: set model.base (see `hearth base list`)")
+        if self.base and self.init_from:
+            raise ValueError("model.init_from and model.base both name a starting point; keep one")
+        if self.base and self.units != "char":
+            raise ValueError("units: sentencepiece is for models trained from scratch; a base model uses characters "
+                             "(CTC) or its own tokenizer (Whisper)")
+        return self
+
+    def uses_base(self) -> bool:
+        """Whether this model fine-tunes a registered base."""
+        return bool(self.base)
 
 
 class BiGRUCTC(nn.Module):

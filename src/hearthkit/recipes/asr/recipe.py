@@ -7,6 +7,7 @@ restricted (encrypted) items never leave the store as plaintext features.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ from hearthkit.data.features import log_mel
 from hearthkit.data.loader import GovernedReader
 from hearthkit.errors import HearthError
 from hearthkit.ingest.audio import decode, resample
+from hearthkit.recipes import hf
 from hearthkit.recipes.asr import decode as ctc
+from hearthkit.recipes.asr import hf_model
 from hearthkit.recipes.asr.model import ASRConfig, AugmentConfig, build
 from hearthkit.recipes.asr.ngram import CharNgramLM
 from hearthkit.recipes.asr.tokenizer import CharTokenizer, PieceTokenizer, load_tokenizer
@@ -52,11 +55,20 @@ def spec_augment(feats: torch.Tensor, aug: AugmentConfig | None = None) -> torch
 
 
 class AudioDataset(torch.utils.data.Dataset):
-    """(features, unit ids) per manifest entry; waveforms are read once through the governed reader and kept."""
+    """(features, unit ids) per manifest entry; waveforms are read once through the governed reader and kept.
+
+    FEATURIZE turns a waveform into the model's input (default: log-mel); a base model brings its own (the
+    normalised waveform for wav2vec2, Whisper's log-mel) and masks its input itself, so the log-mel SpecAugment
+    here is skipped. ENCODE (a Whisper tokenizer's) makes the `labels` a sequence-to-sequence model learns from.
+    """
 
     def __init__(self, cfg: ASRConfig, tok: CharTokenizer, entries: list[dict], reader: GovernedReader,
-                 train: bool):
+                 train: bool, featurize=None, encode=None):
         self.cfg, self.tok, self.entries, self.reader, self.train = cfg, tok, entries, reader, train
+        self.featurize = featurize or (lambda wav: log_mel(torch.from_numpy(np.ascontiguousarray(wav)), SAMPLE_RATE,
+                                                           cfg.n_mels))
+        self.own_augment = featurize is None
+        self.encode = encode
         self._wavs: dict[int, np.ndarray] = {}
         self._texts: dict[int, str] = {}
         self._feats: dict[int | tuple[int, float], torch.Tensor] = {}
@@ -82,7 +94,7 @@ class AudioDataset(torch.utils.data.Dataset):
     def features(self, i: int) -> torch.Tensor:
         """Unaugmented features (kept: they are used every epoch when speed perturbation draws 1.0)."""
         if i not in self._feats:
-            self._feats[i] = log_mel(torch.from_numpy(self.waveform(i)), SAMPLE_RATE, self.cfg.n_mels)
+            self._feats[i] = self.featurize(self.waveform(i))
         return self._feats[i]
 
     def __getitem__(self, i: int) -> dict:
@@ -96,10 +108,12 @@ class AudioDataset(torch.utils.data.Dataset):
             feats = self._feats[(i, factor)]
         else:  # a few speed factors per item: their features are kept like the unperturbed ones
             wav = speed_perturb(self.waveform(i), factor)
-            feats = log_mel(torch.from_numpy(np.ascontiguousarray(wav)), SAMPLE_RATE, self.cfg.n_mels)
+            feats = self.featurize(wav)
             self._feats[(i, factor)] = feats
-        if self.train and self.cfg.spec_augment:
+        if self.train and self.cfg.spec_augment and self.own_augment:
             feats = spec_augment(feats, aug)
+        if self.encode is not None:
+            return {"feats": feats, "labels": torch.tensor(self.encode(self.tok.normalise(self.text(i))))}
         return {"feats": feats, "tokens": torch.tensor(self.tok.encode(self.text(i)))}
 
 
@@ -137,6 +151,18 @@ class ASRRecipe(Recipe):
 
     def prepare(self, cfg: ASRConfig, train_entries: list[dict], out: Path, reader=None, manifest=None,
                 parent=None) -> dict:
+        if cfg.base:  # the registered base (hash-checked): its identity and config files go into prep
+            ref = hf.run_base(cfg.base, out)
+            hf.save_base(ref, out)
+            arch = "whisper" if ref.architecture == "whisper" else "hf_ctc"
+            if cfg.arch in ("hf_ctc", "whisper") and cfg.arch != arch:
+                raise HearthError(f"model.arch {cfg.arch}: base {ref.name} is a {ref.architecture} model; set "
+                                  f"arch: {arch}, or leave arch out")
+            if arch == "whisper":
+                if cfg.decode.beam > 1 or cfg.decode.lm.kind != "none":
+                    raise HearthError("model.decode: a Whisper model decodes greedily here (beam search and n-gram "
+                                      "fusion are for CTC models); set decode.beam: 1 and decode.lm.kind: none")
+                hf_model.prepare_whisper(cfg, out)
         if cfg.init_from:  # fail at planning, in one line, rather than inside the workers
             from hearthkit.recipes.asr.transfer import check_parent
 
@@ -155,10 +181,45 @@ class ASRRecipe(Recipe):
         prep: dict = {"tokenizer": load_tokenizer(folder / "tokenizer.json")}
         if (folder / "lm.json").is_file():
             prep["lm"] = CharNgramLM.load(folder / "lm.json")
+        info = hf.load_base_info(folder)
+        if info is not None:  # fine-tuned from a registered base
+            prep.update(base=info, folder=folder, arch="whisper" if info.get("architecture") == "whisper" else "hf_ctc")
+            processor = folder / hf.BASE_CONFIG / "preprocessor_config.json"
+            prep["processor"] = json.loads(processor.read_text(encoding="utf-8")) if processor.is_file() else {}
+            if prep["arch"] == "whisper":
+                prep["hf_tokenizer"] = hf_model.whisper_tokenizer(folder / hf_model.WHISPER_TOKENIZER)
+                prep["hf_config_positions"] = hf.base_config(folder).max_target_positions
         return prep
 
     def build_model(self, cfg: ASRConfig, prep: dict) -> nn.Module:
-        return build(cfg, len(prep["tokenizer"]))
+        if "base" not in prep:
+            return build(cfg, len(prep["tokenizer"]))
+        fresh = {**prep, "config": hf.base_config(prep["folder"])}  # the build edits the config it is given
+        if prep["arch"] == "whisper":
+            return hf_model.build_whisper(cfg, fresh)
+        return hf_model.build_ctc(cfg, fresh, len(prep["tokenizer"]))
+
+    def features(self, cfg: ASRConfig, prep: dict, wav: np.ndarray) -> torch.Tensor:
+        """The model's input for a 16 kHz waveform (log-mel, a base model's normalised waveform or Whisper's mel)."""
+        if "base" not in prep:
+            return log_mel(torch.from_numpy(np.ascontiguousarray(wav)), SAMPLE_RATE, cfg.n_mels)
+        return self._featurizer(cfg, prep)(wav)
+
+    def _featurizer(self, cfg: ASRConfig, prep: dict):
+        if "featurize" not in prep:  # built once per loaded model (Whisper's mel filters)
+            prep["featurize"] = hf_model.featurizer(cfg, {**prep, "config": hf.base_config(prep["folder"])})
+        return prep["featurize"]
+
+    def export_hf(self, folder: Path, out: Path) -> None:
+        """Write published model FOLDER as a transformers folder (config, weights with LoRA merged, processor)."""
+        from hearthkit.recipes.load import load_model_dir
+
+        _, cfg, prep, model = load_model_dir(folder, "asr")
+        extra = [p for p in (folder / "prep" / hf.BASE_CONFIG).iterdir() if p.name != "config.json"]
+        if prep.get("arch") == "whisper":
+            extra = [p for p in extra if "token" not in p.name and p.name != "vocab.json" and p.name != "merges.txt"]
+            prep["hf_tokenizer"].save_pretrained(str(out))
+        hf.export_hf(model, out, extra)
 
     def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
         """Transfer from a registered parent: its encoder, and the output rows of units both models share."""
@@ -170,15 +231,38 @@ class ASRRecipe(Recipe):
 
     def initialise(self, model: nn.Module, cfg: ASRConfig, prep: dict) -> None:
         """Transfer: copy an earlier model's weights; output rows of shared units keep their parent's values."""
+        if "base" in prep:
+            hf.seed_numpy()  # transformers' SpecAugment draws its masks from numpy's global RNG
+            if cfg.lora is None:  # with LoRA the build already loaded the base
+                hf_model.init_from_base(model, cfg, prep)
+            return
         if cfg.init_from:
             from hearthkit.recipes.asr.transfer import init_from_parent
 
             init_from_parent(model, cfg, prep["tokenizer"], Path(cfg.init_from))
 
     def dataset(self, cfg, prep, entries, reader, train):
-        return AudioDataset(cfg, prep["tokenizer"], entries, reader, train)
+        if "base" not in prep:
+            return AudioDataset(cfg, prep["tokenizer"], entries, reader, train)
+        return AudioDataset(cfg, prep["tokenizer"], entries, reader, train, self._featurizer(cfg, prep),
+                            self._whisper_encoder(cfg, prep))
+
+    def _whisper_encoder(self, cfg: ASRConfig, prep: dict):
+        """Text -> Whisper decoder sequence (prompt, text, end) for a Whisper run, else None."""
+        if prep.get("arch") != "whisper":
+            return None
+        tok = prep["hf_tokenizer"]
+        prompt, eot = hf_model.prompt_ids(tok, cfg.language), tok.convert_tokens_to_ids("<|endoftext|>")
+        # The decoder has max_target_positions positions: the prompt, the text and the end token must fit
+        room = min(cfg.max_tokens, prep["hf_config_positions"] - len(prompt) - 1)
+        return lambda text: prompt + tok(text, add_special_tokens=False).input_ids[:room] + [eot]
 
     def collate(self, batch: list[dict]) -> dict:
+        if "labels" in batch[0]:  # Whisper: fixed-size mel windows, decoder sequences padded with IGNORE
+            return {"feats": torch.stack([b["feats"] for b in batch]),
+                    "feat_lens": torch.tensor([len(b["feats"]) for b in batch]),
+                    "labels": nn.utils.rnn.pad_sequence([b["labels"] for b in batch], batch_first=True,
+                                                        padding_value=hf_model.IGNORE)}
         feats = [b["feats"] for b in batch]
         tokens = [b["tokens"] for b in batch]
         return {
@@ -189,10 +273,15 @@ class ASRRecipe(Recipe):
         }
 
     def loss(self, model, batch):
-        logp, out_lens = model(batch["feats"], batch["feat_lens"])
-        loss = F.ctc_loss(logp.transpose(0, 1), batch["tokens"], out_lens, batch["token_lens"],
-                          blank=0, reduction="mean", zero_infinity=True)
-        audio_s = float(batch["feat_lens"].sum()) / 100.0  # 10 ms hop
+        # 10 ms log-mel frames, or samples of a raw waveform (wav2vec2-family bases); Whisper's windows are padded
+        rate = SAMPLE_RATE if batch["feats"].dim() == 2 else 100.0
+        if "labels" in batch:
+            loss = hf_model.whisper_loss(model, batch)
+        else:
+            logp, out_lens = model(batch["feats"], batch["feat_lens"])
+            loss = F.ctc_loss(logp.transpose(0, 1), batch["tokens"], out_lens, batch["token_lens"],
+                              blank=0, reduction="mean", zero_infinity=True)
+        audio_s = float(batch["feat_lens"].sum()) / rate
         return loss, {"samples": float(len(batch["feat_lens"])), "audio_seconds": audio_s}
 
     @torch.no_grad()
@@ -201,6 +290,8 @@ class ASRRecipe(Recipe):
         """Transcripts of feature matrices: greedy, or beam search (with LM fusion) as CFG.decode says."""
         model.eval()
         tok: CharTokenizer = prep["tokenizer"]
+        if prep.get("arch") == "whisper":
+            return self._transcribe_whisper(model, prep, feats, batch_size, cfg, progress)
         dec = cfg.decode if cfg is not None else None
         scorer = load_scorer(cfg, prep) if cfg is not None and cfg.decode.beam > 1 else None
         # Sort by length so that batches carry little padding; restore the order at the end.
@@ -222,8 +313,21 @@ class ASRRecipe(Recipe):
                 progress(min(b + batch_size, len(order)), len(order))
         return [out[i] for i in range(len(feats))]
 
+    def _transcribe_whisper(self, model, prep: dict, feats: list[torch.Tensor], batch_size: int,
+                            cfg: ASRConfig | None, progress) -> list[str]:
+        """Greedy Whisper transcripts (normalised like the references) of fixed-size mel windows."""
+        tok, hf_tok = prep["tokenizer"], prep["hf_tokenizer"]
+        max_len = cfg.max_tokens if cfg is not None else 200
+        out: list[str] = []
+        for b in range(0, len(feats), batch_size):
+            ids = model.generate(torch.stack(feats[b:b + batch_size]), max_len)
+            out += [tok.normalise(hf_tok.decode(x, skip_special_tokens=True)) for x in ids]
+            if progress:
+                progress(min(b + batch_size, len(feats)), len(feats))
+        return out
+
     def evaluate(self, model, cfg, prep, entries, reader):
-        ds = AudioDataset(cfg, prep["tokenizer"], entries, reader, train=False)
+        ds = self.dataset(cfg, prep, entries, reader, train=False)
         hyps = self.transcribe(model, prep, [ds.features(i) for i in range(len(ds))], cfg=cfg)
         tok: CharTokenizer = prep["tokenizer"]
         return [{**(e.get("meta") or {}), **{k: e.get(k) for k in ("item_id", "external_id", "speaker", "dialect",
