@@ -133,6 +133,10 @@ class Governed(Strategy):
             self.lineage.rounds.append({"round": r, "accepted": [], "global": weights.digest(self.current)})
             self._checkpoint(r)
             return None, {}
+        if hasattr(self.inner, "current_round_params"):
+            # Flower's DP wrapper clips each update against the model it sent this round (set in configure_fit);
+            # that is the checked global model held here, also after a restart between configure and aggregate.
+            self.inner.current_round_params = self.current
         params, metrics = self.inner.aggregate_fit(server_round, accepted, [])
         if params is not None:
             self.current = parameters_to_ndarrays(params)
