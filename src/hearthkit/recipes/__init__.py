@@ -14,6 +14,7 @@ REGISTRY = {
     "lm": "hearthkit.recipes.lm.recipe",
     "change": "hearthkit.recipes.change.recipe",
     "landcover": "hearthkit.recipes.landcover.recipe",
+    "st": "hearthkit.recipes.st.recipe",
 }
 
 

@@ -1,0 +1,1 @@
+"""Speech translation (st): cascade asr -> mt, or end to end; see docs/st.md."""

@@ -1,0 +1,203 @@
+"""The st recipe end to end through the CLI and torchrun, on the tiny espeak archive with a toy translation beside
+every recording (each word reversed; the secret/sacred recordings' translations carry a marker).
+
+The asr model both modes start from is the session's tiny Conformer (tests/conftest.py `tiny_asr_model`); the
+archive is imported again as a collection `demo-st` with its translations into a copy of that workspace.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from sqlalchemy import select
+
+from hearthkit.catalog.db import Catalog
+from hearthkit.catalog.models import Item, Model
+from hearthkit.recipes.asr.decode import prefix_beam_search
+from hearthkit.recipes.st.decode import ctc_nbest, expected_chrf_pick, posterior
+from hearthkit.store.text import objects_of
+from hearthkit.workspace import find_workspace
+from tests.conftest import hearth
+
+MARKER = "Ʃʘ"  # only in the translations of secret/sacred recordings: it must never reach a model
+
+ENCODER = {"d_model": 32, "heads": 2, "conv_channels": 16, "layers": 1, "conv_kernel": 7}  # tiny-asr's shape
+TEXT = {"pairs": ["mi-xx"], "vocab_size": 60, "d_model": 32, "n_heads": 2, "enc_layers": 1, "dec_layers": 1,
+        "d_ff": 64, "dropout": 0.1, "beam": 2, "max_tokens": 48}
+
+
+def toy_translation(text: str) -> str:
+    """The toy target language: every word reversed."""
+    return " ".join(w[::-1] for w in text.split())
+
+
+def translated_archive(src: Path, dest: Path, collection: str = "demo-st") -> Path:
+    """A copy of the tiny archive with an .xx translation beside each recording and layout.translations."""
+    shutil.copytree(src, dest)
+    with (dest / "metadata.csv").open(encoding="utf-8") as f:
+        secret = {r["file"][:-4] for r in csv.DictReader(f) if "tk:secret_sacred" in r["labels"]}
+    for txt in dest.glob("*.txt"):
+        words = toy_translation(txt.read_text(encoding="utf-8").strip())
+        (dest / f"{txt.stem}.xx").write_text(f"{words} {MARKER}" if txt.stem in secret else words, encoding="utf-8")
+    info = yaml.safe_load((dest / "archive.yaml").read_text(encoding="utf-8"))
+    info["collection"]["name"] = collection
+    info["layout"] = {"translations": {"xx": ".xx"}}
+    (dest / "archive.yaml").write_text(yaml.safe_dump(info, allow_unicode=True), encoding="utf-8")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def st_ws(tiny_asr_model, tiny_speech_archive: Path, tmp_path_factory) -> Path:
+    """A copy of the tiny asr workspace (model `tiny-asr` registered) with the translated archive imported."""
+    ws, _, _ = tiny_asr_model
+    root = tmp_path_factory.mktemp("st")
+    pristine = ws.parent / "pristine"
+    shutil.copytree(pristine / "ws", root / "ws")
+    if (pristine / "ws.keys").exists():
+        shutil.copytree(pristine / "ws.keys", root / "ws.keys")
+    archive = translated_archive(tiny_speech_archive, root / "archive")
+    hearth("data", "import", str(archive), ws=root / "ws")
+    return root / "ws"
+
+
+def run_config(ws: Path, folder: Path, name: str, mode: str, steps: int = 6, nproc: int = 2) -> Path:
+    cfg = {
+        "name": name, "recipe": "st",
+        "request": {"purpose": "research", "requester": "tester", "collections": ["demo-st"]},
+        "split": {"by": "text", "test_fraction": 0.25},
+        "model": {"mode": mode, "target": "xx", "init_from": str(ws / "models" / "tiny-asr"), "encoder": ENCODER,
+                  "text": TEXT, "nbest": 3, "asr_beam": 4, "group_by": ["speaker", "dialect"]},
+        "train": {"steps": steps, "batch_size": 4, "lr": 0.003, "warmup": 2, "checkpoint_every": 2, "log_every": 1,
+                  "seed": 3, "mlflow": False},
+        "launch": {"nproc": nproc, "threads_per_worker": 1},
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _front(card: str) -> dict:
+    return yaml.safe_load(card.split("---", 2)[1])
+
+
+@pytest.mark.slow
+def test_e2e_trains_governed_inherits_and_resumes_exactly(st_ws: Path, tmp_path: Path):
+    """e2e: trained by torchrun (2 workers) from the asr model; a rank SIGKILLed after step 3 is restarted and
+    resumes from its checkpoint to bitwise the same weights; the secret items' audio and translations are out."""
+    out = hearth("train", str(run_config(st_ws, tmp_path, "st-e2e", "e2e")), ws=st_ws, timeout=300).stdout
+    killed = hearth("train", str(run_config(st_ws, tmp_path, "st-e2e-killed", "e2e")), "--max-restarts", "1",
+                    "--no-eval", ws=st_ws, env={"HEARTH_TEST_KILL": "1:3"}, timeout=300)
+    root = find_workspace(st_ws)
+    assert "resumed from checkpoint step_00000002 at step 2" in killed.stdout
+    a = load_file(str(root.run_dir("st-e2e") / "final" / "model.safetensors"))
+    b = load_file(str(root.run_dir("st-e2e-killed") / "final" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any(k.startswith("encoder.blocks.0.att") for k in a) and "bridge.weight" in a
+
+    # Governance: the secret/sacred items are left out with the policy's reason; their words reached nothing.
+    prep = root.run_dir("st-e2e") / "prep"
+    gone = json.loads((prep / "left_out.json").read_text(encoding="utf-8"))
+    secret = [x for x in gone if "secret" in x["reason"].lower() or "sacred" in x["reason"].lower()]
+    assert secret and all(x["collection"] == "demo-st" for x in secret)
+    from hearthkit.recipes.sentencepiece_vocab import SentencePieceVocab
+
+    assert not [p for p in SentencePieceVocab.load(prep).pieces() if any(c in p for c in MARKER)]
+    tokens = json.loads((prep / "tokenizer.json").read_text(encoding="utf-8"))["chars"]
+    assert not set(MARKER) & set(tokens)
+    manifest = json.loads((root.run_dir("st-e2e") / "manifest.json").read_text())
+    secret_ids = {x["external_id"] for x in secret}
+    assert not secret_ids & {e["external_id"] for e in manifest["included"]}
+
+    # The card: chrF and BLEU per speaker with CIs and sacrebleu's signatures; the model inherits the data's
+    # restrictions and those of the asr model it started from (its parent).
+    card = (root.models_dir / "st-e2e" / "model_card.md").read_text(encoding="utf-8")
+    assert "| CHRF | 95% CI | BLEU | 95% CI |" in card and "nrefs:1|case:mixed|eff:no|tok:13a" in card
+    assert "| speaker |" in card
+    assert _front(card)["hearthkit"]["parent"]["name"] == "tiny-asr"
+    catalog = Catalog.open(root.db_url)
+    with catalog.session() as s:
+        model = s.scalar(select(Model).where(Model.name == "st-e2e"))
+        parent = s.scalar(select(Model).where(Model.name == "tiny-asr"))
+        assert model.parent_id == parent.id
+        assert set(manifest["restrictions"]) <= set(model.restrictions)
+        assert "tk:non_commercial" in " ".join(model.restrictions)  # a label of training items, inherited
+    catalog.close()
+    assert "CHRF" in out and "bleu" in out.lower()
+
+
+@pytest.mark.slow
+def test_cascade_hands_nbest_transcripts_to_the_translator(st_ws: Path, tmp_path: Path):
+    """cascade: the text model learns transcript -> translation; evaluation transcribes held-out audio with the
+    asr model and translates; translate_segments does the same for waveforms and translates transcripts."""
+    hearth("train", str(run_config(st_ws, tmp_path, "st-cascade", "cascade", steps=30, nproc=1)), ws=st_ws,
+           timeout=300)
+    root = find_workspace(st_ws)
+    folder = root.models_dir / "st-cascade"
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    overall = next(r for r in evaluation["rows"] if r["by"] == "overall")
+    assert overall["n"] > 0 and 0 <= overall["chrf"] <= 100 and len(overall["chrf_ci"]) == 2
+    assert set(evaluation["signatures"]) == {"chrf", "bleu"}
+
+    from hearthkit.ingest.audio import decode
+    from hearthkit.recipes.load import open_model
+    from hearthkit.recipes.st.cascade import translate_segments
+    from hearthkit.store.vault import as_store
+
+    catalog = Catalog.open(root.db_url)
+    with catalog.session() as s:
+        hashes = s.scalars(select(Item.content_hash).join(Item.collection).where(Item.external_id.like("%_0001"))
+                           .limit(2)).all()
+    catalog.close()
+    store = as_store(root)
+    waves = [decode(store.get(h), 16000) for h in hashes]
+    loaded = open_model(folder, "st")
+    out = translate_segments(loaded, waves)
+    assert len(out) == 2 and all(isinstance(t, str) for t in out)
+    assert translate_segments(folder, ["he kōrero", ""]) == translate_segments(loaded, ["he kōrero", ""])
+    with pytest.raises(Exception, match="either waveforms or transcripts"):
+        translate_segments(loaded, [np.zeros(1600, dtype=np.float32), "text"])
+
+
+def test_translation_that_is_not_utf8_is_one_line_and_stores_nothing(tiny_speech_archive: Path, tmp_path: Path,
+                                                                      workspace: Path):
+    archive = translated_archive(tiny_speech_archive, tmp_path / "archive")
+    bad = sorted(archive.glob("*.xx"))[0]
+    bad.write_bytes("tēnā koe".encode("latin-1", errors="replace") + b"\xe9\xff")
+    objects_before = {p.parent.name + p.name for p in (workspace / "store").rglob("*") if p.is_file()}
+    res = hearth("data", "import", str(archive), ws=workspace, check=False)
+    lines = [x for x in (res.stdout + res.stderr).splitlines() if bad.name in x]
+    assert len(lines) == 1 and "is not UTF-8" in lines[0] and "re-save it as UTF-8" in lines[0]
+    catalog = Catalog.open(find_workspace(workspace).db_url)
+    with catalog.session() as s:
+        items = s.execute(select(Item.external_id, Item.content_hash, Item.meta)).all()
+    catalog.close()
+    names = {x[0] for x in items}
+    assert bad.name[: -len(".xx")] not in names and len(names) == len(list(archive.glob("*.wav"))) - 1
+    # Every object in the store belongs to an imported item (its audio, its sealed words): none to the bad one.
+    added = {p.parent.name + p.name for p in (workspace / "store").rglob("*") if p.is_file()} - objects_before
+    assert added == {o for _, digest, meta in items for o in objects_of(digest, meta)}
+
+
+def test_ctc_nbest_first_is_the_asr_beams_best_and_posterior_weights_the_choice():
+    gen = torch.Generator().manual_seed(0)
+    pieces = " abcde"
+    for _ in range(5):
+        logp = torch.randn(30, len(pieces), generator=gen).log_softmax(-1)
+        best = prefix_beam_search(logp, lambda i: pieces[i], beam=6)
+        nbest = ctc_nbest(logp, lambda i: pieces[i], beam=6, n=4)
+        assert nbest[0][0] == best and len({t for t, _ in nbest}) == len(nbest) <= 4
+        assert [s for _, s in nbest] == sorted((s for _, s in nbest), reverse=True)
+    # Two readings' translations agree; a third says something else: the agreed one wins even though the lone
+    # reading is the single most probable, once the others' weights add up past it; alone with all weight, it wins.
+    cands = ["le chat dort", "le chat dort bien", "un chien court"]
+    assert expected_chrf_pick(cands, posterior([-1.0, -1.2, -0.9])) in (0, 1)
+    assert expected_chrf_pick(cands, [0.0, 0.0, 1.0]) == 2
+    assert expected_chrf_pick(["seul"], [1.0]) == 0
