@@ -73,6 +73,12 @@ class ChangeConfig(BaseModel):
                                                             "training to choose the threshold.")
     tile: int = Field(256, ge=16, description="Inference tile side (core) in pixels.")
     margin: int = Field(16, ge=0, description="Context added around each inference tile, then cropped.")
+    # --- issue 24: radiometry between dates, test-time augmentation ---
+    normalise: Literal["training", "per_date"] = Field(
+        "training", description="Scale inputs by the training scenes' band statistics, or each date by its own "
+                                "(per band, over the scene): removes date-to-date gain and offset differences.")
+    tta: Literal[1, 2, 4, 8] = Field(1, description="Test-time augmentation: average the change probability over "
+                                                   "this many flips/90-degree rotations of each tile.")
 
     @model_validator(mode="after")
     def _patch_fits_the_stages(self) -> ChangeConfig:

@@ -18,6 +18,31 @@ from hearthkit.recipes.base import Recipe
 from hearthkit.recipes.change.model import ChangeConfig, SiamUNet
 
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
+# Dihedral transforms (90-degree turns, horizontal flip) in the order test-time augmentation uses them:
+# 2 = identity + flip, 4 adds the half turn (their product is the vertical flip), 8 adds the quarter turns.
+DIHEDRAL = [(0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True)]
+
+
+def input_stats(scene: geo.Scene, mode: str, stats: dict) -> tuple[dict, dict]:
+    """Band statistics to scale the before and after dates by: the training scenes' or each date's own."""
+    if mode == "per_date":  # each date standardised over itself: gain/offset between dates cancels
+        return geo.band_stats([scene], ("before",)), geo.band_stats([scene], ("after",))
+    return stats, stats
+
+
+def forward_tta(model: nn.Module, t1: torch.Tensor, t2: torch.Tensor, n: int = 1) -> torch.Tensor:
+    """Change probability (B, 1, H, W) averaged over the first N dihedral transforms (square inputs for N > 2)."""
+    acc = None
+    for k, flip in DIHEDRAL[:n]:
+        a, b = (torch.rot90(t, k, (-2, -1)) for t in (t1, t2))
+        if flip:
+            a, b = a.flip(-1), b.flip(-1)
+        p = torch.sigmoid(model(a, b))
+        if flip:
+            p = p.flip(-1)
+        p = torch.rot90(p, -k, (-2, -1))
+        acc = p if acc is None else acc + p
+    return acc / n
 
 
 class ChangePatches(torch.utils.data.Dataset):
@@ -30,6 +55,7 @@ class ChangePatches(torch.utils.data.Dataset):
         for s, r in zip(scenes, self.rows, strict=True):
             p = geo.positive_pixels(s, seed=seed)
             self.pos.append(p[p[:, 0] < r])
+        self.scaling = [input_stats(s, cfg.normalise, stats) for s in scenes]  # (before, after) per scene
         area = np.array([r * s.shape[1] for s, r in zip(scenes, self.rows, strict=True)], float)
         self.weights = area / area.sum()
 
@@ -49,7 +75,8 @@ class ChangePatches(torch.utils.data.Dataset):
         valid = (v1 & v2).astype(np.float32)
         # Augmentation draws from torch's RNG, which the engine seeds per rank and checkpoints.
         aug = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
-        x1, x2 = geo.normalise(x1, v1, self.stats), geo.normalise(x2, v2, self.stats)
+        s1, s2 = self.scaling[k]
+        x1, x2 = geo.normalise(x1, v1, s1), geo.normalise(x2, v2, s2)
         if self.cfg.jitter:  # each date gets its own gain/offset: brightness alone must not look like change
             x1, x2 = (x * (1 + aug.normal(0, self.cfg.jitter, (len(x), 1, 1)))
                       + aug.normal(0, self.cfg.jitter, (len(x), 1, 1)) * valid for x in (x1, x2))
@@ -71,16 +98,21 @@ def change_loss(logits: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, pos_
 
 @torch.no_grad()
 def predict_tiles(model: nn.Module, scene: geo.Scene, stats: dict, cfg: ChangeConfig,
-                  rows: tuple[int, int] | None = None) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
-    """Change probability tile by tile over the scene: (core window, prob (h, w), covered (h, w))."""
+                  rows: tuple[int, int] | None = None, normalise: str | None = None,
+                  tta: int | None = None) -> Iterator[tuple[Window, np.ndarray, np.ndarray]]:
+    """Change probability tile by tile over the scene: (core window, prob (h, w), covered (h, w)).
+
+    NORMALISE and TTA override the model's settings (`hearth monitor --standardise scene`, ablations).
+    """
     model.eval()
     mult = 2 ** (cfg.depth - 1)
+    s1, s2 = input_stats(scene, normalise or cfg.normalise, stats)
     for core, padded in geo.tiles_with_margin(*scene.shape, cfg.tile, cfg.margin, rows, multiple=mult):
         x1, v1 = scene.read_stack("before", padded)
         x2, v2 = scene.read_stack("after", padded)
-        t1 = torch.from_numpy(geo.normalise(x1, v1, stats))[None]
-        t2 = torch.from_numpy(geo.normalise(x2, v2, stats))[None]
-        prob = torch.sigmoid(model(t1, t2))[0, 0].numpy()  # (h, w)
+        t1 = torch.from_numpy(geo.normalise(x1, v1, s1))[None]
+        t2 = torch.from_numpy(geo.normalise(x2, v2, s2))[None]
+        prob = forward_tta(model, t1, t2, tta or cfg.tta)[0, 0].numpy()  # (h, w)
         yield core, geo.crop(prob, core, padded), geo.crop(v1 & v2, core, padded)
 
 
@@ -126,7 +158,10 @@ class ChangeRecipe(Recipe):
         prep = json.loads((folder / "prep.json").read_text())
         th = folder / "threshold.json"
         if th.is_file():
-            prep["threshold"] = json.loads(th.read_text())["threshold"]
+            fitted = json.loads(th.read_text())
+            prep["threshold"] = fitted["threshold"]
+            if "calibration" in fitted:  # models trained before issue 24 have none: probabilities stay raw
+                prep["calibration"] = {k: fitted["calibration"][k] for k in ("method", "a", "b")}
         return prep
 
     def build_model(self, cfg: ChangeConfig, prep: dict) -> nn.Module:
@@ -146,18 +181,33 @@ class ChangeRecipe(Recipe):
 
     def calibrate(self, model, cfg: ChangeConfig, prep: dict, entries: list[dict], reader: GovernedReader,
                   out: Path) -> dict:
-        """Choose the threshold that maximises F1 on the validation strips of the training scenes."""
-        counts = np.zeros((len(THRESHOLDS), 4), np.int64)
+        """On the validation strips of the training scenes: the F1-best threshold and a Platt calibration."""
+        from hearthkit.evaluate.calibration import apply_platt, ece, fit_platt, reliability
+
+        probs, labels = [], []
         for sc in geo.open_scenes(entries, reader, tuple(cfg.bands)):
             r = geo.train_rows(sc, cfg.val_fraction, cfg.patch)
             if r < sc.shape[0]:
-                counts += confusion(model, sc, prep["stats"], cfg, THRESHOLDS, (r, sc.shape[0]))
+                for core, prob, covered in predict_tiles(model, sc, prep["stats"], cfg, (r, sc.shape[0])):
+                    probs.append(prob[covered])
+                    labels.append(sc.read_labels("mask", core)[covered] > 0)
+        p = np.concatenate(probs) if probs else np.zeros(0, np.float32)
+        y = np.concatenate(labels) if labels else np.zeros(0, bool)
+        pred = p[None, :] >= THRESHOLDS[:, None]  # (T, n)
+        tp, fp = (pred & y).sum(1), (pred & ~y).sum(1)
+        counts = np.stack([tp, fp, y.sum() - tp, y.size - tp - fp - (y.sum() - tp)], 1)
         f1 = f1_of(counts)
-        best = float(THRESHOLDS[int(f1.argmax())]) if counts[:, 0].any() or counts[:, 2].any() else 0.5
+        best = float(THRESHOLDS[int(f1.argmax())]) if y.any() or pred.any() else 0.5
+        cal = fit_platt(p, y)
+        q = apply_platt(p, cal)
+        calibration = {"method": "platt", **cal, "fitted_on_pixels": int(y.size),
+                       "ece_before": ece(p, y), "ece_after": ece(q, y),
+                       "reliability_before": reliability(p, y), "reliability_after": reliability(q, y)}
         result = {"threshold": best, "validation_f1": float(f1.max()),
-                  "curve": {f"{t:.2f}": round(float(v), 4) for t, v in zip(THRESHOLDS, f1, strict=True)}}
+                  "curve": {f"{t:.2f}": round(float(v), 4) for t, v in zip(THRESHOLDS, f1, strict=True)},
+                  "calibration": calibration}
         (out / "threshold.json").write_text(json.dumps(result, indent=1))
-        return {"threshold": best}
+        return {"threshold": best, "calibration": {k: calibration[k] for k in ("method", "a", "b")}}
 
     def evaluate(self, model, cfg, prep, entries, reader):
         th = np.array([prep.get("threshold", 0.5)])
