@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from hearthkit.recipes.change.model import ChangeConfig, SiamUNet
@@ -50,3 +51,69 @@ def test_fusions_shapes_and_imbalanced_loss():
     all_no = torch.full_like(y, -6.0)  # "nothing changed" is 99.6 % right per pixel, yet must cost a lot
     right = torch.where(y > 0, 6.0, -6.0)
     assert change_loss(all_no, y, valid, 3.0, 1.0) > 4 * change_loss(right, y, valid, 3.0, 1.0)
+
+
+def test_card_lists_per_city_f1_with_the_best_worst_gap_and_calibration_is_fitted(trained_change: Path):
+    card = (trained_change / "models" / "test-change" / "model_card.md").read_text()
+    for name in GEO_TEST_SCENES:
+        assert f"| scene | {name} |" in card
+    assert "Gap between best and worst group: scene: F1" in card
+    th = json.loads((trained_change / "runs" / "test-change" / "prep" / "threshold.json").read_text())
+    cal = th["calibration"]
+    assert cal["method"] == "platt" and cal["fitted_on_pixels"] > 0 and cal["a"] > 0
+    assert cal["ece_after"] <= cal["ece_before"] + 1e-3  # fitted on these pixels: never worse there
+    assert sum(b["n"] for b in cal["reliability_after"]) == cal["fitted_on_pixels"]
+
+
+def test_test_time_augmentation_undoes_each_transform():
+    from hearthkit.recipes.change.recipe import forward_tta
+
+    class PixelDiff(torch.nn.Module):  # commutes with flips and rotations: TTA must give back the same map
+        def forward(self, a, b):
+            return (a - b).abs().sum(1, keepdim=True) - 1
+
+    x1, x2 = torch.randn(1, 4, 16, 16), torch.randn(1, 4, 16, 16)
+    plain = torch.sigmoid(PixelDiff()(x1, x2))
+    for n in (2, 4, 8):
+        assert torch.allclose(forward_tta(PixelDiff(), x1, x2, n), plain, atol=1e-6)
+    net = SiamUNet(ChangeConfig(width=4, depth=3)).eval()
+    assert torch.allclose(forward_tta(net, x1, x2, 1), torch.sigmoid(net(x1, x2)))
+
+
+def _scene_from_arrays(before: np.ndarray, after: np.ndarray):
+    """A geo.Scene over in-memory GeoTIFFs (one 4-band file per date)."""
+    from rasterio.io import MemoryFile
+    from rasterio.transform import from_origin
+
+    from hearthkit.data import geo
+
+    layers = []
+    for arr in (before, after):
+        mem = MemoryFile()
+        with mem.open(driver="GTiff", width=arr.shape[2], height=arr.shape[1], count=4, dtype="float32",
+                      crs="EPSG:32633", transform=from_origin(500000, 4000000, 10, 10)) as ds:
+            ds.write(arr.astype(np.float32))
+        ds = geo.open_bytes(mem.read())
+        layers.append([(ds, i + 1) for i in range(4)])
+    return geo.Scene("mem", layers[0], layers[1])
+
+
+def test_per_date_standardisation_ignores_a_gain_and_offset_between_dates():
+    from hearthkit.recipes.change.recipe import predict_tiles
+
+    rng = np.random.default_rng(0)
+    before = rng.normal(1000, 200, (4, 32, 32))
+    after = before + rng.normal(0, 20, before.shape)
+    cfg = ChangeConfig(width=4, depth=3, patch=16, tile=16, margin=0, normalise="per_date")
+    torch.manual_seed(0)
+    net = SiamUNet(cfg)
+    stats = {"mean": [1000.0] * 4, "std": [200.0] * 4}
+
+    def probs(b, a, mode):
+        return np.concatenate([p.ravel() for _, p, _ in predict_tiles(net, _scene_from_arrays(b, a), stats, cfg,
+                                                                        normalise=mode)])
+
+    same = probs(before, after, "per_date")
+    brighter = probs(before, 1.7 * after + 300, "per_date")  # another sensor gain / illumination on date 2
+    assert np.allclose(same, brighter, atol=1e-4)
+    assert np.abs(same - probs(before, 1.7 * after + 300, "training")).max() > 1e-2  # training scaling: it shows

@@ -12,25 +12,60 @@ def _num(x: float, fmt: str = "{:,.2f}") -> str:
     return "–" if x != x else fmt.format(x)  # NaN for an empty territory
 
 
+def _interval(t: dict) -> str:
+    if "interval_ha" not in t:
+        return "<td>–</td><td>–</td>"
+    lo, hi = t["interval_ha"]
+    return f"<td>{_num(t['expected_changed_ha'])}</td><td>{_num(lo)} – {_num(hi)}</td>"
+
+
+def _least_sure(t: dict) -> str:
+    e = html.escape
+    places = t.get("least_sure") or []
+    if not places:
+        return f"<h3>{e(t['name'])}</h3><p>no unsure area ({_num(t.get('unsure_ha', 0.0))} ha)</p>"
+    items = "".join(
+        f"<li>{_num(p['unsure_ha'], '{:,.3f}')} ha unsure around "
+        + (f"lat {p['lat']:.5f}, lon {p['lon']:.5f}" if "lat" in p else f"x {p['x']:.1f}, y {p['y']:.1f}")
+        + f" (pixel row {p['row']}, column {p['col']})</li>" for p in places)
+    return (f"<h3>{e(t['name'])}</h3><p>{_num(t['unsure_ha'])} ha unsure in all; most unsure places:</p>"
+            f"<ol>{items}</ol>")
+
+
 def write_report(summary: dict, path: Path, png: Path) -> None:
     """A self-contained HTML page (the PNG is embedded) next to the GeoTIFFs it names."""
     e = html.escape
     img = base64.b64encode(png.read_bytes()).decode()
     rows = "".join(f"<tr><td>{e(t['name'])}</td><td>{_num(t['area_ha'])}</td><td>{_num(t['changed_ha'])}</td>"
-                   f"<td>{_num(t['percent_changed'], '{:.2f} %')}</td></tr>" for t in summary["territories"])
+                   f"<td>{_num(t['percent_changed'], '{:.2f} %')}</td>{_interval(t)}</tr>"
+                   for t in summary["territories"])
+    level = summary["territories"][0].get("interval_level", 0.9) if summary["territories"] else 0.9
+    unsure = "".join(_least_sure(t) for t in summary["territories"])
+    warn = "".join(f"<p class=warn>&#9888; {e(w)}</p>" for w in summary.get("warnings", []))
+    calib = ("calibrated on the training scenes' validation strips (Platt scaling)" if summary.get("calibration")
+             else "<b>not calibrated</b> (a model trained before calibration existed): read the interval as rough")
     restr = ", ".join(summary["restrictions"]) or "none"
     attrib = "".join(f"<li>{e(a)}</li>" for a in summary["attribution"]) or "<li>none recorded</li>"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Change report: {e(summary['model'])}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:1em auto;color:#222}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #999;padding:.3em .7em;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}img{{max-width:100%;border:1px solid #999}}</style></head>
-<body><h1>Where the land changed</h1>
+td:first-child,th:first-child{{text-align:left}}img{{max-width:100%;border:1px solid #999}}
+.warn{{background:#fff3cd;border:1px solid #c90;padding:.4em}}</style></head>
+<body><h1>Where the land changed</h1>{warn}
 <p>Model <b>{e(summary['model'])}</b>; a pixel counts as changed when its change probability is at least
 {summary['threshold']:.2f}. Grid {summary['width']} x {summary['height']} pixels, {e(str(summary['crs']))}.</p>
 <img alt="map of detected change" src="data:image/png;base64,{img}">
 <h2>Change per territory</h2>
-<table><tr><th>territory</th><th>area (ha)</th><th>changed (ha)</th><th>changed (% of area)</th></tr>{rows}</table>
+<table><tr><th>territory</th><th>area (ha)</th><th>changed (ha)</th><th>changed (% of area)</th>
+<th>expected changed (ha)</th><th>{level:.0%} interval (ha)</th></tr>{rows}</table>
+<p><small>"Changed" counts pixels at or above the threshold. "Expected" sums each pixel's change probability,
+{calib}; the interval assumes those probabilities are right and that the model's errors hang together within
+160 m cells (a wider, safer interval than treating every pixel as independent). It does not cover a model that
+is wrong everywhere in the same way, e.g. on another sensor or season than it learned from.</small></p>
+<h2>Where the model is least sure</h2>
+<p>Places (16 x 16 pixel cells) with the most area whose change probability is between 0.2 and 0.8: check these
+on the ground or on other imagery before citing the figures.</p>{unsure}
 <h2>About this model</h2>
 <p>Restrictions inherited from its training data: <b>{e(restr)}</b>.</p><p>Attribution:</p><ul>{attrib}</ul>
 <h2>Files</h2><ul><li><a href="change_probability.tif">change_probability.tif</a> (probability, float32)</li>

@@ -15,7 +15,8 @@ from rasterio.features import geometry_mask
 
 from hearthkit.data import geo
 from hearthkit.monitor.figures import load_territories, row_areas_m2
-from hearthkit.monitor.inputs import LoadedModel
+from hearthkit.monitor.inputs import LoadedModel, range_warnings
+from hearthkit.monitor.uncertainty import BLOCK, AreaUncertainty
 
 MAP_SIDE = 800  # longest side of the PNG map in pixels
 
@@ -29,11 +30,16 @@ class Tally:
     area_m2: float = 0.0
     changed_m2: float = 0.0
     changed_pixels: int = 0
+    sure: AreaUncertainty = field(default_factory=AreaUncertainty)
 
-    def row(self) -> dict:
+    def row(self, grid, level: float) -> dict:
+        lo, hi = self.sure.interval(level)
         return {"name": self.name, "area_ha": self.area_m2 / 1e4, "changed_ha": self.changed_m2 / 1e4,
                 "changed_pixels": self.changed_pixels,
-                "percent_changed": 100 * self.changed_m2 / self.area_m2 if self.area_m2 else float("nan")}
+                "percent_changed": 100 * self.changed_m2 / self.area_m2 if self.area_m2 else float("nan"),
+                "expected_changed_ha": self.sure.expected_m2 / 1e4, "interval_ha": [lo / 1e4, hi / 1e4],
+                "interval_level": level, "unsure_ha": self.sure.unsure_m2 / 1e4,
+                "least_sure": self.sure.least_sure(grid)}
 
 
 @dataclass
@@ -64,19 +70,31 @@ def _profile(grid, dtype: str, nodata) -> dict:
 
 
 def run_monitor(lm: LoadedModel, scene: geo.Scene, out: Path, territory: Path | None = None,
-                progress=None) -> dict:
-    """Write probability and binary change GeoTIFFs of SCENE into OUT; return the figures (also monitor.json)."""
+                progress=None, standardise: str | None = None, level: float = 0.9) -> dict:
+    """Write probability and binary change GeoTIFFs of SCENE into OUT; return the figures (also monitor.json).
+
+    STANDARDISE 'per_date' scales each date by its own band statistics (another sensor, other DNs); None keeps
+    the model's setting. Probabilities are the model's calibrated ones when it has a calibration; changed
+    hectares come with a LEVEL interval (see monitor.uncertainty).
+    """
     import torch
+
+    from hearthkit.evaluate.calibration import apply_platt
 
     out = Path(out)
     tmp = out.parent / f".tmp-{out.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     grid = scene.grid
-    threshold = float(lm.prep.get("threshold", 0.5))
-    tallies = [Tally("whole scene", None)]
+    raw_threshold = float(lm.prep.get("threshold", 0.5))
+    cal = lm.prep.get("calibration")  # None for models trained before issue 24: raw probabilities
+    threshold = float(apply_platt(np.array([raw_threshold]), cal)[0])  # the same cut, in calibrated units
+    mode = standardise or getattr(lm.cfg, "normalise", "training")
+    warnings = range_warnings(scene, lm.prep["stats"], lm.prep["bands"], mode)
+    block = math.gcd(BLOCK, lm.cfg.tile)  # cells never straddle two tiles
+    tallies = [Tally("whole scene", None, sure=AreaUncertainty(block))]
     if territory is not None:
-        tallies += [Tally(name, g) for name, g in load_territories(territory, grid.crs)]
+        tallies += [Tally(name, g, sure=AreaUncertainty(block)) for name, g in load_territories(territory, grid.crs)]
     overview = Overview.for_grid(grid.height, grid.width)
     tiles = list(geo.tiles_with_margin(grid.height, grid.width, lm.cfg.tile, lm.cfg.margin))
     t0 = time.perf_counter()
@@ -88,8 +106,10 @@ def run_monitor(lm: LoadedModel, scene: geo.Scene, out: Path, territory: Path | 
         bin_ds.update_tags(model=lm.name, threshold=str(threshold), meaning="1 change, 0 no change, 255 no data")
         from hearthkit.recipes.change.recipe import predict_tiles
 
-        for i, (core, prob, covered) in enumerate(predict_tiles(lm.model, scene, lm.prep["stats"], lm.cfg)):
-            binary = ((prob >= threshold) & covered).astype(np.uint8)
+        for i, (core, raw, covered) in enumerate(predict_tiles(lm.model, scene, lm.prep["stats"], lm.cfg,
+                                                                normalise=mode)):
+            binary = ((raw >= raw_threshold) & covered).astype(np.uint8)
+            prob = apply_platt(raw, cal)
             prob_ds.write(np.where(covered, prob, -1.0).astype(np.float32), 1, window=core)
             bin_ds.write(np.where(covered, binary, 255).astype(np.uint8), 1, window=core)
             overview.add(core, binary)
@@ -101,14 +121,17 @@ def run_monitor(lm: LoadedModel, scene: geo.Scene, out: Path, territory: Path | 
                 t.area_m2 += float((areas * inside).sum())
                 t.changed_m2 += float((areas * (inside & (binary > 0))).sum())
                 t.changed_pixels += int((inside & (binary > 0)).sum())
+                t.sure.add(prob, inside, areas, int(core.row_off), int(core.col_off))
             n_pixels += int(covered.size)
             if progress:
                 progress(i + 1, len(tiles))
     inference_s = time.perf_counter() - t0
-    summary = {"model": lm.name, "threshold": threshold, "crs": grid.crs.to_string() if grid.crs else None,
+    summary = {"model": lm.name, "threshold": threshold, "threshold_uncalibrated": raw_threshold,
+               "calibration": cal, "standardise": mode, "warnings": warnings,
+               "crs": grid.crs.to_string() if grid.crs else None,
                "transform": list(grid.transform)[:6], "width": grid.width, "height": grid.height,
                "pixels": n_pixels, "inference_s": inference_s, "tiles": len(tiles),
-               "territories": [t.row() for t in tallies], "restrictions": lm.restrictions,
+               "territories": [t.row(grid, level) for t in tallies], "restrictions": lm.restrictions,
                "attribution": lm.attribution}
     from hearthkit.monitor.mapping import render_map
     from hearthkit.monitor.report import write_report
