@@ -117,6 +117,8 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(20), default="created")
     config: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # issue 20: the pretrained base it fine-tuned (lineage/base.py BaseRef.record(): name, content_hash, terms)
+    base: Mapped[dict | None] = mapped_column(JSON, nullable=True)
 
 
 class RunItem(Base):

@@ -84,9 +84,11 @@ def list_(as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
 
 @base_app.command("show", help="Show one base model: folder, hash, terms, what derived models inherit, and "
                                "whether the folder still holds the registered bytes.\n\n"
-                               "Example: hearth base show mms-300m")
+                               "Example: hearth base show mms-300m --croissant lineage/")
 @user_errors
 def show(name: Annotated[str, typer.Argument(help="Base model name.")], as_json: JsonOpt = False,
+         croissant: Annotated[Path | None, typer.Option(help="Also write NAME.croissant.json (its pretraining "
+                                                              "data, as declared) into this folder.")] = None,
          workspace: WorkspaceOpt = None) -> None:
     """Show a base model."""
     from hearthkit.errors import HearthError
@@ -94,6 +96,12 @@ def show(name: Annotated[str, typer.Argument(help="Base model name.")], as_json:
 
     _, catalog = open_catalog(workspace)
     ref = get_base(catalog, name)
+    if croissant is not None:
+        from hearthkit.lineage.croissant import base_card
+
+        path = base_card(ref, croissant)
+        if not as_json:
+            console.print(f"wrote {path}", highlight=False)
     try:
         verify_base(ref)
         state = "intact (the registered bytes)"

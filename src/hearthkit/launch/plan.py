@@ -19,6 +19,7 @@ from hearthkit.governance import audit
 from hearthkit.governance.manifest import Manifest, Request
 from hearthkit.governance.policy import compute_manifest
 from hearthkit.governance.requests import READ_ONLY, authorise
+from hearthkit.lineage.base import base_for_run, recheck_run_base
 from hearthkit.recipes import get_recipe
 from hearthkit.store.text import SEALED_TEXT
 from hearthkit.store.vault import workspace_store
@@ -87,11 +88,14 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
                               f"{date.today()}: consent, labels, seasons, embargo or items); its manifest no longer "
                               "holds, so it cannot resume; plan a new run")
         manifest = planned
+        recheck_run_base(catalog, spec.get("base"))  # issue 20: a base changed on disk since planning is refused
         spec["config"] = json.loads(cfg.model_dump_json())  # e.g. more steps on resume
         spec_path.write_text(json.dumps(spec, indent=1))
         return run_dir, manifest, True
 
     parent = _parent(catalog, cfg)
+    # issue 20: `model.base` (any recipe) resolved, hash-checked and allowed for this purpose; recorded on the run
+    base = base_for_run(catalog, cfg.model, cfg.request.purpose, cfg.request.requester)
     manifest = governed_manifest(catalog, cfg)
     if not manifest.included:
         raise HearthError(f"no item may be used for this request ({len(manifest.excluded)} excluded); "
@@ -125,7 +129,7 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
                    parent=Path(parent["path"]) if parent else None)
     spec = {"config": json.loads(cfg.model_dump_json()), "manifest_hash": mhash,
             "as_of": manifest.request.as_of, "store": str(ws.store_dir), "parent": parent,
-            "keys": str(ws.keys_dir)}
+            "keys": str(ws.keys_dir), "base": base}
     with catalog.session() as s:
         run = s.scalar(select(Run).where(Run.name == cfg.name))
         if run is None:
@@ -133,12 +137,14 @@ def plan_run(ws: Workspace, catalog: Catalog, cfg: RunConfig) -> tuple[Path, Man
                       requester=cfg.request.requester, manifest_hash=mhash, status="planned", config=spec["config"])
             s.add(run)
             s.flush()
+        run.base = base
         # The manifest's items, indexed for "which models learned from this item?" (lineage, withdrawal).
         s.execute(RunItem.__table__.delete().where(RunItem.run_id == run.id))
         s.execute(RunItem.__table__.insert(), [{"run_id": run.id, "item_id": e["item_id"]} for e in manifest.included])
         audit.append(s, "manifest", cfg.request.requester, run=cfg.name, manifest=mhash, request=cfg.request.id,
                      purpose=cfg.request.purpose, included=len(manifest.included),
-                     excluded=manifest.excluded_counts())
+                     excluded=manifest.excluded_counts(),
+                     **({"base": {"name": base["name"], "content_hash": base["content_hash"]}} if base else {}))
     spec_path.write_text(json.dumps(spec, indent=1))  # written last: its presence means "planned"
     return run_dir, manifest, False
 
@@ -170,6 +176,7 @@ def _parent(catalog: Catalog, cfg: RunConfig) -> dict | None:
 
 def parent_model(catalog: Catalog, cfg: RunConfig) -> dict | None:
     """The model CFG initialises from, checked for its request exactly as planning the run will check it."""
+    base_for_run(catalog, cfg.model, cfg.request.purpose, cfg.request.requester)  # and its base (issue 20)
     return _parent(catalog, cfg)  # `hearth plan` refuses what `hearth train` would refuse
 
 

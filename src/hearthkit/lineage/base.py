@@ -31,6 +31,7 @@ INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model",
                    "tokenizer.model", "source.spm", "target.spm", "sentencepiece.model")
 TOKENIZER_GLOBS = ("*.spm", "*.model", "*vocab*.json", "*vocab*.txt")
+VOCAB_FREE = {"ByT5Tokenizer", "CanineTokenizer"}  # byte/character tokenizers: no vocabulary file to miss
 # Licences known to allow commercial use. Anything else is read as non-commercial (most restricted), with a reason.
 PERMISSIVE = {"apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "cc0-1.0", "cc-by-4.0", "cc-by-sa-4.0",
               "cc-by-3.0", "cc-by-sa-3.0", "openrail", "openrail++", "bigscience-openrail-m", "creativeml-openrail-m",
@@ -66,21 +67,41 @@ def set_offline_env() -> None:
         os.environ[key] = "1"
 
 
-def hash_base_folder(path: Path) -> str:
-    """sha256 over PATH's files: sorted relative paths, each followed by its bytes' own sha256."""
-    root = Path(path)
-    files = sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
-    h = hashlib.sha256()
-    for p in files:
+_FILE_HASHES: dict[tuple, bytes] = {}  # (resolved path, inode, size, mtime_ns, ctime_ns) -> sha256, this process
+
+
+def _files(root: Path) -> list[tuple[str, Path]]:
+    out = []
+    for p in root.rglob("*"):
         rel = p.relative_to(root).as_posix()
-        if rel.startswith(".cache/") or rel.startswith(".git/"):
-            continue  # huggingface_hub's download bookkeeping and a git clone's history are not the checkpoint
-        f_hash = hashlib.sha256()
-        with open(p, "rb") as f:  # follows symlinks: a Hub cache snapshot links to its blobs
-            for block in iter(lambda: f.read(1 << 20), b""):
-                f_hash.update(block)
-        h.update(rel.encode("utf-8") + b"\0" + f_hash.digest())
+        if p.is_file() and not rel.startswith((".cache/", ".git/")):
+            # huggingface_hub's download bookkeeping and a git clone's history are not the checkpoint
+            out.append((rel, p))
+    return sorted(out)
+
+
+def hash_base_folder(path: Path) -> str:
+    """sha256 over PATH's files: sorted relative paths, each followed by its bytes' own sha256.
+
+    Within one process a file whose inode, size and change times are unchanged is not read again, so a server
+    checking a multi-GB base before every use pays for reading it once (a new process always reads everything).
+    """
+    h = hashlib.sha256()
+    for rel, p in _files(Path(path)):
+        st = p.stat()
+        key = (str(p.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        if key not in _FILE_HASHES:
+            _FILE_HASHES[key] = _file_sha256(p)
+        h.update(rel.encode("utf-8") + b"\0" + _FILE_HASHES[key])
     return h.hexdigest()
+
+
+def _file_sha256(p: Path) -> bytes:
+    f_hash = hashlib.sha256()
+    with open(p, "rb") as f:  # follows symlinks: a Hub cache snapshot links to its blobs
+        for block in iter(lambda: f.read(1 << 20), b""):
+            f_hash.update(block)
+    return f_hash.digest()
 
 
 def _json(path: Path, what: str) -> dict:
@@ -131,7 +152,7 @@ def check_base_folder(path: Path) -> str:
         if (folder / extra).is_file():
             _remote_code(_json(folder / extra, extra), folder / extra)
     tok = folder / "tokenizer_config.json"
-    if tok.is_file():
+    if tok.is_file() and _json(tok, tok.name).get("tokenizer_class") not in VOCAB_FREE:
         has_vocab = any((folder / t).is_file() for t in TOKENIZER_FILES) \
             or any(p.is_file() for g in TOKENIZER_GLOBS for p in folder.glob(g))
         if not has_vocab:
@@ -275,3 +296,68 @@ def base_notices(ref: BaseRef) -> list[str]:
     if not ref.training_data:
         notes.append(f"{ref.name} does not declare its training data: whose data it learned from is unknown")
     return notes
+
+
+def base_from_record(rec: dict) -> BaseRef:
+    """The BaseRef a run record (`BaseRef.record()`) names."""
+    return BaseRef(rec["name"], Path(rec["path"]), rec["content_hash"], rec.get("architecture") or "",
+                   rec.get("licence") or "", rec.get("source") or "", tuple(rec.get("labels") or ()),
+                   rec.get("training_data"))
+
+
+def check_base_use(s: Session, ref: BaseRef, purpose: str, requester: str | None) -> None:
+    """Refuse a run for PURPOSE by REQUESTER that base REF's terms forbid (as a derived model would be refused)."""
+    from hearthkit.lineage.guard import check_use
+    from hearthkit.lineage.registry import memberships
+
+    restrictions = base_restrictions(ref)
+    why = licence_non_commercial(ref.licence)
+    if purpose == v.Purpose.commercial and why:
+        raise HearthError(f"model.base {ref.name}: {why}, so a commercial run may not fine-tune it; choose a base "
+                          "whose licence allows commercial use")
+    check_use(f"{ref.name} (base)", "active", restrictions, purpose, requester, lambda who: memberships(s, who))
+
+
+def base_for_run(catalog: Catalog, model_cfg: dict, purpose: str, requester: str | None) -> dict | None:
+    """The record of the base a run's `model.base` names, resolved, hash-checked and allowed for PURPOSE; or None.
+
+    The one place the engine reads `model.base`, whatever the recipe: planning stores what this returns on the run
+    (`runs.base`, run.json), and publishing makes the model inherit its restrictions.
+    """
+    name = (model_cfg or {}).get("base")
+    if not name:
+        return None
+    if not isinstance(name, str):
+        raise HearthError(f"model.base: {name!r} is not a base model name; see `hearth base list`")
+    ref = resolve_base(catalog, name)
+    with catalog.session() as s:
+        check_base_use(s, ref, purpose, requester)
+    return ref.record()
+
+
+def recheck_run_base(catalog: Catalog, rec: dict | None) -> None:
+    """On resume: the base a run was planned with must still be registered and hold the same bytes."""
+    if not rec:
+        return
+    now = resolve_base(catalog, rec["name"])
+    if now.content_hash != rec["content_hash"]:
+        raise HearthError(f"run's base model {rec['name']} was registered again with other files since the run was "
+                          f"planned (sha256 {rec['content_hash'][:12]}… then, {now.content_hash[:12]}… now); "
+                          "plan a new run")
+
+
+def check_model_base(s: Session, model) -> None:
+    """Refuse any use of registered MODEL when the base it was fine-tuned from is missing or changed on disk.
+
+    Most restricted reading: the terms it inherited were recorded for those exact bytes, and adapter-only models
+    cannot even be loaded without them.
+    """
+    from hearthkit.catalog.models import Run
+
+    run = s.get(Run, model.run_id) if model.run_id is not None else None
+    if run is None or not run.base:
+        return
+    try:
+        verify_base(base_from_record(run.base))
+    except HearthError as exc:
+        raise HearthError(f"model {model.name} may not be used: {exc}") from None

@@ -9,6 +9,40 @@ import yaml
 
 from hearthkit.governance.manifest import Manifest
 
+# The Hub's task id (pipeline_tag, model-index task.type) of each recipe; a recipe missing here fails the card test.
+HUB_TASKS = {"asr": "automatic-speech-recognition", "st": "automatic-speech-recognition", "mt": "translation",
+             "lm": "text-generation", "landcover": "image-segmentation", "change": "image-segmentation",
+             "kws": "audio-classification"}
+HUB_METRICS = {"ppl": "perplexity", "miou": "mean_iou"}  # the Hub's metric ids where ours differ
+LICENSE_NAME = "hearthkit-community-terms"  # `license: other` needs a name; the terms are the inherited restrictions
+LICENSE_LINK = "LICENSE.md"  # written beside README.md by `hearth export`
+
+
+def hub_task(recipe: str) -> str:
+    """The Hugging Face Hub task id of RECIPE (e.g. asr -> automatic-speech-recognition)."""
+    return HUB_TASKS.get(recipe, "other")
+
+
+def languages(config: dict, manifest: Manifest) -> list[str]:
+    """Languages the model handles, from its config (mt pairs, lm lang) and its items' `lang` metadata."""
+    model = config.get("model") or {}
+    out: list[str] = []
+    for pair in model.get("pairs") or (model.get("text") or {}).get("pairs") or []:
+        out += [x for x in str(pair).split("-") if x]
+    for key in ("lang", "target"):
+        if isinstance(model.get(key), str):
+            out.append(model[key])
+    out += [str((e.get("meta") or {}).get("lang")) for e in manifest.included if (e.get("meta") or {}).get("lang")]
+    return sorted(set(out))
+
+
+def hub_base_id(base: dict) -> str:
+    """The base's Hub id when its source is a huggingface.co URL (base_model metadata), else its registered name."""
+    import re
+
+    m = re.match(r"https?://huggingface\.co/([\w.-]+/[\w.-]+)", str(base.get("source") or ""))
+    return m.group(1) if m else base["name"]
+
 
 def _fmt(x: float) -> str:
     return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
@@ -40,23 +74,39 @@ def parent_info(folder: Path) -> dict:
 def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test: int, rows: list[dict],
                gaps: dict, metrics: tuple[str, ...], config: dict, restrictions: list[str] | None = None,
                attribution: list[str] | None = None, lineage: list[dict] | None = None,
-               signatures: dict | None = None, parent: dict | None = None) -> str:
-    """The card's Markdown text; RESTRICTIONS/ATTRIBUTION default to the manifest's (no parent)."""
+               signatures: dict | None = None, parent: dict | None = None, base: dict | None = None) -> str:
+    """The card's Markdown text; RESTRICTIONS/ATTRIBUTION default to the manifest's (no parent).
+
+    BASE is the pretrained base's record (lineage/base.py `BaseRef.record()`): the card cites it and its terms.
+    """
+    from hearthkit.lineage.base import base_from_record, base_notices, base_restrictions
+
     restrictions = manifest.restrictions if restrictions is None else restrictions
-    restrictions = sorted(set(restrictions) | set((parent or {}).get("restrictions") or []))
+    restrictions = sorted(set(restrictions) | set((parent or {}).get("restrictions") or [])
+                          | set(base_restrictions(base_from_record(base)) if base else []))
     attribution = manifest.attribution if attribution is None else attribution
     lineage = lineage or []
+    task = hub_task(recipe)
+    data_name = ", ".join(manifest.request.collections)
     results = []
     for r in rows:
         for m in metrics:
-            results.append({"task": {"type": recipe}, "dataset": {"name": ", ".join(manifest.request.collections),
-                                                                    "split": f"held-out, {r['by']}={r['group']}"},
-                            "metrics": [{"type": m, "value": None if math.isnan(r[m]) else round(r[m], 4)}]})
+            results.append({"task": {"type": task, "name": recipe},
+                            "dataset": {"name": data_name, "type": "+".join(manifest.request.collections),
+                                        "split": f"held-out, {r['by']}={r['group']}"},
+                            "metrics": [{"type": HUB_METRICS.get(m, m), "name": m.upper(),
+                                         "value": None if math.isnan(r[m]) else round(r[m], 4)}]})
+    langs = languages(config, manifest)
     front = {
         "model_name": name,
-        "library_name": "hearthkit",
+        "library_name": "hearthkit",  # an export as a transformers folder says `transformers` (engine/export.py)
+        "pipeline_tag": task,
         "tags": [recipe, "hearthkit"],
         "license": "other",
+        "license_name": LICENSE_NAME,
+        "license_link": LICENSE_LINK,
+        **({"language": langs} if langs else {}),
+        **({"base_model": hub_base_id(base)} if base else {}),
         "hearthkit": {
             "recipe": recipe,
             "purpose": manifest.request.purpose,
@@ -67,6 +117,8 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
             "attribution": attribution,
             "parents": lineage,
             **({"parent": parent} if parent else {}),
+            **({"base": {k: base.get(k) for k in ("name", "content_hash", "architecture", "licence", "source",
+                                                  "labels", "training_data")}} if base else {}),
         },
         "datasets": list(manifest.request.collections) + [d for d in (parent or {}).get("datasets") or []
                                                           if d not in manifest.request.collections],
@@ -76,7 +128,7 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
              f"# {name}", "",
              f"A `{recipe}` model trained by hearthkit for purpose **{manifest.request.purpose}**, "
              f"requested by {manifest.request.requester}.", "",
-             "## Restrictions inherited from the training data", ""]
+             "## Restrictions inherited from the training data" + (" and the base model" if base else ""), ""]
     if restrictions:
         lines += [f"- `{r}`" for r in restrictions]
         if any(r.endswith("non_commercial") or r == "bc:research" for r in restrictions):
@@ -97,6 +149,15 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
                   f"- Parent's restrictions, inherited here: {', '.join(parent.get('restrictions') or []) or 'none'}"]
         if parent.get("parent"):
             lines.append(f"- The parent itself descends from {parent['parent'].get('name')} (see its card)")
+    if base:
+        ref = base_from_record(base)
+        lines += ["", "## Base model (pretrained)", "",
+                  f"- Fine-tuned from **{ref.name}** ({ref.architecture}), sha256 `{ref.content_hash}`",
+                  f"- Licence: {ref.licence}; source: {ref.source}",
+                  f"- Labels: {', '.join(ref.labels) or 'none'}",
+                  f"- Training data of the base: {ref.training_data or 'undeclared'}",
+                  f"- Inherited from the base: {', '.join(base_restrictions(ref)) or 'nothing'}"]
+        lines += [f"- Notice: {n}" for n in base_notices(ref)]
     counts = manifest.excluded_counts()
     lines += ["", "## Data", "",
               f"- Collections: {', '.join(manifest.request.collections)} "

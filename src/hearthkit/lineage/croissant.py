@@ -87,3 +87,45 @@ def collection_card(s: Session, name: str, out_dir: Path) -> Path:
     path = out_dir / f"{name}.croissant.json"
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+def base_card(ref, out_dir: Path) -> Path:
+    """Write BASE.croissant.json: the pretraining data of registered base model REF (lineage/base.py BaseRef).
+
+    A model fine-tuned from a base also learned from the base's own training data; this describes that data as far
+    as its makers declared it (often not at all: then it says so), with the base's licence, source and hash.
+    """
+    from hearthkit.lineage.base import base_notices, base_restrictions
+
+    declared = ref.training_data or "undeclared by the base model's makers"
+    manifest = json.dumps({"base_model": ref.name, "content_sha256": ref.content_hash, "architecture":
+                           ref.architecture, "licence": ref.licence, "source": ref.source,
+                           "labels": list(ref.labels), "training_data": ref.training_data,
+                           "derived_models_inherit": base_restrictions(ref)}, indent=1, ensure_ascii=False)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = out_dir / f"{ref.name}-base.json"
+    meta_path.write_text(manifest, encoding="utf-8")
+    doc = {
+        "@context": CONTEXT, "@type": "sc:Dataset", "name": f"{ref.name}-pretraining-data",
+        "description": f"The data base model {ref.name} ({ref.architecture}, sha256 {ref.content_hash}) was "
+                       f"pretrained on: {declared}. Models fine-tuned from it inherit: "
+                       f"{', '.join(base_restrictions(ref)) or 'nothing'}.",
+        "conformsTo": "http://mlcommons.org/croissant/1.0",
+        "citeAs": ref.source, "license": ref.licence, "url": f"urn:hearthkit:base:{ref.name}",
+        "isBasedOn": ref.source,
+        "rai:dataCollection": declared,
+        "rai:dataUseCases": [f"pretraining of base model {ref.name}, fine-tuned under hearthkit governance"],
+        "rai:dataLimitations": base_notices(ref) or [f"declared by the base's makers: {declared}"],
+        "rai:personalSensitiveInformation": [f"{k}: a label the base was registered with" for k in ref.labels]
+        or ["not declared by the base model's makers"],
+        "distribution": [{"@type": "cr:FileObject", "@id": "base-json", "name": "base-json",
+                          "contentUrl": meta_path.name, "encodingFormat": "application/json",
+                          "sha256": hashlib.sha256(manifest.encode("utf-8")).hexdigest()}],
+        "recordSet": [{"@type": "cr:RecordSet", "@id": "base", "name": "base", "field": [
+            {"@type": "cr:Field", "@id": f"base/{c}", "name": c, "dataType": "sc:Text",
+             "source": {"fileObject": {"@id": "base-json"}, "extract": {"jsonPath": f"$.{c}"}}}
+            for c in ("base_model", "content_sha256", "licence", "source")]}],
+    }
+    path = out_dir / f"{ref.name}.croissant.json"
+    path.write_text(json.dumps(doc, indent=1, ensure_ascii=False), encoding="utf-8")
+    return path

@@ -191,6 +191,10 @@ def authorize_folder(s: Session, ws, folder: Path, purpose: str, requester: str 
     fm = inspect_folder(s, ws, folder)
     check_use(fm.name, fm.status, fm.restrictions, purpose, requester, lambda who: memberships(s, who),
               successor=fm.successor)
+    if fm.model_id is not None:  # issue 20: a model of this workspace fine-tuned from a base needs it intact
+        from hearthkit.lineage.base import check_model_base
+
+        check_model_base(s, s.get(Model, fm.model_id))
     return fm
 
 

@@ -29,6 +29,8 @@ def prov_document(s: Session, name: str) -> ProvDocument:
         doc.wasGeneratedBy(ent, act)
         doc.used(act, man)
         doc.wasAssociatedWith(act, requester)
+        if run.base:  # issue 20: the pretrained base it fine-tuned, by content hash, with its terms
+            _base_entity(doc, ent, act, run.base)
         if m.parent_id:
             parent = s.get(Model, m.parent_id)
             doc.used(act, f"hearth:model/{parent.name}")
@@ -46,6 +48,20 @@ def prov_document(s: Session, name: str) -> ProvDocument:
             agent = doc.agent(f"hearth:community/{c.replace(' ', '_')}", {"prov:type": "prov:Organization"})
             doc.wasAttributedTo(ent, agent)
     return doc
+
+
+def _base_entity(doc: ProvDocument, model_ent, act, base: dict) -> None:
+    """The base model as a PROV entity (hash, licence, source, labels); the model was derived from it."""
+    from hearthkit.lineage.base import base_from_record, base_restrictions
+
+    ref = base_from_record(base)
+    ent = doc.entity(f"hearth:base/{ref.name}", {
+        "prov:type": "hearth:BaseModel", "hearth:content_sha256": ref.content_hash,
+        "hearth:architecture": ref.architecture, "hearth:licence": ref.licence, "hearth:source": ref.source,
+        "hearth:labels": ",".join(ref.labels), "hearth:training_data": ref.training_data or "undeclared",
+        "hearth:restrictions": ",".join(base_restrictions(ref))})
+    doc.used(act, ent)
+    doc.wasDerivedFrom(model_ent, ent)
 
 
 def prov_json(s: Session, name: str) -> str:

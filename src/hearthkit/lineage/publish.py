@@ -65,6 +65,13 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
                                     | set((parent_folder or {}).get("restrictions") or []))
         model.attribution = sorted(set(manifest.attribution) | set(parent.attribution if parent else []))
         model.attribution = sorted(set(model.attribution) | set(governed.attribution if parent_folder else []))
+        base = spec.get("base") or run.base  # issue 20: a pretrained base's terms are inherited like the items'
+        if base:
+            from hearthkit.lineage.base import base_attribution, base_from_record, base_restrictions
+
+            ref = base_from_record(base)
+            model.restrictions = sorted(set(model.restrictions) | set(base_restrictions(ref)))
+            model.attribution = sorted(set(model.attribution) | set(base_attribution(ref)))
         lineage = _lineage(s, parent)
         if parent is None and parent_folder:  # a signed or steward-registered folder from outside the registry
             lineage = [{"model": governed.name, "recipe": governed.recipe, "manifest_sha256": None,
@@ -73,7 +80,7 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
     card = model_card(name, cfg["recipe"], manifest, len(split["train"]), len(split["test"]), evaluation["rows"],
                       evaluation["gaps"], tuple(evaluation["metrics"]), cfg, restrictions=restrictions,
                       attribution=attribution, lineage=lineage, signatures=evaluation.get("signatures"),
-                      parent=parent_folder)
+                      parent=parent_folder, base=base)
     write_card(out / "model_card.md", card)
     # Machine-readable, signed restrictions over these very weights: they travel with any copy of the folder.
     write_restrictions(out, ws, name, cfg["recipe"], restrictions, attribution, lineage, manifest.hash)

@@ -43,6 +43,9 @@ def guard(s: Session, name: str, purpose: str, requester: str | None = None) -> 
     nxt = successor(s, m)
     check_use(m.name, m.status, m.restrictions or [], purpose, requester, lambda who: memberships(s, who),
               successor=nxt.name if nxt else None)
+    from hearthkit.lineage.base import check_model_base
+
+    check_model_base(s, m)  # issue 20: a base missing or changed on disk refuses every use of its models
     return m
 
 

@@ -34,6 +34,12 @@ def upgrade() -> None:
     with op.batch_alter_table('base_models', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_base_models_content_hash'), ['content_hash'], unique=False)
 
+    # issue 20 (task B): the base a run fine-tuned, as recorded when planned (name, content hash, terms)
+    with op.batch_alter_table('runs', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('base', sa.JSON(), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('runs', schema=None) as batch_op:
+        batch_op.drop_column('base')
     op.drop_table('base_models')
