@@ -34,14 +34,32 @@ class LandcoverConfig(BaseModel):
     patches_per_epoch: int = Field(2048, gt=0, description="Random patches that make one pass of the sampler.")
     tile: int = Field(256, ge=16, description="Segmentation inference tile side in pixels.")
     margin: int = Field(16, ge=0, description="Context around each inference tile.")
+    # --- pretrained backbone (issue 20): a registered transformers ResNet/ConvNeXt as the encoder ---
+    base: str | None = Field(None, description="A registered base model (`hearth base add`): a transformers "
+                             "ResNet or ConvNeXt folder whose stages replace the U-Net encoder (width and depth are "
+                             "then the backbone's; patch must be a multiple of 32).")
+    backbone_bands: list[str] | None = Field(None, description="With base: the names of the base's input channels "
+                                             "in order, as model.bands names bands (e.g. [B04, B03, B02] for an RGB "
+                                             "backbone; the 13 Sentinel-2 bands for a Sentinel-2 one). Default: "
+                                             "model.bands, when the base has as many channels.")
+    band_map: dict[str, str] = Field(default_factory=dict, description="With base: scene band -> the base channel "
+                                     "whose first-layer weights it starts from, or 'mean' (their average). Default: "
+                                     "the channel of the same name, else the mean.")
 
     @model_validator(mode="after")
     def _patch_fits_the_stages(self) -> LandcoverConfig:
         """Each U-Net stage halves the patch; the decoder's skips only line up when it halves evenly."""
-        if self.task == "segmentation" and self.patch % 2 ** (self.depth - 1):
-            raise ValueError(f"patch {self.patch} must be a multiple of 2^(depth-1) = {2 ** (self.depth - 1)} "
-                             "for segmentation")
+        if self.task == "segmentation" and self.patch % stride_multiple(self):
+            raise ValueError(f"patch {self.patch} must be a multiple of {stride_multiple(self)} for segmentation "
+                             + ("with a backbone (its deepest stride)" if self.base else "(2^(depth-1))"))
         return self
+
+
+def stride_multiple(cfg: LandcoverConfig) -> int:
+    """What patches and inference tiles must be a multiple of: the deepest stage's stride."""
+    from hearthkit.recipes.eo_backbone import STRIDE
+
+    return STRIDE if cfg.base else 2 ** (cfg.depth - 1)
 
 
 class UNet(nn.Module):
@@ -116,13 +134,17 @@ class LandcoverRecipe(Recipe):
             raise HearthError("landcover items carry no class names; list them under `classes:` in archive.yaml")
         prep = {"bands": cfg.bands, "classes": classes, "stats": geo.band_stats(scenes, dates=("before",))}
         if parent is not None:  # its weights expect inputs scaled its way and output channels in its class order
-            self.check_parent_shape(cfg, parent, ("task", "bands", "width", "depth"))
+            self.check_parent_shape(cfg, parent, ("task", "bands", "width", "depth", "base"))
             theirs = self.load_prep(parent / "prep")
             if classes != theirs["classes"]:
                 raise HearthError(f"landcover classes {classes} differ from init_from model {parent.name}'s "
                                   f"{theirs['classes']}; import the same classes in that order, or start a new "
                                   "model (no init_from)")
             prep["stats"], prep["stats_from"] = theirs["stats"], parent.name
+        if cfg.base:  # the backbone's config, its base (hash-checked) and the scene bands' mapping onto its channels
+            from hearthkit.recipes.eo_backbone import prepare_backbone
+
+            prep["backbone"] = prepare_backbone(cfg, out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "prep.json").write_text(json.dumps(prep, indent=1))
         return prep
@@ -132,7 +154,32 @@ class LandcoverRecipe(Recipe):
 
     def build_model(self, cfg: LandcoverConfig, prep: dict) -> nn.Module:
         n = len(prep["classes"])
+        if cfg.base:
+            from hearthkit.recipes.eo_backbone import BackboneClassifier, BackboneUNet
+
+            return (BackboneUNet if cfg.task == "segmentation" else BackboneClassifier)(prep["backbone"], n)
         return UNet(cfg, n) if cfg.task == "segmentation" else PatchClassifier(cfg, n)
+
+    def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
+        model.from_parent = True  # the base's weights must not overwrite the parent's in initialise
+        return super().init_from_parent(model, parent_dir, prep)
+
+    def initialise(self, model: nn.Module, cfg: LandcoverConfig, prep: dict) -> None:
+        if cfg.base and not getattr(model, "from_parent", False):
+            from hearthkit.recipes.eo_backbone import initialise_backbone
+
+            print(initialise_backbone(model, prep["backbone"]), flush=True)
+
+    def export_hf(self, folder: Path, out: Path) -> None:
+        """Published model FOLDER: its encoder as a transformers backbone folder, its decoder beside it."""
+        from hearthkit.recipes.eo_backbone import export_backbone
+        from hearthkit.recipes.load import load_model_dir
+
+        _, _, prep, model = load_model_dir(folder, self.name)
+        if "backbone" not in prep:
+            raise HearthError(f"{folder.name} has no pretrained backbone; `hearth export` writes it in hearthkit's "
+                              "format")
+        export_backbone(model, out)
 
     def dataset(self, cfg, prep, entries, reader, train):
         scenes = geo.open_scenes(entries, reader, tuple(cfg.bands), need=("before", "landcover"))
@@ -153,7 +200,7 @@ class LandcoverRecipe(Recipe):
         n = len(prep["classes"])
         cm = np.zeros((n, n), np.int64)
         if cfg.task == "segmentation":
-            for core, padded in geo.tiles_with_margin(*sc.shape, cfg.tile, cfg.margin, multiple=2 ** (cfg.depth - 1)):
+            for core, padded in geo.tiles_with_margin(*sc.shape, cfg.tile, cfg.margin, multiple=stride_multiple(cfg)):
                 x, valid = sc.read_stack("before", padded)
                 pred = model(torch.from_numpy(geo.normalise(x, valid, prep["stats"]))[None])[0].argmax(0).numpy()
                 ref = sc.read_labels("landcover", core)

@@ -262,15 +262,17 @@ class MTRecipe(Recipe):
 
             print(initialise_from_base(model, prep["hf"]), flush=True)
 
-    def export_hf(self, model: nn.Module, prep: dict, out: Path) -> Path:
-        """MODEL (a fine-tuned base) as a folder transformers loads with from_pretrained, tokenizer included."""
+    def export_hf(self, folder: Path, out: Path) -> None:
+        """Published model FOLDER (a fine-tuned base) as a folder `from_pretrained` loads, tokenizer included."""
         from hearthkit.recipes.hf import export_hf
+        from hearthkit.recipes.load import load_model_dir
         from hearthkit.recipes.mt.hf_model import export_tokenizer_files
 
+        _, _, prep, model = load_model_dir(folder, self.name)
         if "hf" not in prep:
-            raise HearthError("this mt model was trained from scratch, not from a transformers base; "
-                              "export it with `hearth export`")
-        return export_hf(model, out, export_tokenizer_files(prep["hf"]))
+            raise HearthError(f"{folder.name} was trained from scratch, not from a transformers base; "
+                              "`hearth export` writes it in hearthkit's format")
+        export_hf(model, out, export_tokenizer_files(prep["hf"]))
 
     def dataset(self, cfg, prep, entries, reader, train):
         examples, dropped = pair_up(entries, directions(cfg))
