@@ -79,12 +79,27 @@ class ChangeConfig(BaseModel):
                                 "(per band, over the scene): removes date-to-date gain and offset differences.")
     tta: Literal[1, 2, 4, 8] = Field(1, description="Test-time augmentation: average the change probability over "
                                                    "this many flips/90-degree rotations of each tile.")
+    # --- issue 20: a registered pretrained backbone as the shared (Siamese) encoder of both dates ---
+    base: str | None = Field(None, description="A registered base model (`hearth base add`): a transformers ResNet "
+                             "or ConvNeXt folder whose stages replace the U-Net encoder for both dates (width and "
+                             "depth are then the backbone's; patch must be a multiple of 32).")
+    backbone_bands: list[str] | None = Field(None, description="With base: the names of the base's input channels "
+                                             "in order, as model.bands names bands (e.g. [B04, B03, B02] for an RGB "
+                                             "backbone). Default: model.bands, when the base has as many channels.")
+    band_map: dict[str, str] = Field(default_factory=dict, description="With base: scene band -> the base channel "
+                                     "whose first-layer weights it starts from, or 'mean' (their average). Default: "
+                                     "the channel of the same name, else the mean.")
+
+    def stride_multiple(self) -> int:
+        """What patches and inference tiles must be a multiple of: the deepest stage's stride."""
+        return 32 if self.base else 2 ** (self.depth - 1)
 
     @model_validator(mode="after")
     def _patch_fits_the_stages(self) -> ChangeConfig:
         """Each stage halves the patch; the decoder's skips only line up when it halves evenly."""
-        if self.patch % 2 ** (self.depth - 1):
-            raise ValueError(f"patch {self.patch} must be a multiple of 2^(depth-1) = {2 ** (self.depth - 1)}")
+        if self.patch % self.stride_multiple():
+            raise ValueError(f"patch {self.patch} must be a multiple of {self.stride_multiple()} "
+                             + ("(a backbone's deepest stride)" if self.base else "(2^(depth-1))"))
         return self
 
 

@@ -105,7 +105,7 @@ def predict_tiles(model: nn.Module, scene: geo.Scene, stats: dict, cfg: ChangeCo
     NORMALISE and TTA override the model's settings (`hearth monitor --standardise scene`, ablations).
     """
     model.eval()
-    mult = 2 ** (cfg.depth - 1)
+    mult = cfg.stride_multiple()
     s1, s2 = input_stats(scene, normalise or cfg.normalise, stats)
     for core, padded in geo.tiles_with_margin(*scene.shape, cfg.tile, cfg.margin, rows, multiple=mult):
         x1, v1 = scene.read_stack("before", padded)
@@ -148,8 +148,12 @@ class ChangeRecipe(Recipe):
         prep = {"bands": cfg.bands, "stats": geo.band_stats(scenes), "threshold": 0.5,
                 "train_scenes": [s.name for s in scenes]}
         if parent is not None:  # its weights expect inputs scaled by its own band statistics
-            self.check_parent_shape(cfg, parent, ("bands", "width", "depth", "fusion"))
+            self.check_parent_shape(cfg, parent, ("bands", "width", "depth", "fusion", "base"))
             prep["stats"], prep["stats_from"] = self.load_prep(parent / "prep")["stats"], parent.name
+        if cfg.base:  # issue 20: the backbone's config, its base (hash-checked), the bands' mapping onto its channels
+            from hearthkit.recipes.eo_backbone import prepare_backbone
+
+            prep["backbone"] = prepare_backbone(cfg, out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "prep.json").write_text(json.dumps(prep, indent=1))
         return prep
@@ -165,7 +169,35 @@ class ChangeRecipe(Recipe):
         return prep
 
     def build_model(self, cfg: ChangeConfig, prep: dict) -> nn.Module:
+        if cfg.base:  # issue 20: a pretrained backbone shared by both dates (eo_backbone.py)
+            from hearthkit.recipes.eo_backbone import SiamBackbone
+
+            return SiamBackbone(cfg, prep["backbone"])
         return SiamUNet(cfg)
+
+    # --- issue 20: pretrained backbone hooks (model.base) ---
+    def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
+        model.from_parent = True  # the base's weights must not overwrite the parent's in initialise
+        return super().init_from_parent(model, parent_dir, prep)
+
+    def initialise(self, model: nn.Module, cfg: ChangeConfig, prep: dict) -> None:
+        if cfg.base and not getattr(model, "from_parent", False):
+            from hearthkit.recipes.eo_backbone import initialise_backbone
+
+            print(initialise_backbone(model, prep["backbone"]), flush=True)
+
+    def export_hf(self, folder: Path, out: Path) -> None:
+        """Published model FOLDER: its shared encoder as a transformers backbone folder, its decoder beside it."""
+        from hearthkit.recipes.eo_backbone import export_backbone
+        from hearthkit.recipes.load import load_model_dir
+
+        _, _, prep, model = load_model_dir(folder, self.name)
+        if "backbone" not in prep:
+            from hearthkit.errors import HearthError
+
+            raise HearthError(f"{folder.name} has no pretrained backbone; `hearth export` writes it in hearthkit's "
+                              "format")
+        export_backbone(model, out)
 
     def dataset(self, cfg, prep, entries, reader, train):
         return ChangePatches(cfg, prep["stats"], geo.open_scenes(entries, reader, tuple(cfg.bands)))
