@@ -13,6 +13,7 @@ from hearthkit.cli import evaluate as eval_cmds
 from hearthkit.cli import federate as federate_cmds
 from hearthkit.cli import governance as gov_cmds
 from hearthkit.cli import keys as keys_cmds
+from hearthkit.cli import ledger as ledger_cmds
 from hearthkit.cli import lineage as lineage_cmds
 from hearthkit.cli import monitor as monitor_cmds
 from hearthkit.cli import serve as serve_cmds
@@ -68,6 +69,7 @@ app.command("transcribe", help=transcribe_cmds.transcribe.__doc__ + transcribe_c
 app.command("serve", help=serve_cmds.serve.__doc__ + serve_cmds.EXAMPLE)(serve_cmds.serve_cmd)
 app.add_typer(users_cmds.users_app, name="users")
 app.add_typer(federate_cmds.federate_app, name="federate")  # federated training on Flower (issue 23)
+app.command("ledger", help=ledger_cmds.ledger.__doc__ + ledger_cmds.EXAMPLE)(ledger_cmds.ledger)
 
 
 @app.command(help="Create a workspace: SQLite catalog, content-addressed store, hearth.yaml.\n\n"
