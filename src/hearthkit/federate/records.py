@@ -54,6 +54,15 @@ class Lineage:
         """The union of the restrictions every contribution's manifest carried."""
         return sorted({r for c in self.contributions for r in c["restrictions"]})
 
+    def benefit(self) -> dict[str, dict]:
+        """Per community: samples its site drew for accepted updates and worker-hours by device kind."""
+        out: dict[str, dict] = {}
+        for c in self.contributions:
+            b = out.setdefault(c["community"], {"samples": 0, "worker_hours": {}})
+            b["samples"] += c["samples"]
+            b["worker_hours"][c["device"]] = b["worker_hours"].get(c["device"], 0.0) + c["seconds"] / 3600
+        return dict(sorted(out.items()))
+
     def attribution(self) -> dict[str, list[str]]:
         """Per community, the union of its contributions' attribution."""
         out: dict[str, set[str]] = {}
@@ -84,6 +93,12 @@ def card(lineage: Lineage, cfg, eps: float | None) -> str:
     for c in lineage.contributions:
         lines.append(f"| {c['round']} | {c['site']} | {c['community']} | {c['manifest']} | {c['request']} | "
                      f"{c['samples']} | {c.get('flagged') or ''} |")
+    lines += ["", "## Benefit ledger (per community: samples drawn for the global model, compute at its site)", "",
+              "| community | samples | share | worker-hours |", "|---|---|---|---|"]
+    total = sum(c["samples"] for c in lineage.contributions) or 1
+    for community, b in lineage.benefit().items():
+        hours = ", ".join(f"{v:.4f} {k}" for k, v in b["worker_hours"].items())
+        lines.append(f"| {community} | {b['samples']} | {b['samples'] / total:.0%} | {hours} |")
     lines += ["", "## Privacy", ""]
     if cfg.privacy.clip is None:
         lines.append("No differential privacy (no clipping, no noise).")

@@ -73,6 +73,7 @@ def run_config(site: SiteConfig, spec: RoundSpec, name: str, request_id: int | N
                     "id": request_id},
         "split": site.split.model_dump(), "model": spec.model,
         "train": {"steps": spec.local_steps, "batch_size": spec.batch_size, "lr": spec.lr, "warmup": 0,
+                  "schedule": "constant",  # one schedule per round would restart a decay every round
                   "seed": spec.seed + spec.round, "checkpoint_every": spec.local_steps, "keep_last": 1,
                   "log_every": spec.local_steps, "mlflow": False},
         "launch": {"nproc": 1, "backend": "gloo", "threads_per_worker": site.threads}})
