@@ -358,3 +358,36 @@ def test_hearth_base_commands(ws_cat, tmp_path):
     (folder / "model.safetensors").unlink()
     shown = json.loads(runner.invoke(app, ["base", "show", "nllb-cli", "--json"], env=env).output)
     assert shown["folder_state"].startswith("NOT USABLE") and "changed since it was registered" in shown["folder_state"]
+
+
+def test_export_of_a_base_derived_model_is_a_transformers_folder_with_its_terms(derived, tmp_path, monkeypatch):
+    """The export plumbing around a recipe's `export_hf` hook (here a stand-in writing a tiny GPT-2; the real asr and
+    mt hooks are exercised end to end, with logits compared, in tests/recipes/test_asr_hf.py and test_mt_hf*.py)."""
+    import yaml
+    from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+    from hearthkit.lineage import folder as mf
+    from hearthkit.recipes import get_recipe
+
+    ws, catalog, _, _ = derived
+    torch.manual_seed(0)
+    tiny = GPT2LMHeadModel(GPT2Config(n_embd=8, n_layer=1, n_head=2, vocab_size=16, n_positions=8, bos_token_id=0,
+                                      eos_token_id=0)).eval()
+
+    def export_hf(folder: Path, out: Path) -> None:
+        assert (folder / "model.safetensors").is_file()  # the hook is handed the published folder
+        tiny.save_pretrained(str(out))
+
+    monkeypatch.setattr(get_recipe("lm"), "export_hf", export_hf, raising=False)
+    dest, restrictions = export_model(catalog, "ft", tmp_path / "hf", "research", "team")
+    loaded = AutoModelForCausalLM.from_pretrained(str(dest), local_files_only=True).eval()
+    ids = torch.tensor([[1, 2, 3]])
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, tiny(ids).logits)
+    front = yaml.safe_load((dest / "README.md").read_text().split("---", 2)[1])
+    assert front["library_name"] == "transformers" and front["base_model"] == "facebook/mms-300m"
+    assert json.loads((dest / "hearthkit" / "config.json").read_text())["model"]["base"] == "mms"
+    assert NC in restrictions and NC in (dest / "LICENSE.md").read_text()
+    doc, why = mf.read_signed(dest, ws)  # signed over the transformers weights now in the folder
+    assert why == "" and NC in doc["restrictions"]
+    assert audit.events(catalog, "export")[-1]["data"]["format"] == "transformers"
