@@ -87,6 +87,12 @@ def prepare_langs(cfg: Any, langs: list[str], prep: Path, base_name: str) -> dic
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise HearthError(f"model.base {base_name}: its tokenizer does not load offline "
                           f"({str(exc).strip().splitlines()[0][:150]}); register it with its tokenizer") from None
+    for drop in ("encoder_layerdrop", "decoder_layerdrop"):
+        if getattr(config, drop, 0):
+            # LayerDrop skips whole layers at random, differently on each rank: DDP then waits forever for the
+            # skipped layers' gradients (M2M-100 ships 0.05). Fine-tuning runs without it.
+            setattr(config, drop, 0.0)
+            config.save_pretrained(str(folder))
     next_id = max([config.vocab_size, *(i + 1 for i in _all_ids(tok))])
     table: dict[str, dict] = {}
     for lang in langs:
