@@ -207,12 +207,19 @@ def add_base(catalog: Catalog, path: Path, *, name: str, licence: str, source: s
     labels = tuple(sorted(set(labels)))
     _check_labels(labels)
     training_data = (training_data or "").strip() or None
-    arch = check_base_folder(folder)
-    digest = hash_base_folder(folder)
-    with catalog.session() as s:
+
+    def _may_add(s: Session) -> str:
         actor = _authorised(s, by, owner)
         if s.scalar(select(BaseModelRecord).where(BaseModelRecord.name == name)) is not None:
             raise HearthError(f"a base model named {name!r} is already registered; choose another --name")
+        return actor
+
+    with catalog.session() as s:
+        _may_add(s)  # refuse before reading gigabytes
+    arch = check_base_folder(folder)
+    digest = hash_base_folder(folder)
+    with catalog.session() as s:
+        actor = _may_add(s)  # again, in the writing transaction
         rec = BaseModelRecord(name=name, content_hash=digest, path=str(folder), architecture=arch, licence=licence,
                               source=source, labels=list(labels), training_data=training_data,
                               registered_by=actor, note=note)
