@@ -1,0 +1,47 @@
+"""Who may find what in a spoken-term index: the searcher as a Viewer, and the index items they may access.
+
+The filter runs inside the catalog query (governance/access.py), before any posterior is opened or scored, so an
+item a searcher may not access contributes nothing to a search: no hit, no score, no count.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from hearthkit.catalog.db import Catalog
+from hearthkit.catalog.models import Collection, Community, Item, Membership, Person, Protocol, ProtocolMember
+from hearthkit.governance.access import ANONYMOUS, Viewer, item_visible
+
+
+def viewer_for(catalog: Catalog, name: str | None) -> Viewer:
+    """The access rules' view of the person called NAME; an unknown or missing name is anonymous (the least access)."""
+    if not name:
+        return ANONYMOUS
+    with catalog.session() as s:
+        p = s.scalar(select(Person).where(Person.name == name))
+        if p is None:
+            return ANONYMOUS
+        roles: dict[str, set[str]] = {}
+        for comm, role in s.execute(select(Community.name, Membership.role)
+                                    .join(Membership, Membership.community_id == Community.id)
+                                    .where(Membership.person_id == p.id)):
+            roles.setdefault(comm, set()).add(role)
+        prots = frozenset(s.scalars(select(Protocol.name)
+                                    .join(ProtocolMember, ProtocolMember.protocol_id == Protocol.id)
+                                    .where(ProtocolMember.person_id == p.id)))
+    return Viewer(signed_in=True, communities=frozenset(c for c, r in roles.items() if r),
+                  stewards_of=frozenset(c for c, r in roles.items() if "steward" in r), protocols=prots, name=name)
+
+
+def searchable(catalog: Catalog, viewer: Viewer, item_ids: list[int]) -> set[int]:
+    """Those of ITEM_IDS that VIEWER may access today (withdrawn items only for their stewards)."""
+    if not item_ids:
+        return set()
+    dialect = catalog.engine.dialect.name
+    out: set[int] = set()
+    with catalog.session() as s:
+        for b in range(0, len(item_ids), 5000):  # keep IN lists within what every database accepts
+            chunk = item_ids[b:b + 5000]
+            out.update(s.scalars(select(Item.id).join(Collection, Collection.id == Item.collection_id)
+                                 .where(Item.id.in_(chunk), item_visible(viewer, dialect))))
+    return out

@@ -1,0 +1,226 @@
+"""A spoken-term index of one collection: the CTC posteriorgram and 1-best of every item, built by a governed run.
+
+Building: the policy computes a manifest for the request (purpose, requester, collection) exactly as for training;
+the governed reader reads only its items (hash-verified, each read logged); the asr model is a governed use. Each
+item's posteriorgram (float16 log-probabilities, 40 ms frames) and 1-best are one store object: the collection's
+words in another form, so a restricted collection's objects are sealed with its data key like its audio.
+`index.json` (written last, atomically) names the objects; without it there is no index.
+
+Searching: the searcher's access is decided in the catalog query first (governance/search.py); only the items they
+may access are opened and scored.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from sqlalchemy import select
+
+from hearthkit.catalog.db import Catalog
+from hearthkit.catalog.models import Collection
+from hearthkit.errors import HearthError
+from hearthkit.recipes.kws.score import Posteriorgram
+
+FRAME_S = 0.04  # the asr model's output frame (two stride-2 convolutions over 10 ms features)
+FORMAT = 1
+
+
+@dataclass
+class IndexedItem:
+    """One item of an index: its catalog id and name, the store object of its posteriors, offset in its recording."""
+
+    item_id: int
+    external_id: str
+    obj: str
+    frames: int
+    source: str | None = None  # recording a segment was cut from (ELAN/TextGrid imports)
+    offset_s: float = 0.0
+
+
+def _pack(logp: np.ndarray, text: str, item: str) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, logp=logp.astype(np.float16), text=np.array(text), item=np.array(item))
+    return buf.getvalue()
+
+
+def _unpack(data: bytes) -> tuple[np.ndarray, str]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return z["logp"].astype(np.float32), str(z["text"])
+
+
+@torch.no_grad()
+def item_posteriors(loaded, wavs: list[np.ndarray], beam: int | None = None) -> list[tuple[np.ndarray, str]]:
+    """(log-posteriors (T, V), 1-best text) of each 16 kHz waveform, decoded as the model's config says."""
+    from hearthkit.data.features import log_mel
+    from hearthkit.recipes.asr import decode as ctc
+    from hearthkit.recipes.asr.recipe import load_scorer
+
+    cfg, tok = loaded.cfg, loaded.prep["tokenizer"]
+    dec = cfg.decode
+    width = dec.beam if beam is None else beam
+    scorer = load_scorer(cfg, loaded.prep) if width > 1 else None
+    out = []
+    for wav in wavs:
+        feats = log_mel(torch.from_numpy(np.ascontiguousarray(wav)), 16000, cfg.n_mels)
+        logp, lens = loaded.model(feats[None], torch.tensor([len(feats)]))
+        lp = logp[0, : int(lens[0])]
+        if width == 1:
+            text = tok.decode(ctc.greedy(lp))
+        else:
+            text = ctc.prefix_beam_search(lp, tok.piece, width, scorer, dec.lm.weight,
+                                          dec.lm.bonus if scorer is not None else 0.0)
+        out.append((lp.float().numpy(), text))
+    return out
+
+
+def build_index(catalog: Catalog, ws, name: str, collection: str, served, purpose: str, requester: str,
+                beam: int | None = None, progress: Callable[[int, int], None] | None = None,
+                only: set[str] | None = None) -> dict:
+    """Index COLLECTION with the asr model SERVED (already checked for this use) under WS/indexes/NAME; ONLY
+    (external ids) narrows it to some of the permitted items."""
+    from hearthkit.data.loader import GovernedReader
+    from hearthkit.governance import audit
+    from hearthkit.governance.manifest import Request
+    from hearthkit.governance.policy import compute_manifest
+    from hearthkit.ingest.audio import decode
+    from hearthkit.recipes.load import open_model
+    from hearthkit.store.vault import workspace_store
+    from hearthkit.transcribe.formats import write_atomic
+
+    if not name or "/" in name or name.startswith("."):
+        raise HearthError(f"index name {name!r}: use letters, digits, - and _")
+    with catalog.session() as s:
+        coll = s.scalar(select(Collection).where(Collection.name == collection))
+        if coll is None:
+            raise HearthError(f"collection {collection!r} is not in this workspace; see `hearth data ls`")
+        seal_to = (coll.name, coll.community)
+        restricted = coll.restricted
+    loaded = open_model(served.folder, "asr")
+    tok = loaded.prep["tokenizer"]
+    if getattr(loaded.cfg, "base", None):
+        raise HearthError(f"model {served.name}: spoken-term search needs hearthkit's own CTC models (conformer or "
+                          "bigru); a fine-tuned pretrained base is not supported yet")
+    if type(tok).__name__ != "CharTokenizer":
+        raise HearthError(f"model {served.name}: spoken-term search needs a character-unit asr model "
+                          "(model.units: chars), so that words it never saw can be searched")
+    manifest = compute_manifest(catalog, Request(purpose=purpose, requester=requester, collections=(collection,),
+                                                 as_of=date.today().isoformat()))
+    entries = [e for e in manifest.included if e.get("kind", "audio") == "audio"
+               and (only is None or e["external_id"] in only)]
+    if not entries:
+        reasons = ", ".join(f"{k}: {n}" for k, n in manifest.excluded_counts().items()) or "it holds no audio"
+        raise HearthError(f"collection {collection}: no item may be indexed for {purpose} by {requester} "
+                          f"({reasons}); nothing was written")
+    folder = ws.root / "indexes" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    mhash = manifest.write(folder / "manifest.json")
+    store = workspace_store(ws)
+    # Derived data is sealed like its source: when the collection is restricted or any of its audio is sealed
+    # (a protocol or label sealed it), every object of the index is (the most restricted reading).
+    seal_for = seal_to if restricted or any(store.is_sealed(e["content_hash"]) for e in entries) else None
+    reader = GovernedReader(store, entries, access_log=folder / "access.jsonl")
+    items: list[IndexedItem] = []
+    for k, e in enumerate(entries):
+        wav = decode(reader.read(e["content_hash"]), 16000)
+        [(lp, text)] = item_posteriors(loaded, [wav], beam)
+        digest = store.put(_pack(lp, text, e["external_id"]), seal_for=seal_for)
+        meta = e.get("meta") or {}
+        items.append(IndexedItem(e["item_id"], e["external_id"], digest, len(lp), meta.get("source_recording"),
+                                 float(meta.get("start_s") or 0.0)))
+        if progress:
+            progress(k + 1, len(entries))
+    doc = {"format": FORMAT, "name": name, "collection": collection, "model": served.name, "purpose": purpose,
+           "requester": requester, "manifest": mhash, "units": list(tok.chars), "frame_s": FRAME_S,
+           "sealed": seal_for is not None, "restrictions": manifest.restrictions,
+           "built_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
+           "items": [vars(i) for i in items]}
+    write_atomic(folder / "index.json", json.dumps(doc, ensure_ascii=False, indent=1))
+    with catalog.session() as s:
+        audit.append(s, "manifest", requester, index=name, manifest=mhash, collection=collection, purpose=purpose)
+        audit.append(s, "data_access", requester, index=name, manifest=mhash, phase="kws-index", items=len(items))
+    return doc
+
+
+class SpokenIndex:
+    """An index opened for searching: its items' posteriors are loaded (decrypted in memory) only when asked."""
+
+    def __init__(self, folder: Path):
+        path = folder / "index.json"
+        try:
+            self.doc = json.loads(path.read_text(encoding="utf-8"))
+            self.items = [IndexedItem(**i) for i in self.doc["items"]]
+            self.units = self.doc["units"]
+        except FileNotFoundError:
+            raise HearthError(f"{folder}: no spoken-term index here (no index.json); build one with "
+                              "`hearth search-index COLLECTION --asr MODEL --index NAME`") from None
+        except (ValueError, KeyError, TypeError):
+            raise HearthError(f"{path}: not a hearthkit spoken-term index; build it again") from None
+        self.folder = folder
+        self.index = {c: i + 1 for i, c in enumerate(self.units)}
+        self._loaded: tuple[frozenset[int], Posteriorgram, list[IndexedItem], list[str]] | None = None
+
+    def units_of(self, term: str) -> list[int]:
+        """Unit ids of TERM, normalised as the model writes; a character it has no unit for is one clear line."""
+        from hearthkit.recipes.asr.tokenizer import CharTokenizer
+
+        norm = CharTokenizer.normalise(term)
+        if not norm:
+            raise HearthError(f"search term {term!r} has no letters to search for")
+        missing = sorted({c for c in norm if c not in self.index})
+        if missing:
+            raise HearthError(f"search term {term!r}: the index's model writes no {', '.join(map(repr, missing))}; "
+                              "spell the term as its transcripts do")
+        return [self.index[c] for c in norm]
+
+    def load(self, store, allowed: set[int]) -> tuple[Posteriorgram, list[IndexedItem], list[str]]:
+        """The posteriorgram of the ALLOWED items (decrypted in memory), their records and their 1-best texts."""
+        key = frozenset(allowed)
+        if self._loaded is None or self._loaded[0] != key:
+            chosen = [i for i in self.items if i.item_id in allowed]
+            logps, texts = [], []
+            for i in chosen:
+                lp, text = _unpack(store.get(i.obj))
+                logps.append(lp)
+                texts.append(text)
+            space = self.index.get(" ")
+            self._loaded = (key, Posteriorgram(logps, space, len(self.units) + 1), chosen, texts)
+        return self._loaded[1], self._loaded[2], self._loaded[3]
+
+    def search(self, store, allowed: set[int], term: str, limit: int = 20, per_item: int = 3,
+               floor: float = 0.01) -> list[dict]:
+        """Hits of TERM among the ALLOWED items, best first: item, times (in the item and its recording), score."""
+        units = self.units_of(term)
+        gram, chosen, _ = self.load(store, allowed)
+        frame = float(self.doc.get("frame_s", FRAME_S))
+        out = []
+        for h in gram.search(units, per_item=per_item, floor=floor)[:limit]:
+            it = chosen[h.item]
+            start, end = round(h.start * frame, 2), round(h.end * frame, 2)
+            out.append({"item_id": it.item_id, "item": it.external_id, "start_s": start, "end_s": end,
+                        "recording": it.source, "recording_start_s": round(it.offset_s + start, 2),
+                        "score": round(h.score, 4)})
+        return out
+
+    def text_search(self, store, allowed: set[int], term: str) -> list[dict]:
+        """The 1-best baseline: ALLOWED items whose 1-best transcript holds TERM as whole words (score 1)."""
+        from hearthkit.recipes.asr.tokenizer import CharTokenizer
+
+        norm = CharTokenizer.normalise(term)
+        _, chosen, texts = self.load(store, allowed)
+        return [{"item_id": it.item_id, "item": it.external_id, "score": 1.0}
+                for it, t in zip(chosen, texts, strict=True) if norm and f" {norm} " in f" {t} "]
+
+
+def open_index(ws, name: str) -> SpokenIndex:
+    """The index NAME of workspace WS (or a folder path)."""
+    folder = Path(name)
+    if not (folder / "index.json").is_file():
+        folder = ws.root / "indexes" / name
+    return SpokenIndex(folder)
