@@ -115,3 +115,30 @@ def test_unknown_language_and_wrong_architecture_are_refused_in_one_line(tmp_pat
         prepare_langs(MTConfig(pairs=["es-nah"], base="tiny"), ["es", "nah"], tmp_path / "prep2", "tiny")
     with pytest.raises(ValueError, match="subword_alpha"):
         MTConfig(base="tiny", subword_alpha=0.1)
+
+
+@torch.no_grad()
+def test_lora_stores_adapters_only_and_base_plus_adapters_reproduce_the_logits(tmp_path):
+    from hearthkit.recipes.hf import LoraSettings, export_hf
+
+    cfg, prep = prepared("mbart", tmp_path, lora=LoraSettings(r=2, target_modules=["q_proj", "v_proj"]))
+    model = RECIPE.build_model(cfg, {"hf": prep})
+    sd = model.state_dict()
+    assert sd and all("lora_" in k for k in sd)
+    for p in model.parameters():  # adapters moved away from their zero start, as training would
+        if p.requires_grad:
+            p.add_(torch.randn_like(p) * 0.1)
+    sd = model.state_dict()
+    full = sum(p.numel() for p in model.parameters())
+    assert sum(v.numel() for v in sd.values()) < 0.1 * full
+    again = RECIPE.build_model(cfg, {"hf": prep})  # the base from its registered folder, then the adapters
+    again.load_state_dict(sd)
+    src, tgt = torch.tensor([prep.source("hola", "es", "nah", 40)]), torch.tensor([prep.target("in", "nah", 40)])
+    model.eval(), again.eval()
+    assert torch.equal(model(src, tgt), again(src, tgt))
+    from transformers import AutoModelForSeq2SeqLM
+
+    merged = AutoModelForSeq2SeqLM.from_pretrained(str(export_hf(model, tmp_path / "out")), local_files_only=True)
+    merged.eval()
+    got = merged(input_ids=src, attention_mask=torch.ones_like(src), decoder_input_ids=tgt).logits
+    assert torch.allclose(got, model(src, tgt), atol=1e-5)

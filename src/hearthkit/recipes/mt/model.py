@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import nn
 
 from hearthkit.engine.dropout import Dropout
+from hearthkit.recipes.hf import LoraSettings
 
 
 class MTConfig(BaseModel):
@@ -72,6 +73,12 @@ class MTConfig(BaseModel):
         None, description="With base: a language the base knows whose code embedding starts each NEW language's "
         "code (one for all, e.g. es, or per language, e.g. {nah: es}). M2M-100/NLLB/mBART need it for a language "
         "they do not know; T5 tags start from the mean embedding without it.")
+    lora: LoraSettings | None = Field(None, description="With base: low-rank adapters (peft) instead of full "
+                                      "fine-tuning; the run stores adapter weights only, the base is read from its "
+                                      "registered folder. T5 names its projections q and v (target_modules: [q, v]). "
+                                      "The embeddings stay frozen: new language codes keep their starting values.")
+    gradient_checkpointing: bool = Field(False, description="With base: recompute each block's activations in the "
+                                         "backward pass (less memory, more compute).")
 
     @model_validator(mode="after")
     def _base_uses_its_tokenizer(self) -> MTConfig:

@@ -247,9 +247,15 @@ class MTRecipe(Recipe):
 
     def build_model(self, cfg: MTConfig, prep: dict) -> nn.Module:
         if "hf" in prep:
-            from hearthkit.recipes.mt.hf_model import HFSeq2Seq
+            from hearthkit.recipes.mt.hf_model import HFSeq2Seq, initialise_from_base
 
-            return HFSeq2Seq(cfg, prep["hf"])
+            model = HFSeq2Seq(cfg, prep["hf"])
+            if cfg.gradient_checkpointing:
+                model.gradient_checkpointing()
+            if cfg.lora is not None:  # adapters go onto the base's weights, which are not saved with the run
+                initialise_from_base(model, prep["hf"])
+                model.use_lora(cfg.lora)
+            return model
         return Seq2Seq(cfg, len(prep["vocab"]), PAD)
 
     def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
@@ -257,7 +263,7 @@ class MTRecipe(Recipe):
         return super().init_from_parent(model, parent_dir, prep)
 
     def initialise(self, model: nn.Module, cfg: MTConfig, prep: dict) -> None:
-        if "hf" in prep and not getattr(model, "from_parent", False):
+        if "hf" in prep and cfg.lora is None and not getattr(model, "from_parent", False):
             from hearthkit.recipes.mt.hf_model import initialise_from_base
 
             print(initialise_from_base(model, prep["hf"]), flush=True)
