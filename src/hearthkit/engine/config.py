@@ -6,7 +6,7 @@ import difflib
 import re
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -66,6 +66,9 @@ class TrainConfig(BaseModel):
     warmup: int = Field(50, ge=0, description="Linear warm-up steps before the schedule.")
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="Final learning rate as a share of the peak.")
     grad_clip: float = Field(1.0, ge=0, description="Clip the global gradient norm to this (0: no clipping).")
+    layer_decay: float = Field(1.0, gt=0, le=1, description="Layer-wise learning-rate decay for pretrained bases: "
+                               "block i of n learns at lr * layer_decay^(n+1-i), the new head at lr, embeddings "
+                               "and feature encoder lowest; 1 = one rate for all (models without blocks ignore it).")
     parallel: Literal["ddp", "fsdp2"] = Field(
         "ddp", description="Data parallelism: ddp (replicated weights) or fsdp2 (sharded weights, for large models).")
     precision: Literal["auto", "bf16", "fp32"] = Field(
@@ -134,6 +137,21 @@ class LaunchConfig(BaseModel):
     threads_per_worker: int = Field(1, gt=0, description="Torch intra-op threads per worker.")
 
 
+class DataConfig(BaseModel):
+    """How training batches reach the model: a DataLoader over the governed reader (engine/dataloading.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+    workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="Data-loader processes per training worker, reading, decrypting and featurising ahead "
+        "of the step; 0 = in the training process. auto = up to 4 per GPU from the cores a rank may use, 0 on CPU. "
+        "Batches are the same for any value (each batch's random draws are seeded from seed, step and rank).")
+    prefetch: int = Field(2, gt=0, description="Micro-batches each data-loader process prepares ahead.")
+    pin_memory: bool | Literal["auto"] = Field(
+        "auto", description="Page-locked batches for asynchronous copies to the GPU; auto = on a GPU.")
+    compile_dynamic: bool = Field(True, description="With train.compile, mark the length dimension of each batch "
+                                  "tensor dynamic from the first step: one compiled graph for every length.")
+
+
 class RunConfig(BaseModel):
     """A training run: request, recipe and model, split, loop, launch."""
 
@@ -146,6 +164,7 @@ class RunConfig(BaseModel):
     model: dict[str, Any] = Field(default_factory=dict, description="Recipe model settings.")
     train: TrainConfig = TrainConfig()
     launch: LaunchConfig = LaunchConfig()
+    data: DataConfig = DataConfig()
 
     @model_validator(mode="after")
     def _validation_on_replicated_weights(self) -> RunConfig:

@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,9 @@ from torch import nn
 from torch.distributed.elastic.multiprocessing.errors import record
 
 from hearthkit.data.loader import GovernedReader
-from hearthkit.engine import checkpoint, preempt, stop
+from hearthkit.engine import checkpoint, dataloading, preempt, stop
 from hearthkit.engine.config import RunConfig
-from hearthkit.engine.faults import AtomicErrorHandler, RankLog, die_with_parent, inject
+from hearthkit.engine.faults import STOP_ENV, AtomicErrorHandler, RankLog, attempt, die_with_parent, inject
 from hearthkit.engine.metrics import Meter, peak_tflops
 from hearthkit.engine.optim import build_optimizer, build_scheduler
 from hearthkit.engine.parallel import (
@@ -55,8 +56,7 @@ class Loop:
 
     recipe: Recipe
     model: nn.Module
-    data: torch.utils.data.Dataset
-    sampler: StepSampler
+    batches: Iterator[dict]  # this rank's micro-batches in order, from the data loader (dataloading.py)
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     cfg: RunConfig
@@ -70,8 +70,8 @@ class Loop:
         total = torch.zeros((), device=self.device)
         counts: dict[str, float] = {}
         for micro in range(t.grad_accum):
-            batch = self.recipe.collate([self.data[i] for i in self.sampler.indices(step * t.grad_accum + micro)])
-            batch = {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch = next(self.batches)  # micro-batch step x grad_accum + micro, prepared ahead by the loader
+            batch = dataloading.to_device(batch, self.device, t.compile and self.cfg.data.compile_dynamic)
             with grad_sync(self.model, micro == t.grad_accum - 1):
                 with autocast(t, self.device):
                     loss, stats = self.recipe.loss(self.model, batch)
@@ -85,8 +85,8 @@ class Loop:
         self.sched.step()
         return total, counts
 
-    def run(self, step: int, meter: Meter, log: RankLog, ctl: dist.ProcessGroup | None) -> bool:
-        """STEP with its bookkeeping (metrics, rank log, test faults); return whether the group stops after it."""
+    def run(self, step: int, meter: Meter, log: RankLog) -> None:
+        """STEP with its bookkeeping (metrics, rank log, test faults); the caller's StopVote decides on stopping."""
         try:
             loss, stats = self.step(step)
         except RuntimeError as exc:
@@ -98,11 +98,15 @@ class Loop:
         done = step + 1
         log.step = done
         log.write(f"step {done} done")
-        if inject(log.rank, done, log):
-            stop.request()
+        inject(log.rank, done, log)  # test faults; a test's stop request is made below, a step early
         if done % self.cfg.train.log_every == 0 or done == self.cfg.train.steps:
             meter.report(done, self.sched.get_last_lr()[0])
-        return stop.should_stop(ctl)
+
+
+def stop_hook_due(rank: int, step: int) -> bool:
+    """Test-only: whether $HEARTH_TEST_STOP (RANK:S) asks the group to stop after STEP. The request is made when
+    step S-1 ends, because the group's vote on stopping arrives one step after it is cast (preempt.StopVote)."""
+    return os.environ.get(STOP_ENV) == f"{rank}:{step}" and attempt() == 0
 
 
 def load_data(run_dir: Path, spec: dict, cfg: RunConfig, recipe: Recipe, mcfg, prep: dict, rank: int):
@@ -202,16 +206,25 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
                    "differ from an uninterrupted run")
     if (warning := t.average_warning()) is not None:
         say(warning, log)
-    loop = Loop(recipe, model, data, sampler, opt, sched, cfg, device)
+    workers = dataloading.resolve_workers(cfg.data, device, cfg.launch.nproc)
+    batches = dataloading.StepBatches(data, sampler, recipe.collate, t.seed, rank)
+    feed = iter(dataloading.loader(batches, start * t.grad_accum, t.steps * t.grad_accum, cfg.data, device, workers))
+    log.write(f"data: {workers} loader workers, prefetch {cfg.data.prefetch if workers else 0} per worker")
+    loop = Loop(recipe, model, feed, opt, sched, cfg, device)
     watch = preempt.PreemptWatch.from_env()  # SLURM USR1 / k8s TERM -> checkpoint, exit for requeue
+    vote = preempt.StopVote(watch, sides.host)  # stop and preemption flags, agreed a step late without blocking
+    if stop_hook_due(rank, start + 1):
+        stop.request()
+    vote.cast()  # decided after the first step
     warmup_steps = 5 if t.compile else 1  # compilation may take a few steps (new shapes); then the short timeout
     done = start
     halt = preempted = False
     for step in range(start, t.steps):
-        halt = loop.run(step, meter, log, sides.host)
-        preempted = watch.should_stop(sides.host)
-        halt = halt or preempted
+        loop.run(step, meter, log)
         done = step + 1
+        if stop_hook_due(rank, done + 1):
+            stop.request()
+        halt, preempted = vote.decide()
         if done == min(start + warmup_steps, t.steps):
             end_warmup(cfg.launch)
         if done % t.checkpoint_every == 0 or done == t.steps or halt:
@@ -221,12 +234,14 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
             if valid is not None:  # ranks' shares take uneven time: the checkpoint timeout covers it
                 meter.report_valid(done, valid_loss(recipe, unwrap(model), valid, t, device, sides.files))
         if preempted and done < t.steps:
+            vote.drain()
             if tracker is not None:
                 tracker.close("KILLED")
             watch.exit_for_requeue(rank, done)
         if halt:
             say(f"stopping at step {done} as asked; the checkpoint holds everything to resume", log)
             break
+    vote.drain()  # the vote cast after the last step: every rank waits on it, so the group stays in step
     status = "stopped" if halt and done < t.steps else "finished"
     if status == "finished":
         if t.average_last > 1:
