@@ -1,8 +1,14 @@
 """OSCD change benchmark: train `change` on 10 cities through the governed pipeline, score 4 held-out cities.
 
-Prints per-city and overall F1 / precision / recall / IoU of the change class, next to a trivial baseline in
-the same run (|after - before| band-difference magnitude, normalised with training statistics, threshold
-chosen on the training cities), the ratio, training wall time, and `hearth monitor` throughput on one city.
+Prints per-city and overall F1 / precision / recall / IoU of the change class, next to baselines scored by the
+same code in the same run: |after - before| band-difference magnitude (threshold fitted on the training cities),
+and two that need no labels at all, change-vector analysis + Otsu and IR-MAD + Otsu (issue 24); expected
+calibration error on the held-out cities before/after the validation-fitted calibration, whether each city's
+90 % changed-area interval covers its true changed area, training wall time, and `hearth monitor` throughput.
+
+Ablations (issue 24): `--validation-only` trains with `--no-eval` (the held-out cities are never read) and
+reports the validation strips' F1 (`--tta-ablation`: for test-time augmentation 1/2/4/8); the settings are
+fixed from those, then one run without `--validation-only` scores the held-out cities once.
 
 Usage: .venv/bin/python bench/oscd_change.py [--data ../shared/data/oscd] [--steps 500] [--out bench/out/oscd]
 Re-running with the same --out resumes the finished run (training is skipped) and repeats the scoring.
@@ -34,14 +40,15 @@ def hearth(*args: str, ws: Path) -> str:
     return proc.stdout
 
 
-def config(steps: int, path: Path, pos_fraction: float, pos_weight: float, jitter: float) -> Path:
+def config(steps: int, path: Path, pos_fraction: float, pos_weight: float, jitter: float, name: str = "oscd-change",
+           normalise: str = "training", tta: int = 1) -> Path:
     import yaml
 
-    cfg = {"name": "oscd-change", "recipe": "change",
+    cfg = {"name": name, "recipe": "change",
            "request": {"purpose": "research", "requester": "bench", "collections": ["oscd"]},  # judged today
            "split": {"by": "scene", "test_values": TEST_CITIES},
            "model": {"width": 16, "depth": 4, "fusion": "diff", "patch": 64, "pos_fraction": pos_fraction,
-                     "pos_weight": pos_weight, "jitter": jitter,
+                     "pos_weight": pos_weight, "jitter": jitter, "normalise": normalise, "tta": tta,
                      "val_fraction": 0.2, "tile": 256, "margin": 16, "patches_per_epoch": 4096},
            "train": {"steps": steps, "batch_size": 8, "lr": 0.003, "warmup": 30, "checkpoint_every": 100,
                      "log_every": 25},
@@ -93,7 +100,111 @@ def baseline(ws: Path, run_dir: Path) -> dict:
     return {"threshold": th, "train_f1": float(max(f1s)), "per_city": per, "overall": scores(*tot)}
 
 
-def raw_forward_seconds(ws: Path, city: Path) -> float:
+def _scenes(ws: Path, run_dir: Path, part: str, bands: list[str]):
+    """The run's training or test scenes, opened through the governed reader (its manifest only)."""
+    from hearthkit.data import geo
+    from hearthkit.data.loader import GovernedReader
+    from hearthkit.governance.manifest import Manifest
+    from hearthkit.store.cas import ContentStore
+
+    man = Manifest.read(run_dir / "manifest.json")
+    ids = set(json.loads((run_dir / "split.json").read_text())[part])
+    entries = [e for e in man.included if e["item_id"] in ids]
+    return geo.open_scenes(entries, GovernedReader(ContentStore(ws / "store"), entries), tuple(bands))
+
+
+def _model(run_dir: Path):
+    """(config, prep, model) of a finished run, from its final weights (calibration included when fitted)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from hearthkit.recipes import get_recipe
+
+    torch.set_num_threads(1)  # as the engine's evaluation: on a busy machine more threads are slower
+    recipe = get_recipe("change")
+    cfg = recipe.ModelConfig.model_validate(json.loads((run_dir / "run.json").read_text())["config"]["model"])
+    prep = recipe.load_prep(run_dir / "prep")
+    model = recipe.build_model(cfg, prep)
+    model.load_state_dict(load_file(str(run_dir / "final" / "model.safetensors")))
+    return cfg, prep, model.eval()
+
+
+def validation_tta(ws: Path, run_dir: Path, ttas=(1, 2, 4, 8)) -> dict:
+    """Best-threshold F1 on the training cities' validation strips for each test-time augmentation."""
+    from hearthkit.data import geo
+    from hearthkit.recipes.change.recipe import THRESHOLDS, confusion, f1_of
+
+    mcfg, prep, model = _model(run_dir)
+    scenes = _scenes(ws, run_dir, "train", prep["bands"])
+    out = {}
+    for n in ttas:
+        cfg = mcfg.model_copy(update={"tta": n})
+        counts = np.zeros((len(THRESHOLDS), 4), np.int64)
+        for sc in scenes:
+            r = geo.train_rows(sc, cfg.val_fraction, cfg.patch)
+            if r < sc.shape[0]:
+                counts += confusion(model, sc, prep["stats"], cfg, THRESHOLDS, (r, sc.shape[0]))
+        f1 = f1_of(counts)
+        out[n] = {"validation_f1": float(f1.max()), "threshold": float(THRESHOLDS[int(f1.argmax())])}
+        print(f"tta {n}: validation F1 {f1.max():.4f}", flush=True)
+    return out
+
+
+def unsupervised(ws: Path, run_dir: Path, bands: list[str]) -> dict:
+    """CVA + Otsu and IR-MAD + Otsu per held-out city (no labels, no training), scored like the model."""
+    from hearthkit.data import geo
+    from hearthkit.evaluate.pixel import METRICS
+    from hearthkit.recipes.change.unsupervised import scene_change
+
+    res = {}
+    for method in ("cva", "irmad"):
+        records = []
+        for sc in _scenes(ws, run_dir, "test", bands):
+            pred, covered = scene_change(sc, method)
+            y = sc.read_labels("mask", geo.full_window(sc))[covered] > 0
+            p = pred[covered]
+            records.append({"scene": sc.name, "tp": int((p & y).sum()), "fp": int((p & ~y).sum()),
+                            "fn": int((~p & y).sum())})
+        score = {k: METRICS[k] for k in ("f1", "precision", "recall", "iou")}
+        res[method] = {"per_city": {r["scene"]: {k: f([r]) for k, f in score.items()} for r in records},
+                       "overall": {k: f(records) for k, f in score.items()}}
+    return res
+
+
+def held_out_uncertainty(ws: Path, run_dir: Path) -> dict:
+    """On the held-out cities: ECE before/after the validation-fitted calibration, reliability, and whether
+    each city's 90 % changed-area interval covers its true changed area."""
+    from hearthkit.evaluate.calibration import apply_platt, ece, reliability
+    from hearthkit.monitor.figures import row_areas_m2
+    from hearthkit.monitor.uncertainty import BLOCK, AreaUncertainty
+    from hearthkit.recipes.change.recipe import predict_tiles
+
+    cfg, prep, model = _model(run_dir)
+    cal = prep.get("calibration")
+    probs, labels, cities = [], [], {}
+    for sc in _scenes(ws, run_dir, "test", prep["bands"]):
+        acc = AreaUncertainty(int(np.gcd(BLOCK, cfg.tile)))
+        true_m2 = 0.0
+        for core, raw, covered in predict_tiles(model, sc, prep["stats"], cfg):
+            y = sc.read_labels("mask", core) > 0
+            areas = row_areas_m2(sc.grid, int(core.row_off), raw.shape[0])[:, None]
+            acc.add(apply_platt(raw, cal), covered, areas, int(core.row_off), int(core.col_off))
+            true_m2 += float((areas * (y & covered)).sum())
+            probs.append(raw[covered])
+            labels.append(y[covered])
+        lo, hi = acc.interval(0.9)
+        nlo, nhi = acc.interval(0.9, independent=True)
+        cities[sc.name] = {"true_ha": true_m2 / 1e4, "expected_ha": acc.expected_m2 / 1e4,
+                           "interval_ha": [float(lo) / 1e4, float(hi) / 1e4], "covers": bool(lo <= true_m2 <= hi),
+                           "independent_interval_ha": [float(nlo) / 1e4, float(nhi) / 1e4]}
+    p, y = np.concatenate(probs), np.concatenate(labels)
+    q = apply_platt(p, cal)
+    return {"calibration": cal, "ece_before": ece(p, y), "ece_after": ece(q, y),
+            "reliability_before": reliability(p, y), "reliability_after": reliability(q, y),
+            "area_interval": cities}
+
+
+def raw_forward_seconds(ws: Path, city: Path, name: str) -> float:
     """Baseline for monitor throughput: the model's forward passes alone over the same tiles, inputs pre-read."""
     import torch
 
@@ -103,7 +214,7 @@ def raw_forward_seconds(ws: Path, city: Path) -> float:
     from hearthkit.workspace import open_workspace
 
     w = open_workspace(ws)
-    lm = load_model(w, Catalog.open(w.db_url), "oscd-change", "research")
+    lm = load_model(w, Catalog.open(w.db_url), name, "research")
     bands = lm.prep["bands"]
     sc = geo.Scene(city.name, open_date(city / "imgs_1", bands), open_date(city / "imgs_2", bands))
     inputs = []
@@ -127,6 +238,14 @@ def main() -> None:
     ap.add_argument("--pos-fraction", type=float, default=0.5)
     ap.add_argument("--pos-weight", type=float, default=3.0)
     ap.add_argument("--jitter", type=float, default=0.0)
+    ap.add_argument("--name", default="oscd-change", help="Run name (several runs share one workspace).")
+    ap.add_argument("--normalise", default="training", choices=["training", "per_date"])
+    ap.add_argument("--tta", type=int, default=1, choices=[1, 2, 4, 8])
+    ap.add_argument("--tta-ablation", action="store_true", help="With --validation-only: validation F1 for TTA "
+                                                                    "1, 2, 4, 8.")
+    ap.add_argument("--skip-monitor", action="store_true", help="Leave out the `hearth monitor` throughput part.")
+    ap.add_argument("--validation-only", action="store_true",
+                    help="Ablation: train with --no-eval and report the validation strips only (no held-out read).")
     args = ap.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"{args.data}: OSCD not found (see ../shared/data/README.md)")
@@ -136,39 +255,65 @@ def main() -> None:
     if not (ws / "hearth.yaml").is_file():
         hearth("init", str(ws), ws=ws)
     print(hearth("data", "import-geotiff", str(args.data), "--layout", "oscd", ws=ws))
-    cfg = config(args.steps, out / "oscd-change.yaml", args.pos_fraction, args.pos_weight, args.jitter)
+    cfg = config(args.steps, out / f"{args.name}.yaml", args.pos_fraction, args.pos_weight, args.jitter, args.name,
+                 args.normalise, args.tta)
     commercial = hearth("plan", str(cfg), "--set", "request.purpose=commercial", ws=ws)
     print(commercial)
-    run_dir = ws / "runs" / "oscd-change"
-    timing = out / "train_time.json"
+    run_dir = ws / "runs" / args.name
+    timing = out / f"train_time-{args.name}.json"
     t0 = time.perf_counter()
-    train_out = hearth("train", str(cfg), ws=ws)
+    model_dir = ws / "models" / args.name
+    if (model_dir / "evaluation.json").is_file() and not args.validation_only:
+        train_out = "already evaluated: re-scoring from its evaluation.json (the held-out cities are scored once)"
+    elif (model_dir / "model.safetensors").is_file() and not args.validation_only:
+        train_out = hearth("eval", args.name, ws=ws)  # chosen on validation, trained with --no-eval: score it now
+    else:
+        train_out = hearth("train", str(cfg), *(["--no-eval"] if args.validation_only else []), ws=ws)
     print(train_out)
+    if args.validation_only:  # --no-eval fits nothing: the same best-threshold F1 as `calibrate`, computed here
+        wall = time.perf_counter() - t0
+        res = {"name": args.name, "steps": args.steps, "normalise": args.normalise, "tta": args.tta,
+               "train_wall_s": wall, "log": [json.loads(x) for x in (run_dir / "metrics.jsonl").open()][-1]}
+        res["validation"] = validation_tta(ws, run_dir, (1, 2, 4, 8) if args.tta_ablation else (args.tta,))
+        (out / f"validation-{args.name}.json").write_text(json.dumps(res, indent=1))
+        print(json.dumps(res, indent=1))
+        return
     if not timing.is_file():
         timing.write_text(json.dumps({"train_and_eval_s": time.perf_counter() - t0}))
     wall = json.loads(timing.read_text())["train_and_eval_s"]
-    ev = json.loads((ws / "models" / "oscd-change" / "evaluation.json").read_text())
+    ev = json.loads((model_dir / "evaluation.json").read_text())
     model = {r["group"]: {k: r[k] for k in ("f1", "precision", "recall", "iou")} for r in ev["rows"]}
     base = baseline(ws, run_dir)
     threshold = json.loads((run_dir / "prep" / "threshold.json").read_text())
+    unsup = unsupervised(ws, run_dir, threshold.get("bands") or ["B02", "B03", "B04", "B08"])
+    uncertainty = held_out_uncertainty(ws, run_dir)
+    log = [json.loads(x) for x in (run_dir / "metrics.jsonl").open()]
+    result = {"name": args.name, "test_cities": TEST_CITIES, "steps": args.steps, "train_and_eval_wall_s": wall,
+              "training_log_s": {"first_step": log[0]["step"], "last_step": log[-1]["step"],
+                                 "seconds_between": log[-1]["time"] - log[0]["time"]},
+              "threshold": {k: v for k, v in threshold.items() if k != "calibration"},
+              "validation_calibration": threshold.get("calibration"), "model": model, "baseline": base,
+              "unsupervised": unsup, "held_out_uncertainty": uncertainty, "gaps": ev.get("gaps")}
+    (out / f"result-{args.name}.json").write_text(json.dumps(result, indent=1))
+    if args.skip_monitor:
+        print(json.dumps(result, indent=1))
+        return
     # monitor on one held-out city: maps for docs/, and throughput
     city = args.data / args.monitor_city
     mon = out / "monitor"
     t1 = time.perf_counter()
-    hearth("monitor", "oscd-change", "--before", str(city / "imgs_1"), "--after", str(city / "imgs_2"),
+    hearth("monitor", args.name, "--before", str(city / "imgs_1"), "--after", str(city / "imgs_2"),
            "--territory", str(city / f"{args.monitor_city}.geojson"), "--out", str(mon), ws=ws)
     mon_s = time.perf_counter() - t1
     summary = json.loads((mon / "monitor.json").read_text())
-    raw_s = raw_forward_seconds(ws, city)
-    result = {"test_cities": TEST_CITIES, "steps": args.steps, "train_and_eval_wall_s": wall,
-              "threshold": threshold, "model": model, "baseline": base,
-              "f1_ratio_vs_baseline": model["all"]["f1"] / max(base["overall"]["f1"], 1e-9),
+    raw_s = raw_forward_seconds(ws, city, args.name)
+    result.update({"f1_ratio_vs_baseline": model["all"]["f1"] / max(base["overall"]["f1"], 1e-9),
               "monitor": {"city": args.monitor_city, "pixels": summary["pixels"],
                           "inference_s": summary["inference_s"],
                           "pixels_per_s": summary["pixels"] / summary["inference_s"], "command_wall_s": mon_s,
                           "raw_forward_s": raw_s, "raw_forward_pixels_per_s": summary["pixels"] / raw_s,
-                          "monitor_vs_raw_ratio": summary["inference_s"] / raw_s}}
-    (out / "result.json").write_text(json.dumps(result, indent=1))
+                          "monitor_vs_raw_ratio": summary["inference_s"] / raw_s}})
+    (out / f"result-{args.name}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
 
