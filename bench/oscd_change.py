@@ -204,6 +204,27 @@ def held_out_uncertainty(ws: Path, run_dir: Path) -> dict:
             "area_interval": cities}
 
 
+def reliability_png(unc: dict, path: Path) -> None:
+    """Reliability diagram of the held-out cities' change probability, before and after calibration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="perfectly calibrated")
+    for key, label, colour in (("reliability_before", f"raw (ECE {unc['ece_before']:.3f})", "tab:red"),
+                               ("reliability_after", f"calibrated (ECE {unc['ece_after']:.3f})", "tab:blue")):
+        pts = [(b["mean_p"], b["observed"]) for b in unc[key] if b["n"] >= 100]
+        ax.plot(*zip(*pts, strict=True), marker="o", color=colour, label=label)
+    ax.set(xlabel="predicted change probability", ylabel="observed share changed", xlim=(0, 1), ylim=(0, 1),
+           title="OSCD held-out cities (pixels, 10 bins)")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def raw_forward_seconds(ws: Path, city: Path, name: str) -> float:
     """Baseline for monitor throughput: the model's forward passes alone over the same tiles, inputs pre-read."""
     import torch
@@ -295,6 +316,7 @@ def main() -> None:
               "validation_calibration": threshold.get("calibration"), "model": model, "baseline": base,
               "unsupervised": unsup, "held_out_uncertainty": uncertainty, "gaps": ev.get("gaps")}
     (out / f"result-{args.name}.json").write_text(json.dumps(result, indent=1))
+    reliability_png(uncertainty, out / f"reliability-{args.name}.png")
     if args.skip_monitor:
         print(json.dumps(result, indent=1))
         return
