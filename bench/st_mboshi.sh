@@ -15,17 +15,17 @@ mkdir -p "$OUT"
 [ -f "$HEARTH_WORKSPACE/hearth.yaml" ] || $HEARTH init "$HEARTH_WORKSPACE"
 $HEARTH data import "$OUT/mboshi-archive" | tail -1
 ASR=mboshi-st-asr
-# 1. The asr model (configs/mboshi-asr.yaml, shortened: no speed perturbation, 800 steps).
+# 1. The asr model (configs/mboshi-asr.yaml, shortened: no speed perturbation, 460 steps).
 [ -f "$HEARTH_WORKSPACE/models/$ASR/model.safetensors" ] || $HEARTH train configs/mboshi-asr.yaml --set name=$ASR \
-  --set train.steps="${ASR_STEPS:-800}" --set train.warmup=100 --set "model.augment.speed=[1.0]" \
+  --set train.steps="${ASR_STEPS:-460}" --set train.warmup=100 --set "model.augment.speed=[1.0]" \
   --set train.checkpoint_every=100 --set train.keep_last=2 --set train.average_last=2
 # 2 and 3 run side by side: the cascade's text model and the end-to-end model.
 start=$(date +%s)
 $HEARTH train configs/mboshi-st-cascade.yaml --set model.init_from="$HEARTH_WORKSPACE/models/$ASR" \
-  --set train.steps="${MT_STEPS:-1200}" > "$OUT/cascade.log" 2>&1 &
+  --set train.steps="${MT_STEPS:-800}" > "$OUT/cascade.log" 2>&1 &
 cascade=$!
 $HEARTH train configs/mboshi-st-e2e.yaml --set model.init_from="$HEARTH_WORKSPACE/models/$ASR" \
-  --set train.steps="${E2E_STEPS:-500}" > "$OUT/e2e.log" 2>&1 &
+  --set train.steps="${E2E_STEPS:-240}" > "$OUT/e2e.log" 2>&1 &
 e2e=$!
 wait $cascade; echo "cascade done: $(( $(date +%s) - start )) s"; tail -12 "$OUT/cascade.log"
 wait $e2e; echo "e2e done: $(( $(date +%s) - start )) s"; tail -12 "$OUT/e2e.log"

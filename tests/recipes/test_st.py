@@ -137,7 +137,7 @@ def test_e2e_trains_governed_inherits_and_resumes_exactly(st_ws: Path, tmp_path:
 def test_cascade_hands_nbest_transcripts_to_the_translator(st_ws: Path, tmp_path: Path):
     """cascade: the text model learns transcript -> translation; evaluation transcribes held-out audio with the
     asr model and translates; translate_segments does the same for waveforms and translates transcripts."""
-    hearth("train", str(run_config(st_ws, tmp_path, "st-cascade", "cascade", steps=30, nproc=1)), ws=st_ws,
+    hearth("train", str(run_config(st_ws, tmp_path, "st-cascade", "cascade", steps=12, nproc=1)), ws=st_ws,
            timeout=300)
     root = find_workspace(st_ws)
     folder = root.models_dir / "st-cascade"

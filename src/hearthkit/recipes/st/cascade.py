@@ -36,6 +36,9 @@ class Cascade:
         from hearthkit.recipes.load import load_model_dir
 
         recipe, acfg, aprep, amodel = load_model_dir(Path(asr_folder), "asr")
+        if getattr(acfg, "base", None):  # its input is not the log-mel computed here, nor its output CTC characters
+            raise HearthError(f"model.init_from {asr_folder}: a cascade over an asr model fine-tuned from a "
+                              "pretrained base is not supported yet; use a hearthkit-trained asr model")
         return cls(recipe, acfg, aprep, amodel, mt_model, cfg, prep)
 
     @torch.no_grad()
