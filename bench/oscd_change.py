@@ -192,10 +192,13 @@ def held_out_uncertainty(ws: Path, run_dir: Path) -> dict:
             true_m2 += float((areas * (y & covered)).sum())
             probs.append(raw[covered])
             labels.append(y[covered])
-        lo, hi = acc.interval(0.9)
+        lo, hi = acc.interval(0.9, rel_sd=(cal or {}).get("area_rel_sd", 0.0))  # as `hearth monitor` reports it
+        clo, chi = acc.interval(0.9)  # cells only, without the scene-wide term
         nlo, nhi = acc.interval(0.9, independent=True)
         cities[sc.name] = {"true_ha": true_m2 / 1e4, "expected_ha": acc.expected_m2 / 1e4,
                            "interval_ha": [float(lo) / 1e4, float(hi) / 1e4], "covers": bool(lo <= true_m2 <= hi),
+                           "cells_only_interval_ha": [float(clo) / 1e4, float(chi) / 1e4],
+                           "cells_only_covers": bool(clo <= true_m2 <= chi),
                            "independent_interval_ha": [float(nlo) / 1e4, float(nhi) / 1e4]}
     p, y = np.concatenate(probs), np.concatenate(labels)
     q = apply_platt(p, cal)

@@ -11,6 +11,7 @@ ignores that neighbouring errors go together), which is why the monitor does not
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from rasterio.transform import from_origin
 from scipy.ndimage import gaussian_filter
 from scipy.stats import norm
@@ -70,3 +71,15 @@ def test_cells_least_sure_are_found_across_tiles_and_located_on_the_grid():
     assert est.unsure_m2 == (18 + 4) * 16 * PIXEL_M2
     assert (places[0]["x"], places[0]["y"]) == (500000 + 24 * 10, 4000000 - 56 * 10)  # the cell's centre
     assert block_sums(np.ones((5, 7)), 4).tolist() == [[16, 12], [4, 3]]
+
+
+def test_a_scene_wide_relative_error_widens_the_interval_by_that_share_of_the_expected_area():
+    rng = np.random.default_rng(7)
+    q, _ = _scene(rng)
+    est = _estimate(q)
+    lo, hi = est.interval(0.9)
+    wlo, whi = est.interval(0.9, rel_sd=0.5)
+    z = norm.ppf(0.95)
+    assert wlo < lo and whi > hi
+    assert (whi - est.expected_m2) == pytest.approx(z * np.sqrt(est.variance_m4 + (0.5 * est.expected_m2) ** 2))
+    assert est.interval(0.9, rel_sd=100.0) == (0.0, est.covered_m2)  # never past what can be true

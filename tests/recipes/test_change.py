@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from hearthkit.recipes.change.model import ChangeConfig, SiamUNet
@@ -61,6 +62,9 @@ def test_card_lists_per_city_f1_with_the_best_worst_gap_and_calibration_is_fitte
     th = json.loads((trained_change / "runs" / "test-change" / "prep" / "threshold.json").read_text())
     cal = th["calibration"]
     assert cal["method"] == "platt" and cal["fitted_on_pixels"] > 0 and cal["a"] > 0
+    # the scene-wide relative area error: measured over the strips, or 1.0 (wide) with too few to measure
+    rel = cal["area_rel_errors"]
+    assert cal["area_rel_sd"] == (pytest.approx(np.sqrt(np.mean(np.square(rel)))) if len(rel) >= 2 else 1.0)
     assert cal["ece_after"] <= cal["ece_before"] + 1e-3  # fitted on these pixels: never worse there
     assert sum(b["n"] for b in cal["reliability_after"]) == cal["fitted_on_pixels"]
 

@@ -60,9 +60,10 @@ td:first-child,th:first-child{{text-align:left}}img{{max-width:100%;border:1px s
 <table><tr><th>territory</th><th>area (ha)</th><th>changed (ha)</th><th>changed (% of area)</th>
 <th>expected changed (ha)</th><th>{level:.0%} interval (ha)</th></tr>{rows}</table>
 <p><small>"Changed" counts pixels at or above the threshold. "Expected" sums each pixel's change probability,
-{calib}; the interval assumes those probabilities are right and that the model's errors hang together within
-160 m cells (a wider, safer interval than treating every pixel as independent). It does not cover a model that
-is wrong everywhere in the same way, e.g. on another sensor or season than it learned from.</small></p>
+{calib}; the interval allows for the model's errors hanging together within 160 m cells (wider and safer than
+treating every pixel as independent) and for a scene-wide error as large as it was on the training cities'
+validation strips. It does not cover a scene further from what the model learned (another sensor, season or
+landscape) than any of those.</small></p>
 <h2>Where the model is least sure</h2>
 <p>Places (16 x 16 pixel cells) with the most area whose change probability is between 0.2 and 0.8: check these
 on the ground or on other imagery before citing the figures.</p>{unsure}

@@ -32,8 +32,8 @@ class Tally:
     changed_pixels: int = 0
     sure: AreaUncertainty = field(default_factory=AreaUncertainty)
 
-    def row(self, grid, level: float) -> dict:
-        lo, hi = self.sure.interval(level)
+    def row(self, grid, level: float, rel_sd: float = 0.0) -> dict:
+        lo, hi = self.sure.interval(level, rel_sd=rel_sd)
         return {"name": self.name, "area_ha": self.area_m2 / 1e4, "changed_ha": self.changed_m2 / 1e4,
                 "changed_pixels": self.changed_pixels,
                 "percent_changed": 100 * self.changed_m2 / self.area_m2 if self.area_m2 else float("nan"),
@@ -126,12 +126,13 @@ def run_monitor(lm: LoadedModel, scene: geo.Scene, out: Path, territory: Path | 
             if progress:
                 progress(i + 1, len(tiles))
     inference_s = time.perf_counter() - t0
+    rel_sd = (cal or {}).get("area_rel_sd", 0.0)  # scene-wide error measured on validation strips
     summary = {"model": lm.name, "threshold": threshold, "threshold_uncalibrated": raw_threshold,
                "calibration": cal, "standardise": mode, "warnings": warnings,
                "crs": grid.crs.to_string() if grid.crs else None,
                "transform": list(grid.transform)[:6], "width": grid.width, "height": grid.height,
                "pixels": n_pixels, "inference_s": inference_s, "tiles": len(tiles),
-               "territories": [t.row(grid, level) for t in tallies], "restrictions": lm.restrictions,
+               "territories": [t.row(grid, level, rel_sd) for t in tallies], "restrictions": lm.restrictions,
                "attribution": lm.attribution}
     from hearthkit.monitor.mapping import render_map
     from hearthkit.monitor.report import write_report

@@ -68,10 +68,15 @@ class AreaUncertainty:
             elif item > self.places[0]:
                 heapq.heapreplace(self.places, item)
 
-    def interval(self, level: float = 0.9, independent: bool = False) -> tuple[float, float]:
-        """(low, high) m² of changed area at LEVEL (normal approximation, clipped to [0, covered])."""
+    def interval(self, level: float = 0.9, independent: bool = False, rel_sd: float = 0.0) -> tuple[float, float]:
+        """(low, high) m² of changed area at LEVEL (normal approximation, clipped to [0, covered]).
+
+        REL_SD adds an error shared by the whole scene, relative to the expected area (the change recipe
+        measures it across its validation strips: `area_rel_sd`).
+        """
         z = norm.ppf(0.5 + level / 2)
-        sd = math.sqrt(self.independent_variance_m4 if independent else self.variance_m4)
+        var = self.independent_variance_m4 if independent else self.variance_m4
+        sd = math.sqrt(var + (rel_sd * self.expected_m2) ** 2)
         return max(0.0, self.expected_m2 - z * sd), min(self.covered_m2, self.expected_m2 + z * sd)
 
     def least_sure(self, grid) -> list[dict]:

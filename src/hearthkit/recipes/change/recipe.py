@@ -20,6 +20,8 @@ from hearthkit.recipes.change.model import ChangeConfig, SiamUNet
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 # Dihedral transforms (90-degree turns, horizontal flip) in the order test-time augmentation uses them:
 # 2 = identity + flip, 4 adds the half turn (their product is the vertical flip), 8 adds the quarter turns.
+CALIBRATION_KEYS = ("method", "a", "b", "area_rel_sd")
+MIN_CHANGED_PIXELS = 50  # a validation strip with less change says nothing about relative area error
 DIHEDRAL = [(0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True)]
 
 
@@ -165,7 +167,7 @@ class ChangeRecipe(Recipe):
             fitted = json.loads(th.read_text())
             prep["threshold"] = fitted["threshold"]
             if "calibration" in fitted:  # models trained before issue 24 have none: probabilities stay raw
-                prep["calibration"] = {k: fitted["calibration"][k] for k in ("method", "a", "b")}
+                prep["calibration"] = {k: fitted["calibration"][k] for k in CALIBRATION_KEYS}
         return prep
 
     def build_model(self, cfg: ChangeConfig, prep: dict) -> nn.Module:
@@ -216,13 +218,14 @@ class ChangeRecipe(Recipe):
         """On the validation strips of the training scenes: the F1-best threshold and a Platt calibration."""
         from hearthkit.evaluate.calibration import apply_platt, ece, fit_platt, reliability
 
-        probs, labels = [], []
-        for sc in geo.open_scenes(entries, reader, tuple(cfg.bands)):
+        probs, labels, scene_of = [], [], []
+        for k, sc in enumerate(geo.open_scenes(entries, reader, tuple(cfg.bands))):
             r = geo.train_rows(sc, cfg.val_fraction, cfg.patch)
             if r < sc.shape[0]:
                 for core, prob, covered in predict_tiles(model, sc, prep["stats"], cfg, (r, sc.shape[0])):
                     probs.append(prob[covered])
                     labels.append(sc.read_labels("mask", core)[covered] > 0)
+                    scene_of.append(np.full(int(covered.sum()), k))
         p = np.concatenate(probs) if probs else np.zeros(0, np.float32)
         y = np.concatenate(labels) if labels else np.zeros(0, bool)
         pred = p[None, :] >= THRESHOLDS[:, None]  # (T, n)
@@ -232,14 +235,24 @@ class ChangeRecipe(Recipe):
         best = float(THRESHOLDS[int(f1.argmax())]) if y.any() or pred.any() else 0.5
         cal = fit_platt(p, y)
         q = apply_platt(p, cal)
-        calibration = {"method": "platt", **cal, "fitted_on_pixels": int(y.size),
+        # How far a scene's expected changed area (sum of q) is from its true one: errors shared by a whole
+        # scene (season, haze, landscape) that no per-pixel variance sees. Root mean square of the relative
+        # error over validation strips with some change expected or present; monitor widens its interval by it.
+        ks = np.concatenate(scene_of) if scene_of else np.zeros(0, int)
+        rel = []
+        for k in np.unique(ks):
+            e, t = float(q[ks == k].sum()), float(y[ks == k].sum())
+            if max(e, t) >= MIN_CHANGED_PIXELS:
+                rel.append((t - e) / max(e, 1.0))
+        cal["area_rel_sd"] = float(np.sqrt(np.mean(np.square(rel)))) if len(rel) >= 2 else 1.0  # unknown: wide
+        calibration = {"method": "platt", **cal, "fitted_on_pixels": int(y.size), "area_rel_errors": rel,
                        "ece_before": ece(p, y), "ece_after": ece(q, y),
                        "reliability_before": reliability(p, y), "reliability_after": reliability(q, y)}
         result = {"threshold": best, "validation_f1": float(f1.max()),
                   "curve": {f"{t:.2f}": round(float(v), 4) for t, v in zip(THRESHOLDS, f1, strict=True)},
                   "calibration": calibration}
         (out / "threshold.json").write_text(json.dumps(result, indent=1))
-        return {"threshold": best, "calibration": {k: calibration[k] for k in ("method", "a", "b")}}
+        return {"threshold": best, "calibration": {k: calibration[k] for k in CALIBRATION_KEYS}}
 
     def evaluate(self, model, cfg, prep, entries, reader):
         th = np.array([prep.get("threshold", 0.5)])
