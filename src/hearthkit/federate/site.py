@@ -107,7 +107,7 @@ def approved_request(catalog: Catalog, site: SiteConfig, spec: RoundSpec) -> tup
     full = compute_manifest(catalog, today)
     raise Lapsed(f"no approval holds for today's manifest ({full.hash[:12]}…): {reason}; its stewards approve a new "
                  f"request with `hearth request --purpose {site.purpose} --requester {site.requester} --recipe "
-                 f"{spec.recipe} {' '.join(site.collections)}` and `hearth approve`")
+                 f"{spec.recipe} {' '.join('-c ' + c for c in site.collections)}` and `hearth approve ID --by STEWARD`")
 
 
 def _free_port() -> int:
@@ -215,7 +215,12 @@ def make_client(ws: Workspace, catalog: Catalog, site: SiteConfig, say):
             spec = RoundSpec.from_config(config)
             names = json.loads(str(config["names"]))
             say(f"round {spec.round}: computing this site's manifest and training {spec.local_steps} steps")
-            out, n, metrics = local_round(ws, catalog, site, spec, names, parameters)
+            try:
+                out, n, metrics = local_round(ws, catalog, site, spec, names, parameters)
+            except HearthError as exc:  # e.g. a collection the config names is not in this catalog
+                out, n, metrics = parameters, 0, {"site": site.site, "status": "error", "reason": str(exc),
+                                                  "flagged": json.dumps(flagged_rounds(catalog, spec.federation,
+                                                                                       site.site))}
             say(f"round {spec.round}: {metrics['status']}" + (f" ({metrics.get('reason')})"
                                                                if metrics["status"] != "ok" else
                                                                f", manifest {metrics['manifest'][:12]}…"))
