@@ -1,6 +1,6 @@
 """A real federation on this machine: a Flower coordinator and three site processes, each with its own workspace,
 talking over localhost through a recording proxy; a withdrawal between rounds, a coordinator restart, a site
-sending a wrongly shaped update."""
+sending a wrongly shaped update, a site killed mid-round."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def _phase(root: Path, cfg: Path, sites: dict[str, Path], faults: dict[str, str]
         try:
             assert coord.wait(timeout=400) == 0, log.read_text()
             for s, p in procs.items():
-                assert p.wait(timeout=90) == 0, (root / f"site-{s}-{tag}.log").read_text()
+                want = 17 if faults.get(s, "").startswith("die:") else 0  # the exit code of a site killed mid-round
+                assert p.wait(timeout=90) == want, (root / f"site-{s}-{tag}.log").read_text()
         finally:
             for p in [coord, *procs.values()]:
                 if p.poll() is None:
@@ -94,10 +95,11 @@ def test_federation_keeps_data_at_sites_and_traces_each_contribution(tiny_speech
     approve(catalog, "north")  # its stewards approve the new manifest, so north may rejoin
     catalog.close()
 
-    # The coordinator restarts with one more round; east sends a wrongly shaped update in it.
+    # The coordinator restarts with one more round; in it east sends a wrongly shaped update and south is killed
+    # mid-round (after planning its run, before sending anything).
     spec = yaml.safe_load(cfg.read_text(encoding="utf-8"))
     cfg.write_text(yaml.safe_dump({**spec, "rounds": 3}, allow_unicode=True), encoding="utf-8")
-    out2 = _phase(tmp_path, cfg, sites, {"east": "bad_shape:3"}, "2")
+    out2 = _phase(tmp_path, cfg, sites, {"east": "bad_shape:3", "south": "die:3"}, "2")
     proxy.close()
     assert "resuming after round 2" in out2
     assert "round 3: update of east refused: tensor" in out2 and "expected" in out2
@@ -105,12 +107,14 @@ def test_federation_keeps_data_at_sites_and_traces_each_contribution(tiny_speech
     coord = tmp_path / "coord"
     lineage = json.loads((coord / "lineage.json").read_text())
     assert [r["round"] for r in lineage["rounds"]] == [1, 2, 3]
-    assert sorted(lineage["rounds"][2]["accepted"]) == ["north", "south"]
-    # The refused update left no trace: round 3's global model is FedAvg of north's and south's updates alone.
-    local = [_weights(_runs(tmp_path, s, 3)[0] / "final" / "model.safetensors") for s in ("north", "south")]
+    assert lineage["rounds"][2]["accepted"] == ["north"]
+    assert any(e["event"] == "no_answer" and e["round"] == 3 for e in lineage["events"])  # south, killed
+    assert not (_runs(tmp_path, "south", 3)[0] / "final").exists()
+    # Neither the refused update nor the dead site left a trace: round 3's global model is north's update alone.
+    north3 = _weights(_runs(tmp_path, "north", 3)[0] / "final" / "model.safetensors")
     glob3 = _weights(coord / "rounds" / "round_0003" / "global.safetensors")
-    for g, a, b in zip(glob3, *local, strict=True):
-        np.testing.assert_allclose(g, (a + b) / 2, rtol=0, atol=1e-6)
+    for g, a in zip(glob3, north3, strict=True):
+        np.testing.assert_allclose(g, a, rtol=0, atol=1e-6)
     refused = [e for e in lineage["events"] if e["event"] == "refused"]
     assert refused and refused[0]["site"] == "east" and "shape" in refused[0]["reason"]
 
@@ -128,6 +132,18 @@ def test_federation_keeps_data_at_sites_and_traces_each_contribution(tiny_speech
     assert "tk:secret_sacred" in card and "tk:non_commercial" in card and "needs-retrain" in card
     for community, _, _ in SITES.values():
         assert community in card
+    assert "## Benefit ledger" in card and "| Te Hapori Raki | 24 | 43% |" in card  # 3 of 7 accepted updates
+
+    # The site's own ledger: its three rounds as one federated model, reads as its access logs hold them.
+    from hearthkit.lineage.ledger import community_ledger
+
+    ws, catalog = _catalog(tmp_path, "north")
+    row = next(r for r in community_ledger(ws, catalog, "Te Hapori Raki") if r["kind"] == "federated")
+    catalog.close()
+    logs = [log for r in range(1, 4) for log in (_runs(tmp_path, "north", r)[0] / "access").glob("*.jsonl")]
+    assert row["model"] == "fed-asr (federated)" and len(row["runs"]) == 3
+    assert row["reads"] == sum(len(log.read_text().splitlines()) for log in logs) > 0
+    assert row["compute"]["cpu"] > 0
 
     # No byte run of any site's recordings or transcripts reached the coordinator: its traffic and its disk.
     traffic = proxy.captured()
