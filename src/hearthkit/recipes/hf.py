@@ -134,10 +134,15 @@ def load_base_info(prep: Path) -> dict | None:
 
 def base_config(prep: Path) -> Any:
     """The base's transformers config, from the copy in PREP (no base folder needed)."""
+    return base_config_of(prep / BASE_CONFIG)
+
+
+def base_config_of(folder: Path) -> Any:
+    """The transformers config of the HF model folder FOLDER (offline)."""
     from transformers import AutoConfig
 
     set_offline()
-    return AutoConfig.from_pretrained(str(prep / BASE_CONFIG), local_files_only=True)
+    return AutoConfig.from_pretrained(str(folder), local_files_only=True)
 
 
 def check_base_unchanged(info: dict) -> Path:
