@@ -287,7 +287,9 @@ def main() -> None:
     timing = out / f"train_time-{args.name}.json"
     t0 = time.perf_counter()
     model_dir = ws / "models" / args.name
-    if (model_dir / "evaluation.json").is_file() and not args.validation_only:
+    ev_file = model_dir / "evaluation.json"  # --no-eval publishes one with no rows
+    evaluated = ev_file.is_file() and json.loads(ev_file.read_text())["rows"]
+    if evaluated and not args.validation_only:
         train_out = "already evaluated: re-scoring from its evaluation.json (the held-out cities are scored once)"
     elif (model_dir / "model.safetensors").is_file() and not args.validation_only:
         train_out = hearth("eval", args.name, ws=ws)  # chosen on validation, trained with --no-eval: score it now
