@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hearthkit.engine.config import DataConfig
+from hearthkit.engine.faults import die_with_parent
 from hearthkit.engine.sampler import StepSampler
 
 
@@ -77,8 +78,10 @@ class StepBatches(Dataset):
 
 
 def _worker_init(worker_id: int) -> None:
-    """One thread per data worker: the trainer's threads and the other workers share the cores."""
+    """One thread per data worker (the trainer's threads and the other workers share the cores), killed by the
+    kernel with its trainer: a killed run leaves no worker reading items or writing access-log lines."""
     torch.set_num_threads(1)
+    die_with_parent()
 
 
 def resolve_workers(cfg: DataConfig, device: torch.device, nproc: int) -> int:
