@@ -121,3 +121,16 @@ def test_config_errors_are_one_line(tmp_path: Path):
     bad.write_text("name: x\nunits: ab\nsites: [{name: a, community: A}]\nmodel: {d_modle: 4}\n")
     res = CliRunner().invoke(app, ["federate", "coordinator", str(bad)])
     assert res.exit_code == 2 and "d_modle" in res.output and str(bad) in res.output.replace("\n", "")
+
+
+def test_fedadam_is_flowers_strategy(tmp_path: Path):
+    from flwr.common import parameters_to_ndarrays
+
+    cfg = _cfg(strategy={"kind": "fedadam", "eta": 0.01, "tau": 1e-3})
+    strategy, _, current = _strategy(tmp_path, cfg)
+    assert type(strategy.inner).__name__ == "FedAdam"
+    params, _ = strategy.aggregate_fit(1, [_res([a + 1.0 for a in current], "north")], [])
+    # Adam's first server step moves each weight by about eta (Flower's bias-corrected step: 0.74 eta here) in the
+    # direction of the averaged update, whatever the update's size: not FedAvg's full step of 1.0.
+    for o, c in zip(parameters_to_ndarrays(params), current, strict=True):
+        assert ((o - c > 0.005) & (o - c < 0.015)).all()
