@@ -7,7 +7,12 @@ accumulation and autocast contexts, metrics, rank log, fault hooks, the per-step
 is what a person writes: forward, backward, clip, optimizer step, schedule step; same AdamW (groups, fused).
 Prints one JSON line: median wall and CPU seconds per step of each, and their ratios (target <= 1.03).
 
+`--model wav2vec2` times a pretrained-base model instead (issue 20): the asr recipe's wav2vec2-CTC module
+(recipes/asr/hf_model.py) at wav2vec2-base shape (~95M parameters, random weights, feature encoder frozen,
+SpecAugment on) over synthetic 1-2 s waveforms (target <= 1.05).
+
 Example: python bench/engine_overhead.py --blocks 5 --steps 10
+Example: python bench/engine_overhead.py --model wav2vec2 --blocks 3 --steps 4 --batch 2
 """
 
 from __future__ import annotations
@@ -32,6 +37,35 @@ from hearthkit.engine.sampler import StepSampler
 from hearthkit.engine.trainer import Loop
 from hearthkit.recipes.asr.model import ASRConfig, CTCModel
 from hearthkit.recipes.asr.recipe import ASRRecipe
+
+
+class Waveforms(torch.utils.data.Dataset):
+    """Normalised 1-2 s waveforms with 10-25 character transcripts, fixed by a seed."""
+
+    def __init__(self, n: int, vocab: int, seed: int = 0):
+        g = torch.Generator().manual_seed(seed)
+        self.items = []
+        for _ in range(n):
+            samples = int(torch.randint(16000, 32000, (), generator=g))
+            chars = int(torch.randint(10, 25, (), generator=g))
+            self.items.append({"feats": torch.randn(samples, generator=g),
+                               "tokens": torch.randint(1, vocab + 1, (chars,), generator=g)})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+def wav2vec2_base(vocab: int):
+    """The asr recipe's CTC module over a wav2vec2-base-shaped encoder (random weights: nothing is downloaded)."""
+    from transformers import Wav2Vec2Config
+
+    from hearthkit.recipes.asr.hf_model import build_ctc
+
+    config = Wav2Vec2Config(mask_time_prob=0.05, layerdrop=0.0)  # wav2vec2-base: 768 wide, 12 blocks
+    return build_ctc(ASRConfig(base="bench"), {"config": config, "base": {"name": "bench"}}, vocab)
 
 
 class Synthetic(torch.utils.data.Dataset):
@@ -59,6 +93,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="timed steps per block")
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", choices=["asr", "wav2vec2"], default="asr",
+                    help="asr: the demo BiGRU on log-mel; wav2vec2: a wav2vec2-base-shaped pretrained-base model")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="engine-overhead-"))
@@ -70,13 +106,16 @@ def main() -> None:
         "name": "bench", "recipe": "asr", "model": mcfg.model_dump(),
         "request": {"purpose": "research", "requester": "bench", "collections": ["x"]},
         "train": {"steps": 10**6, "batch_size": args.batch, "log_every": 50, "mlflow": False}})
-    data = Synthetic(64, mcfg.n_mels, vocab)
+    if args.model == "wav2vec2":
+        data, make = Waveforms(32, vocab), lambda: wav2vec2_base(vocab)
+    else:
+        data, make = Synthetic(64, mcfg.n_mels, vocab), lambda: CTCModel(mcfg, vocab)
     sampler = StepSampler(len(data), args.batch, 0, 1, seed=0)
     device = torch.device("cpu")
 
     # Plain loop: the same model init, the same optimizer (AdamW, same groups, fused as the engine picks on CPU).
     torch.manual_seed(0)
-    plain = CTCModel(mcfg, vocab)
+    plain = make()
     plain_opt = build_optimizer(plain, cfg.train, device)
     plain_sched = torch.optim.lr_scheduler.LambdaLR(plain_opt, lambda s: min(1.0, (s + 1) / 50))
 
@@ -92,7 +131,7 @@ def main() -> None:
 
     # Engine: its components, as the trainer builds them.
     torch.manual_seed(0)
-    model = parallelize(CTCModel(mcfg, vocab), cfg.train, device)
+    model = parallelize(make(), cfg.train, device)
     opt = build_optimizer(model, cfg.train, device)
     loop = Loop(recipe, model, data, sampler, opt, build_scheduler(opt, cfg.train), cfg, device)
     meter = Meter(tmp, cfg.train.steps, device, None, None)
@@ -120,7 +159,7 @@ def main() -> None:
     stop.clear()
     dist.destroy_process_group()
     med = {k: {n: statistics.median(v[n]) for n in v} for k, v in (("wall", wall), ("cpu", cpu))}
-    print(json.dumps({"metric": "engine overhead",
+    print(json.dumps({"metric": "engine overhead", "model": args.model,
                       "wall_s_per_step": {n: round(x, 5) for n, x in med["wall"].items()},
                       "wall_ratio": round(med["wall"]["engine"] / med["wall"]["plain"], 4),
                       "cpu_s_per_step": {n: round(x, 5) for n, x in med["cpu"].items()},
