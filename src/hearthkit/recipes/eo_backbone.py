@@ -2,7 +2,7 @@
 
 timm and torchgeo cannot be imported beside the CPU torch here (their torchvision wheels fail), so the backbone
 is transformers' own `ResNetBackbone` / `ConvNextBackbone`, loaded offline from a registered base folder. Its four
-stages (strides 4, 8, 16, 32) feed the U-Net decoder of change/model.py; the stride-4 output is upsampled to the
+stages (strides 4, 8, 16, 32) feed a U-Net decoder (GroupNorm blocks); the stride-4 output is upsampled to the
 input. Band mapping: the first convolution is rebuilt for the scene's bands, each band starting from the base
 channel of the same name (`model.backbone_bands` names the base's channels), from the one `model.band_map` names,
 or from the mean of the base's channels (a band the base never saw, e.g. near-infrared for an RGB backbone).
@@ -103,12 +103,40 @@ def _upsample(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
+def gn_block(cin: int, cout: int) -> nn.Sequential:
+    """Two 3x3 conv + GroupNorm + ReLU. GroupNorm, not BatchNorm: fine-tuning batches per rank are a few patches,
+    whose batch statistics are noise, and GroupNorm keeps no running statistics that ranks could disagree on."""
+    groups = max(g for g in (8, 4, 2, 1) if cout % g == 0)
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(groups, cout),
+                         nn.ReLU(inplace=True), nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+                         nn.GroupNorm(groups, cout), nn.ReLU(inplace=True))
+
+
+class Decoder(nn.Module):
+    """U-Net decoder over backbone stages: upsample the deepest, concatenate each stage's skip (SKIP_MULT x its
+    channels: 2 when a Siamese network concatenates the dates), GroupNorm blocks, a 1x1 head."""
+
+    def __init__(self, chans: list[int], skip_mult: int, n_out: int):
+        super().__init__()
+        self.ups, self.blocks = nn.ModuleList(), nn.ModuleList()
+        prev = chans[-1] * skip_mult
+        for c in reversed(chans[:-1]):
+            self.ups.append(nn.ConvTranspose2d(prev, c, 2, stride=2))
+            self.blocks.append(gn_block(c + c * skip_mult, c))
+            prev = c
+        self.head = nn.Conv2d(prev, n_out, 1)
+
+    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+        x = feats[-1]
+        for up, block, skip in zip(self.ups, self.blocks, reversed(feats[:-1]), strict=True):
+            x = block(torch.cat([up(x), skip], 1))  # (B, c, 2h, 2w)
+        return self.head(x)  # (B, n_out, H / 4, W / 4)
+
+
 class BackboneUNet(nn.Module):
     """Pretrained backbone + U-Net decoder: (B, C, H, W) -> (B, n_classes, H, W) logits."""
 
     def __init__(self, spec: dict, n_classes: int):
-        from hearthkit.recipes.change.model import Decoder
-
         super().__init__()
         self.encoder = Backbone(spec)
         self.decoder = Decoder(self.encoder.chans, 1, n_classes)
@@ -133,8 +161,6 @@ class SiamBackbone(nn.Module):
     """One pretrained backbone applied to both dates (shared weights), fused per stage, one U-Net decoder."""
 
     def __init__(self, cfg: Any, spec: dict):
-        from hearthkit.recipes.change.model import Decoder
-
         super().__init__()
         self.cfg, self.fusion = cfg, cfg.fusion
         self.encoder = Backbone(spec)
@@ -189,7 +215,7 @@ def export_backbone(model: nn.Module, out: Path) -> Path:
     rest = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.startswith("encoder.")}
     save_file(rest, str(out / "decoder.safetensors"))
     (out / "hearthkit_head.json").write_text(json.dumps({
-        "what": "decoder.safetensors holds hearthkit's U-Net decoder (change/model.py Decoder) or linear head over "
-                "this backbone's stage features; the stride-4 output is upsampled bilinearly to the input size",
+        "what": "decoder.safetensors holds hearthkit's U-Net decoder (recipes/eo_backbone.py Decoder) or linear "
+                "head over this backbone's stage features; the stride-4 output is upsampled bilinearly to the input",
         "class": type(model).__name__}, indent=1), encoding="utf-8")
     return out
