@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from hearthkit.engine import stop
+from hearthkit.engine import dataloading, preempt, stop
 from hearthkit.engine.config import RunConfig
 from hearthkit.engine.faults import RankLog
 from hearthkit.engine.metrics import Meter
@@ -133,12 +133,18 @@ def main() -> None:
     torch.manual_seed(0)
     model = parallelize(make(), cfg.train, device)
     opt = build_optimizer(model, cfg.train, device)
-    loop = Loop(recipe, model, data, sampler, opt, build_scheduler(opt, cfg.train), cfg, device)
+    # The trainer's data path (workers 0 on CPU): each micro-batch collated under its own seed, in order.
+    batches = dataloading.StepBatches(data, sampler, recipe.collate, cfg.train.seed, 0)
+    feed = iter(dataloading.loader(batches, 0, 10**6, cfg.data, device, 0))
+    loop = Loop(recipe, model, feed, opt, build_scheduler(opt, cfg.train), cfg, device)
     meter = Meter(tmp, cfg.train.steps, device, None, None)
     log = RankLog(tmp, 0)
+    vote = preempt.StopVote(preempt.PreemptWatch.from_env(), None)  # the per-step stop vote, as the trainer casts it
+    vote.cast()
 
     def engine_step(step: int) -> None:
-        loop.run(step, meter, log, None)
+        loop.run(step, meter, log)
+        vote.decide()
 
     for warm in range(3):
         plain_step(warm)
@@ -156,6 +162,7 @@ def main() -> None:
                 wall[name].append(time.perf_counter() - t0)
                 cpu[name].append(time.process_time() - c0)
                 step += 1
+    vote.drain()
     stop.clear()
     dist.destroy_process_group()
     med = {k: {n: statistics.median(v[n]) for n in v} for k, v in (("wall", wall), ("cpu", cpu))}
