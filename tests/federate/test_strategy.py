@@ -134,3 +134,28 @@ def test_fedadam_is_flowers_strategy(tmp_path: Path):
     # direction of the averaged update, whatever the update's size: not FedAvg's full step of 1.0.
     for o, c in zip(parameters_to_ndarrays(params), current, strict=True):
         assert ((o - c > 0.005) & (o - c < 0.015)).all()
+
+
+def test_unreachable_coordinator_and_busy_port_are_one_line(tmp_path: Path, workspace: Path):
+    import socket
+
+    import yaml
+
+    from hearthkit.cli.main import app
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        cfg = tmp_path / "fed.yaml"
+        cfg.write_text(yaml.safe_dump({**_cfg().model_dump(), "address": f"127.0.0.1:{port}"}, allow_unicode=True),
+                       encoding="utf-8")
+        res = CliRunner().invoke(app, ["federate", "coordinator", str(cfg), "--folder", str(tmp_path / "coord")])
+        assert res.exit_code == 2 and "the coordinator cannot listen there" in res.output, res.output
+        site = tmp_path / "site.yaml"
+        site.write_text(yaml.safe_dump({"site": "north", "coordinator": f"127.0.0.1:{port + 0}",
+                                        "purpose": "research", "requester": "r", "collections": ["c"]}))
+    # Now nothing listens on PORT: the site gives up after --wait seconds with one line.
+    res = CliRunner().invoke(app, ["federate", "join", str(site), "--wait", "1", "-w", str(workspace)])
+    assert res.exit_code == 2 and f"cannot reach the coordinator at 127.0.0.1:{port}" in res.output, res.output
+    assert "Traceback" not in res.output

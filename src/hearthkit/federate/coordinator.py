@@ -197,16 +197,32 @@ def run(cfg: FederationConfig, folder: Path, say) -> Lineage:
     done = last_round(folder)
     if done >= 0:
         names, current = weights.load(checkpoint_path(folder, done))
-        say(f"resuming after round {done} from {checkpoint_path(folder, done)}")
+        if done > 0:
+            say(f"resuming after round {done} from {checkpoint_path(folder, done)}")
     else:
         names, current = initial_weights(cfg)
         done = 0
         weights.save(checkpoint_path(folder, 0), names, current)
     strategy = Governed(cfg, folder, names, current, done, say)
     if done < cfg.rounds:
+        _check_address(cfg.address)
         start_server(server_address=cfg.address, strategy=strategy,
                      config=ServerConfig(num_rounds=cfg.rounds - done, round_timeout=cfg.round_timeout_s))
     return publish(cfg, folder, strategy.lineage, say)
+
+
+def _check_address(address: str) -> None:
+    """Refuse, in one line, an address the coordinator cannot listen on (Flower would exit with its own message)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host, int(port)))
+    except (OSError, ValueError) as exc:
+        raise HearthError(f"address {address}: the coordinator cannot listen there ({exc}); free the port or set "
+                          "another address in the config") from None
 
 
 def publish(cfg: FederationConfig, folder: Path, lineage: Lineage, say) -> Lineage:

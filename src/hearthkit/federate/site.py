@@ -234,7 +234,13 @@ def make_client(ws: Workspace, catalog: Catalog, site: SiteConfig, say):
 
 def join(ws: Workspace, catalog: Catalog, site: SiteConfig, say, max_wait_s: float = 60) -> None:
     """Connect to the coordinator and serve its rounds until it ends the federation."""
+    import grpc
     from flwr.compat.client.app import start_client
 
-    start_client(server_address=site.coordinator, client=make_client(ws, catalog, site, say), insecure=True,
-                 max_wait_time=max_wait_s)
+    try:
+        start_client(server_address=site.coordinator, client=make_client(ws, catalog, site, say), insecure=True,
+                     max_wait_time=max_wait_s)
+    except grpc.RpcError as exc:
+        code = exc.code().name if hasattr(exc, "code") else type(exc).__name__
+        raise HearthError(f"cannot reach the coordinator at {site.coordinator} ({code}) within {max_wait_s:g} s; "
+                          "is it running, and is the site config's coordinator address right?") from None
