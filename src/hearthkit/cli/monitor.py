@@ -12,13 +12,16 @@ from hearthkit.cli.common import PurposeOpt, RequesterOpt, WorkspaceOpt, console
 from hearthkit.cli.common import table as cli_table
 
 MONITOR_EXAMPLE = ("\n\nExample: hearth monitor demo-change --before scenes/scene06/imgs_1 "
-                   "--after scenes/scene06/imgs_2 --territory scenes/scene06/scene06.geojson --out maps/scene06")
+                   "--after scenes/scene06/imgs_2 --territory scenes/scene06/scene06.geojson --out maps/scene06"
+                   "\n\nExample (Landsat TM, 6-band uint8 ENVI): hearth monitor demo-change --before tm_1990.img "
+                   "--after tm_2010.img --bands 1,2,3,4 --standardise scene --out maps/tm")
 
 
 @user_errors
 def monitor(
     model: Annotated[str, typer.Argument(help="A published change model (see `hearth models`) or its folder.")],
-    before: Annotated[Path, typer.Option(help="Date 1: a folder of *_B02/B03/B04/B08.tif, or one multiband GeoTIFF.")],
+    before: Annotated[Path, typer.Option(help="Date 1: a folder of *_B02/B03/B04/B08.tif, or one multiband "
+                                              "raster (GeoTIFF, ENVI; see --bands).")],
     after: Annotated[Path, typer.Option(help="Date 2, the same way; aligned onto date 1's grid.")],
     territory: Annotated[Path | None, typer.Option(help="GeoJSON polygons (EPSG:4326) to give figures for.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for the GeoTIFFs, map.png, report.html, monitor.json.")] = Path(
