@@ -16,6 +16,7 @@ from hearthkit.cli import keys as keys_cmds
 from hearthkit.cli import ledger as ledger_cmds
 from hearthkit.cli import lineage as lineage_cmds
 from hearthkit.cli import monitor as monitor_cmds
+from hearthkit.cli import oralhistory as oral_cmds
 from hearthkit.cli import search as search_cmds
 from hearthkit.cli import serve as serve_cmds
 from hearthkit.cli import submit as submit_cmds
@@ -70,6 +71,7 @@ app.command("transcribe", help=transcribe_cmds.transcribe.__doc__ + transcribe_c
 app.command("search-index", help=search_cmds.search_index.__doc__ + search_cmds.INDEX_EXAMPLE)(
     search_cmds.search_index)
 app.command("search", help=search_cmds.search.__doc__ + search_cmds.SEARCH_EXAMPLE)(search_cmds.search)
+app.command("oral-history", help=oral_cmds.oral_history.__doc__ + oral_cmds.EXAMPLE)(oral_cmds.oral_history)
 # The web app (cli/serve.py) and its accounts (cli/users.py).
 app.command("serve", help=serve_cmds.serve.__doc__ + serve_cmds.EXAMPLE)(serve_cmds.serve_cmd)
 app.add_typer(users_cmds.users_app, name="users")

@@ -30,15 +30,19 @@ def search_index(
     index: Annotated[str, typer.Option(help="Name of the index (WORKSPACE/indexes/NAME).")],
     beam: Annotated[int | None, typer.Option(help="Beam of the stored 1-best (default: the model's; "
                                                   "1 = greedy).")] = None,
+    threads: Annotated[int, typer.Option(min=1, help="Torch threads (more only helps on an idle machine).")] = 1,
     purpose: PurposeOpt = "community_use",
     requester: RequesterOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Index a collection for spoken-term search: a governed run stores each permitted item's CTC posteriors."""
+    import torch
+
     from hearthkit.errors import HearthError
     from hearthkit.lineage.serving import record_use, resolve_use
     from hearthkit.recipes.kws.index import build_index
 
+    torch.set_num_threads(threads)
     ws, catalog = open_catalog(workspace)
     if not requester:
         raise HearthError("--requester is required: an index is built for someone, under the policy, like training")

@@ -123,8 +123,14 @@ def import_annotations(catalog: Catalog, store: Store, info: ArchiveInfo, annota
         speaker = a.speaker or default_speaker
         m = {**(meta or {}), "source_recording": audio.name, "source_sha256": src_hash,
              "start_s": round(a.start, 3), "end_s": round(a.end, 3), "tier": a.tier, "annotation": source.name}
-        if a.extra:
-            m["tiers"] = a.extra  # dependent tiers (e.g. a translation): the speaker's words, sealed with the text
+        # A translation tier (ingest/elan.py) is training data for translation models, in the place speech folders
+        # keep theirs (`translations`, by language); other dependent tiers are kept as they are.
+        translations = {k.split(":", 1)[1]: v for k, v in a.extra.items() if k.startswith("translation:")}
+        others = {k: v for k, v in a.extra.items() if not k.startswith("translation:")}
+        if translations:
+            m["translations"] = translations
+        if others:
+            m["tiers"] = others  # dependent tiers: the speaker's words, sealed with the text
         if speaker:
             m["speaker"] = speaker
         pending.append(_Pending(ext, imp.store.put(data, imp.seal_for), len(data), "audio/wav", dur, sr, text, m, [],
@@ -140,10 +146,14 @@ def import_annotations(catalog: Catalog, store: Store, info: ArchiveInfo, annota
             old = have.get(p.external_id)
             if old is not None and old.content_hash == p.digest:
                 text, old_meta = item_words(imp.store, old)
-                if text != p.text:
+                new_tr = p.meta.get("translations")
+                if text != p.text or (new_tr is not None and new_tr != old_meta.get("translations")):
                     if SEALED_TEXT in (old.meta or {}):
                         replaced.append(old.meta[SEALED_TEXT])
-                    set_item_words(old, p.text, {**old_meta, "previous_text": text}, imp.store, imp.seal_for)
+                    words = {**old_meta, "previous_text": text}
+                    if new_tr is not None:  # a corrected translation replaces the old one
+                        words["translations"] = new_tr
+                    set_item_words(old, p.text, words, imp.store, imp.seal_for)
                     report.corrected += 1
                 else:
                     report.unchanged += 1

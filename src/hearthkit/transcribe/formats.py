@@ -1,11 +1,17 @@
-"""Time-aligned transcript files: WebVTT, SubRip (SRT) and ELAN (.eaf), written atomically."""
+"""Time-aligned transcript files: WebVTT, SubRip (SRT), ELAN (.eaf) and a one-page HTML reader, written atomically.
+
+A segment may carry a translation: WebVTT then has two lines per cue, ELAN a translation tier that depends on the
+transcription tier (Symbolic_Association, so ELAN keeps the two aligned), the HTML reader both lines.
+"""
 
 from __future__ import annotations
 
+import html
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 
 @dataclass(frozen=True)
@@ -16,6 +22,12 @@ class Segment:
     end: float
     text: str
     speaker: str | None = None
+    translation: str | None = None
+
+
+def _cue(text: str) -> str:
+    """Cue text as WebVTT needs it: &, < and > escaped, no blank line (which would end the cue)."""
+    return html.escape(" ".join(text.split()), quote=False) or "…"
 
 
 def _clock(t: float, sep: str) -> str:
@@ -27,10 +39,12 @@ def _clock(t: float, sep: str) -> str:
 
 
 def to_vtt(segments: list[Segment]) -> str:
-    """WebVTT text (cues numbered from 1, `HH:MM:SS.mmm`)."""
+    """WebVTT text (cues numbered from 1, `HH:MM:SS.mmm`); a translated segment's cue has the translation as a
+    second line."""
     lines = ["WEBVTT", ""]
     for i, s in enumerate(segments, 1):
-        lines += [str(i), f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}", s.text or "…", ""]
+        second = [_cue(s.translation)] if s.translation is not None else []
+        lines += [str(i), f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}", _cue(s.text), *second, ""]
     return "\n".join(lines)
 
 
@@ -52,7 +66,9 @@ def parse_vtt(text: str) -> list[Segment]:
         if idx is None:
             continue
         a, z = (p.strip().split()[0] for p in lines[idx].split("-->"))
-        out.append(Segment(_seconds(a), _seconds(z), " ".join(lines[idx + 1:])))
+        body = [html.unescape(x) for x in lines[idx + 1:]]
+        out.append(Segment(_seconds(a), _seconds(z), body[0] if len(body) > 1 else " ".join(body),
+                           translation=" ".join(body[1:]) if len(body) > 1 else None))
     return out
 
 
@@ -61,8 +77,10 @@ def _seconds(clock: str) -> float:
     return sum(float(p) * 60**i for i, p in enumerate(reversed(parts)))
 
 
-def to_eaf(segments: list[Segment], media: Path, tier: str = "transcription", author: str = "hearthkit") -> str:
-    """An ELAN 3.0 annotation document: one time-aligned tier per speaker (or one tier), linked to MEDIA."""
+def to_eaf(segments: list[Segment], media: Path, tier: str = "transcription", author: str = "hearthkit",
+           translation_lang: str | None = None) -> str:
+    """An ELAN 3.0 annotation document: one time-aligned tier per speaker (or one tier), linked to MEDIA; with
+    TRANSLATION_LANG, a `translation-LANG` tier under each (one annotation per segment, referring to it)."""
     doc = ET.Element("ANNOTATION_DOCUMENT", {
         "AUTHOR": author, "DATE": datetime.now(UTC).replace(microsecond=0).isoformat(), "FORMAT": "3.0",
         "VERSION": "3.0", "xmlns:xsi": "http://www.w3.org/2001/XMLSchema-instance",
@@ -88,11 +106,94 @@ def to_eaf(segments: list[Segment], media: Path, tier: str = "transcription", au
             "ANNOTATION_ID": f"a{i + 1}", "TIME_SLOT_REF1": f"ts{2 * i + 1}", "TIME_SLOT_REF2": f"ts{2 * i + 2}"})
         ET.SubElement(ann, "ANNOTATION_VALUE").text = s.text
     if not tiers:
-        ET.SubElement(doc, "TIER", {"TIER_ID": tier, "LINGUISTIC_TYPE_REF": "transcription"})
+        tiers[tier] = ET.SubElement(doc, "TIER", {"TIER_ID": tier, "LINGUISTIC_TYPE_REF": "transcription"})
+    if translation_lang:
+        parents = dict(tiers)
+        n = len(segments)
+        for i, s in enumerate(segments):
+            parent = f"{tier}@{s.speaker}" if s.speaker else tier
+            name = f"translation-{translation_lang}" + (f"@{s.speaker}" if s.speaker else "")
+            if name not in tiers:
+                attrs = {"TIER_ID": name, "LINGUISTIC_TYPE_REF": "translation", "PARENT_REF": parent}
+                if s.speaker:
+                    attrs["PARTICIPANT"] = s.speaker
+                tiers[name] = ET.SubElement(doc, "TIER", attrs)
+            ann = ET.SubElement(ET.SubElement(tiers[name], "ANNOTATION"), "REF_ANNOTATION", {
+                "ANNOTATION_ID": f"a{n + i + 1}", "ANNOTATION_REF": f"a{i + 1}"})
+            ET.SubElement(ann, "ANNOTATION_VALUE").text = s.translation or ""
+        if not segments:
+            ET.SubElement(doc, "TIER", {"TIER_ID": f"translation-{translation_lang}", "LINGUISTIC_TYPE_REF":
+                                        "translation", "PARENT_REF": next(iter(parents))})
     ET.SubElement(doc, "LINGUISTIC_TYPE", {"LINGUISTIC_TYPE_ID": "transcription", "TIME_ALIGNABLE": "true",
                                            "GRAPHIC_REFERENCES": "false"})
+    if translation_lang:
+        ET.SubElement(doc, "LINGUISTIC_TYPE", {"LINGUISTIC_TYPE_ID": "translation", "TIME_ALIGNABLE": "false",
+                                               "CONSTRAINTS": "Symbolic_Association", "GRAPHIC_REFERENCES": "false"})
+        ET.SubElement(doc, "CONSTRAINT", {"STEREOTYPE": "Symbolic_Association", "DESCRIPTION": "1-1 association "
+                                          "with a parent annotation"})
     ET.indent(doc)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(doc, encoding="unicode") + "\n"
+
+
+def to_html(segments: list[Segment], audio_src: str, title: str, note: str = "") -> str:
+    """A one-page reader: the recording and its lines; clicking a line plays that stretch of audio.
+
+    Every text is HTML-escaped (a transcript is data, never markup); the times travel as numbers in data
+    attributes, and the script only reads them."""
+    esc = html.escape
+    rows = []
+    for i, s in enumerate(segments):
+        second = (f'<span class="tr" lang="">{esc(s.translation)}</span>' if s.translation is not None else "")
+        rows.append(f'<li id="s{i + 1}" data-start="{s.start:.3f}" data-end="{s.end:.3f}" tabindex="0">'
+                    f'<span class="t">{_clock(s.start, ".")[:-4]}</span> <span class="tx">{esc(s.text)}</span>'
+                    f'{second}</li>')
+    src = quote(audio_src)  # a relative URL: a file name with spaces, quotes or '#' stays one path
+    return f"""<!DOCTYPE html>
+<html lang="">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{esc(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 48rem; margin: 1rem auto; padding: 0 1rem; }}
+audio {{ width: 100%; position: sticky; top: 0; background: #fff; }}
+ol {{ list-style: none; padding: 0; }}
+li {{ padding: .4rem .5rem; border-bottom: 1px solid #ddd; cursor: pointer; }}
+li:hover, li:focus, li.on {{ background: #fff4d6; }}
+.t {{ color: #666; font-size: .8rem; font-variant-numeric: tabular-nums; }}
+.tr {{ display: block; color: #345; font-style: italic; }}
+</style>
+</head>
+<body>
+<h1>{esc(title)}</h1>
+<p>{esc(note)}</p>
+<audio id="player" controls preload="metadata" src="{esc(src)}"></audio>
+<ol id="lines">
+{chr(10).join(rows)}
+</ol>
+<script>
+const player = document.getElementById("player");
+let stopAt = null;
+function play(li) {{
+  document.querySelectorAll("li.on").forEach(x => x.classList.remove("on"));
+  li.classList.add("on");
+  player.currentTime = parseFloat(li.dataset.start);
+  stopAt = parseFloat(li.dataset.end);
+  player.play();
+}}
+player.addEventListener("timeupdate", () => {{
+  if (stopAt !== null && player.currentTime >= stopAt) {{ player.pause(); stopAt = null; }}
+}});
+document.querySelectorAll("#lines li").forEach(li => {{
+  li.addEventListener("click", () => play(li));
+  li.addEventListener("keydown", e => {{
+    if (e.key === "Enter" || e.key === " ") {{ e.preventDefault(); play(li); }}
+  }});
+}});
+</script>
+</body>
+</html>
+"""
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -65,7 +65,9 @@ def item_posteriors(loaded, wavs: list[np.ndarray], beam: int | None = None) -> 
     cfg, tok = loaded.cfg, loaded.prep["tokenizer"]
     dec = cfg.decode
     width = dec.beam if beam is None else beam
-    scorer = load_scorer(cfg, loaded.prep) if width > 1 else None
+    if width > 1 and "kws_scorer" not in loaded.prep:  # built once per loaded model: an n-gram takes a while
+        loaded.prep["kws_scorer"] = load_scorer(cfg, loaded.prep)
+    scorer = loaded.prep.get("kws_scorer") if width > 1 else None
     out = []
     for wav in wavs:
         feats = log_mel(torch.from_numpy(np.ascontiguousarray(wav)), 16000, cfg.n_mels)
