@@ -202,6 +202,59 @@ def data_path(a: argparse.Namespace) -> dict:
             "load_average": open("/proc/loadavg").read().split()[0]}
 
 
+def compiled_vs_eager(a: argparse.Namespace) -> dict:
+    """Training audio-s/s of mboshi-asr.yaml's conformer compiled (inductor; length dims marked dynamic, as the
+    engine does) and eager, on synthetic batches of varying length (8 x 1-6 s), steps alternating in one process."""
+    from hearthkit.engine.dataloading import to_device
+    from hearthkit.recipes import get_recipe
+
+    run_cfg = yaml.safe_load((ROOT / "configs/mboshi-asr.yaml").read_text())
+    mcfg = ASRConfig(**{k: v for k, v in run_cfg["model"].items() if k != "decode"})
+    recipe = get_recipe("asr")
+    device = torch.device(a.device)
+    g = torch.Generator().manual_seed(0)
+    batches = []
+    for _ in range(a.steps + a.warmup):
+        frames = torch.randint(100, 600, (8,), generator=g).tolist()
+        batches.append(recipe.collate([{"feats": torch.randn(n, mcfg.n_mels, generator=g),
+                                        "tokens": torch.randint(1, 40, (n // 10,), generator=g)} for n in frames]))
+    sides = {}
+    for name in ("eager", "compiled"):
+        torch.manual_seed(0)
+        model = build(mcfg, 40).to(device)
+        sides[name] = {"model": torch.compile(model) if name == "compiled" else model,
+                       "opt": torch.optim.AdamW(model.parameters(), lr=1e-3), "wall": 0.0, "audio": 0.0}
+
+    def step(side: dict, b: dict) -> float:
+        b = to_device(b, device, compiled=side["model"] is not sides["eager"]["model"])
+        loss, stats = recipe.loss(side["model"], b)
+        side["opt"].zero_grad()
+        loss.backward()
+        side["opt"].step()
+        return stats["audio_seconds"]
+
+    t0 = time.perf_counter()
+    for b in batches[: a.warmup]:  # compiles (one dynamic graph) and warms both
+        for side in sides.values():
+            step(side, b)
+    warm = time.perf_counter() - t0
+    for k, b in enumerate(batches[a.warmup:]):
+        for name in (("eager", "compiled") if k % 2 == 0 else ("compiled", "eager")):
+            t = time.perf_counter()
+            sides[name]["audio"] += step(sides[name], b)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            sides[name]["wall"] += time.perf_counter() - t
+    from torch._dynamo.utils import counters
+
+    res = {n: round(v["audio"] / v["wall"], 2) for n, v in sides.items()}
+    return {"metric": "asr conformer training, compiled vs eager (varying lengths)", "device": a.device,
+            "steps": a.steps, "warmup_steps": a.warmup, "warmup_s": round(warm, 1), "audio_s_per_s": res,
+            "ratio_compiled_vs_eager": round(res["compiled"] / res["eager"], 3),
+            "graphs_compiled": counters["stats"]["unique_graphs"],
+            "load_average": open("/proc/loadavg").read().split()[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -216,8 +269,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="--data-path: data-loader processes of the new path.")
     ap.add_argument("--prefetch", type=int, default=2, help="--data-path: batches each worker prepares ahead.")
     ap.add_argument("--chunk", type=int, default=10, help="--data-path: steps per alternation.")
+    ap.add_argument("--compiled-vs-eager", action="store_true",
+                    help="Compare torch.compile (inductor, dynamic lengths) with eager on the Mboshi conformer.")
+    ap.add_argument("--warmup", type=int, default=2, help="--compiled-vs-eager: untimed steps (compilation).")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.compiled_vs_eager:
+        print(json.dumps(compiled_vs_eager(a)))
+        return
     if a.data_path or a.synthetic:
         print(json.dumps(data_path(a)))
         return
