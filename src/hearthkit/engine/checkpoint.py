@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch import nn
+from torch.distributed.checkpoint import DefaultSavePlanner
 from torch.distributed.checkpoint.state_dict import (
     get_model_state_dict,
     get_state_dict,
@@ -134,7 +135,10 @@ def save(root: Path, step: int, state: ModelAndOptimizer, rank_state: dict, keep
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir(parents=True)
     _barrier(sides, f"checkpoint {step}: folder created")
-    dcp.save({"train": state}, checkpoint_id=str(tmp), process_group=_group(sides))  # its writer fsyncs the shards
+    # Replicated tensors are written from rank 0: by default DCP picks whichever rank has least to write, and DDP
+    # leaves BatchNorm running statistics different on each rank, so a resume could start from rank 1's (not exact).
+    dcp.save({"train": state}, checkpoint_id=str(tmp), process_group=_group(sides),  # its writer fsyncs the shards
+             planner=DefaultSavePlanner(dedup_save_to_lowest_rank=True))
     with (tmp / f"rank{rank}.pt").open("wb") as f:
         torch.save(rank_state, f)
         f.flush()
