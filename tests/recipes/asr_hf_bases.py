@@ -12,13 +12,13 @@ WHISPER_SPECIALS = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|es|>"
 
 
 def tiny_wav2vec2(folder: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    """A wav2vec2-shaped CTC model (2 conv layers, 20 ms frames) with a feature extractor config, saved in FOLDER."""
+    """A wav2vec2-shaped CTC model (2 conv layers, 5 ms frames) with a feature extractor config, saved in FOLDER."""
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC
 
     torch.manual_seed(seed)
     cfg = Wav2Vec2Config(hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
                          intermediate_size=37 if hidden == 32 else 4 * hidden, conv_dim=(16, 16),
-                         conv_stride=(5, 4), conv_kernel=(10, 4), num_feat_extract_layers=2, vocab_size=12,
+                         conv_stride=(10, 8), conv_kernel=(10, 8), num_feat_extract_layers=2, vocab_size=12,
                          num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
                          do_stable_layer_norm=True, mask_time_prob=0.05, mask_time_length=2)
     Wav2Vec2ForCTC(cfg).save_pretrained(str(folder))

@@ -1,13 +1,16 @@
 """Fine-tuning registered speech bases end to end under the real torchrun (2 CPU workers, gloo), via the CLI.
 
-For a tiny wav2vec2-CTC and a tiny Whisper base (random weights saved locally from a config; no checkpoint is
-reachable here): run A trains 4 steps; run B has rank 1 SIGKILLed after step 3, torchrun restarts the group and it
-resumes from checkpoint 2, ending bitwise equal to A. The published model is evaluated per speaker, exported as a
-folder `transformers` loads, whose logits equal the model's inside hearthkit, and transcribes a recording.
+For a small wav2vec2-CTC base (~0.9M parameters, a few MB) fine-tuned with LoRA under DDP, and a tiny Whisper
+base fully fine-tuned under FSDP2 (random weights saved locally from a config; no checkpoint is reachable here):
+run A trains 4 steps; run B has rank 1 SIGKILLed after step 3, torchrun restarts the group and it resumes from
+checkpoint 2, ending bitwise equal to A. The published model is evaluated per speaker, exported as a folder
+`transformers` loads, whose logits equal the model's inside hearthkit, and transcribes a recording. The LoRA
+model's folder holds the adapters and new head only (< 5% of the base), and base + adapters give its logits.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -22,7 +25,8 @@ from tests.recipes.asr_hf_bases import register, tiny_wav2vec2, tiny_whisper
 pytestmark = pytest.mark.slow
 
 MODELS = {
-    "wav2vec2": {"decode": {"beam": 2, "lm": {"kind": "ngram", "order": 3}}},  # fusion works on a base's CTC
+    "wav2vec2": {"decode": {"beam": 2, "lm": {"kind": "ngram", "order": 3}},  # fusion works on a base's CTC
+                 "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}},
     "whisper": {"language": "mi", "language_init": "es", "max_tokens": 40},
 }
 
@@ -39,10 +43,14 @@ def hf_ws(tiny_speech_archive: Path, tmp_path_factory) -> Path:
     ws = init_workspace(root / "ws")
     catalog = open_workspace_catalog(ws)
     import_speech_folder(catalog, ContentStore(ws.store_dir), tiny_speech_archive, False)
-    register(catalog, tiny_wav2vec2(root / "bases" / "w2v"), "tiny-w2v")
+    register(catalog, tiny_wav2vec2(root / "bases" / "w2v", hidden=128, layers=4), "tiny-w2v")  # ~3.5 MB
     register(catalog, tiny_whisper(root / "bases" / "whisper"), "tiny-whisper")
     catalog.close()
     return ws.root
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
 def _config(folder: Path, name: str, arch: str) -> Path:
@@ -52,7 +60,7 @@ def _config(folder: Path, name: str, arch: str) -> Path:
         "split": {"by": "text", "test_fraction": 0.25},
         "model": {"base": "tiny-w2v" if arch == "wav2vec2" else "tiny-whisper", **MODELS[arch]},
         # Whisper runs sharded (FSDP2, one unit per transformer block, DCP checkpoints); wav2vec2 replicated (DDP)
-        "train": {"steps": 4, "batch_size": 2, "lr": 0.003, "warmup": 1, "checkpoint_every": 2, "log_every": 1,
+        "train": {"steps": 4, "batch_size": 2, "lr": 0.01, "warmup": 1, "checkpoint_every": 2, "log_every": 1,
                   "seed": 7, "mlflow": False, "parallel": "fsdp2" if arch == "whisper" else "ddp"},
         "launch": {"nproc": 2, "timeout_s": 60},
     }
@@ -67,35 +75,48 @@ def test_base_fine_tuned_resumed_exactly_evaluated_exported_and_transcribes(arch
     from transformers import AutoModelForCTC, WhisperForConditionalGeneration
 
     from hearthkit.recipes.asr.recipe import RECIPE
+    from hearthkit.recipes.hf import merge_lora
     from hearthkit.recipes.load import load_model_dir
     from hearthkit.transcribe.long import load_model, transcribe_file
 
     a, b = f"{arch}-a", f"{arch}-b"
-    out = hearth("train", str(_config(tmp_path, a, arch)), ws=hf_ws, timeout=300).stdout
+    out = hearth("train", str(_config(tmp_path, a, arch)), ws=hf_ws, timeout=600).stdout
     assert "step 4/4" in out
-    killed = hearth("train", str(_config(tmp_path, b, arch)), "--max-restarts", "1", ws=hf_ws, timeout=300,
+    killed = hearth("train", str(_config(tmp_path, b, arch)), "--max-restarts", "1", ws=hf_ws, timeout=600,
                     env={"HEARTH_TEST_KILL": "1:3"})
     assert "resumed from checkpoint step_00000002 at step 2" in killed.stdout, killed.stdout + killed.stderr
     wa = load_file(str(hf_ws / "runs" / a / "final" / "model.safetensors"))
     wb = load_file(str(hf_ws / "runs" / b / "final" / "model.safetensors"))
-    assert wa.keys() == wb.keys() and len(wa) > 20
+    assert wa.keys() == wb.keys() and len(wa) > 15
     assert not [k for k in wa if not torch.equal(wa[k], wb[k])], "resumed weights differ"
     folder = hf_ws / "models" / a
+    if arch == "wav2vec2":  # LoRA: adapters and the new CTC head only, trained, a small fraction of the base
+        assert all("lora_" in k or k.startswith("hf.lm_head.") for k in wa)
+        assert any("lora_B" in k and wa[k].abs().max() > 0 for k in wa)  # B starts at zero: it was trained
+        base_dir = hf_ws.parent / "bases" / "w2v"
+        assert _size(folder) < 0.05 * _size(base_dir), (_size(folder), _size(base_dir))
+        assert json.loads((folder / "prep" / "base.json").read_text())["content_hash"] == \
+            json.loads((hf_ws / "runs" / a / "run.json").read_text())["base"]["content_hash"]
     evaluation = json.loads((folder / "evaluation.json").read_text())
     speakers = [r for r in evaluation["rows"] if r["by"] == "speaker"]
     assert len(speakers) >= 2 and all(r["n"] > 0 for r in speakers)  # evaluated per group
 
     dest = tmp_path / "exported"
-    hearth("export", a, str(dest), ws=hf_ws, timeout=120)
+    hearth("export", a, str(dest), ws=hf_ws, timeout=300)
     _, cfg, prep, model = load_model_dir(folder, "asr")
     wav = torch.randn(16000).numpy() * 0.1
     feats = RECIPE.features(cfg, prep, wav)[None]
     with torch.no_grad():
-        if arch == "wav2vec2":
+        if arch == "wav2vec2":  # the model as loaded: the base from its registered folder + the adapters
             exported = AutoModelForCTC.from_pretrained(str(dest), local_files_only=True).eval()
             mask = torch.ones_like(feats, dtype=torch.long)
-            ours = model.hf(input_values=feats, attention_mask=mask).logits
+            unmerged = model.hf(input_values=feats, attention_mask=mask).logits
+            plain = AutoModelForCTC.from_pretrained(str(base_dir), local_files_only=True).eval()
+            assert not torch.allclose(plain.wav2vec2(feats, attention_mask=mask).last_hidden_state,
+                                      model.hf.wav2vec2(feats, attention_mask=mask).last_hidden_state)
+            ours = merge_lora(copy.deepcopy(model.hf))(input_values=feats, attention_mask=mask).logits
             theirs = exported(input_values=feats, attention_mask=mask).logits
+            torch.testing.assert_close(unmerged, ours, rtol=1e-4, atol=1e-5)  # merging W + (alpha/r)BA rounds
         else:
             exported = WhisperForConditionalGeneration.from_pretrained(str(dest), local_files_only=True).eval()
             prompt = torch.tensor([model.prompt])
