@@ -28,7 +28,8 @@ def worker(steps: int, batch: int) -> None:
     import torch
     import torch.distributed as dist
 
-    from hearthkit.engine.config import RunConfig
+    from hearthkit.engine.config import DataConfig, RunConfig
+    from hearthkit.engine.dataloading import StepBatches, loader
     from hearthkit.engine.faults import RankLog
     from hearthkit.engine.metrics import Meter
     from hearthkit.engine.optim import build_optimizer, build_scheduler
@@ -55,16 +56,18 @@ def worker(steps: int, batch: int) -> None:
     torch.manual_seed(0)
     model = parallelize(CTCModel(mcfg, 30), cfg.train, device)
     opt = build_optimizer(model, cfg.train, device)
-    loop = Loop(ASRRecipe(), model, data, StepSampler(len(data), batch, rank, world, 0), opt,
-                build_scheduler(opt, cfg.train), cfg, device)
+    recipe = ASRRecipe()
+    batches = StepBatches(data, StepSampler(len(data), batch, rank, world, 0), recipe.collate, 0, rank)
+    feed = iter(loader(batches, 0, 3 + steps, DataConfig(workers=0), device, 0))  # the engine's data path
+    loop = Loop(recipe, model, feed, opt, build_scheduler(opt, cfg.train), cfg, device)
     tmp = Path(os.environ["BENCH_DIR"])
     meter, log = Meter(tmp, cfg.train.steps, device, None, None), RankLog(tmp, rank)
     for s in range(3):
-        loop.run(s, meter, log, None)
+        loop.run(s, meter, log)
     dist.barrier()
     t0 = time.perf_counter()
     for s in range(3, 3 + steps):
-        loop.run(s, meter, log, None)
+        loop.run(s, meter, log)
     dist.barrier()
     dt = time.perf_counter() - t0
     if rank == 0:
