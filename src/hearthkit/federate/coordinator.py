@@ -219,6 +219,8 @@ def _check_address(address: str) -> None:
     host = host.strip("[]") or "0.0.0.0"
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            # As gRPC does: connections of a previous run in TIME_WAIT must not block a restarted coordinator.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((host, int(port)))
     except (OSError, ValueError) as exc:
         raise HearthError(f"address {address}: the coordinator cannot listen there ({exc}); free the port or set "
