@@ -84,3 +84,17 @@ def test_layer_decay_gives_deeper_blocks_higher_rates_and_the_new_head_the_peak(
     opt.step()  # no gradients: changes nothing, keeps the optimizer-before-schedule order
     sched.step()
     assert [g["lr"] for g in opt.param_groups] == [g["initial_lr"] for g in opt.param_groups]  # schedule scales each
+
+
+def test_a_base_that_is_not_a_speech_encoder_is_refused_in_one_line():
+    from hearthkit.errors import HearthError
+    from hearthkit.recipes.asr.hf_model import speech_arch
+
+    assert speech_arch("wav2vec2", "x") == "hf_ctc" and speech_arch("wavlm", "x") == "hf_ctc"
+    assert speech_arch("whisper", "x") == "whisper"
+    with pytest.raises(HearthError):
+        speech_arch("wav2vec2-bert", "w2v-bert")  # a CTC model, but on features: not fed here
+    with pytest.raises(HearthError) as exc:
+        speech_arch("m2m_100", "nllb-600m")
+    assert "model.base nllb-600m: a m2m_100 model is not a speech encoder" in str(exc.value)
+    assert len(str(exc.value).splitlines()) == 1

@@ -24,6 +24,23 @@ WHISPER_PROMPT = ("<|startoftranscript|>", None, "<|transcribe|>", "<|notimestam
 IGNORE = -100
 
 
+# CTC encoders that take the raw waveform (`input_values`); others (wav2vec2-bert, parakeet) take features
+WAVEFORM_CTC = {"wav2vec2", "hubert", "wavlm", "wav2vec2-conformer", "data2vec-audio", "sew", "sew-d", "unispeech",
+                "unispeech-sat"}
+
+
+def speech_arch(architecture: str, name: str) -> str:
+    """`whisper` or `hf_ctc` for a base of ARCHITECTURE (config model_type); a base of another kind is refused."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CTC_MAPPING_NAMES
+
+    if architecture == "whisper":
+        return "whisper"
+    if architecture in WAVEFORM_CTC and architecture in MODEL_FOR_CTC_MAPPING_NAMES:
+        return "hf_ctc"
+    raise HearthError(f"model.base {name}: a {architecture or 'unknown'} model is not a speech encoder the asr recipe "
+                      "can fine-tune; register a wav2vec2, HuBERT, WavLM (CTC) or Whisper checkpoint")
+
+
 # ---------------------------------------------------------------------------------------------------------- features
 
 def normalise_wave(wav: np.ndarray, do_normalize: bool = True) -> torch.Tensor:

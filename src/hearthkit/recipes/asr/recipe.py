@@ -154,7 +154,7 @@ class ASRRecipe(Recipe):
         if cfg.base:  # the registered base (hash-checked): its identity and config files go into prep
             ref = hf.run_base(cfg.base, out)
             hf.save_base(ref, out)
-            arch = "whisper" if ref.architecture == "whisper" else "hf_ctc"
+            arch = hf_model.speech_arch(ref.architecture, ref.name)
             if cfg.arch in ("hf_ctc", "whisper") and cfg.arch != arch:
                 raise HearthError(f"model.arch {cfg.arch}: base {ref.name} is a {ref.architecture} model; set "
                                   f"arch: {arch}, or leave arch out")
