@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -166,12 +167,18 @@ def test_cascade_hands_nbest_transcripts_to_the_translator(st_ws: Path, tmp_path
         translate_segments(loaded, [np.zeros(1600, dtype=np.float32), "text"])
 
 
+def store_objects(ws: Path) -> set[str]:
+    """Digests of the objects in WS's store (clear STORE/ab/cd… and sealed STORE/sealed/ab/cd…); key files aside."""
+    names = {p.parent.name + p.name for p in (ws / "store").rglob("*") if p.is_file()}
+    return {n for n in names if re.fullmatch(r"[0-9a-f]{64}", n)}
+
+
 def test_translation_that_is_not_utf8_is_one_line_and_stores_nothing(tiny_speech_archive: Path, tmp_path: Path,
                                                                       workspace: Path):
     archive = translated_archive(tiny_speech_archive, tmp_path / "archive")
     bad = sorted(archive.glob("*.xx"))[0]
     bad.write_bytes("tēnā koe".encode("latin-1", errors="replace") + b"\xe9\xff")
-    objects_before = {p.parent.name + p.name for p in (workspace / "store").rglob("*") if p.is_file()}
+    objects_before = store_objects(workspace)
     res = hearth("data", "import", str(archive), ws=workspace, check=False)
     lines = [x for x in (res.stdout + res.stderr).splitlines() if bad.name in x]
     assert len(lines) == 1 and "is not UTF-8" in lines[0] and "re-save it as UTF-8" in lines[0]
@@ -182,7 +189,7 @@ def test_translation_that_is_not_utf8_is_one_line_and_stores_nothing(tiny_speech
     names = {x[0] for x in items}
     assert bad.name[: -len(".xx")] not in names and len(names) == len(list(archive.glob("*.wav"))) - 1
     # Every object in the store belongs to an imported item (its audio, its sealed words): none to the bad one.
-    added = {p.parent.name + p.name for p in (workspace / "store").rglob("*") if p.is_file()} - objects_before
+    added = store_objects(workspace) - objects_before
     assert added == {o for _, digest, meta in items for o in objects_of(digest, meta)}
 
 
