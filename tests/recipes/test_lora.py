@@ -98,3 +98,43 @@ def test_a_base_that_is_not_a_speech_encoder_is_refused_in_one_line():
         speech_arch("m2m_100", "nllb-600m")
     assert "model.base nllb-600m: a m2m_100 model is not a speech encoder" in str(exc.value)
     assert len(str(exc.value).splitlines()) == 1
+
+
+def test_mms_adapters_train_only_the_adapters_and_head(tmp_path):
+    from hearthkit.recipes.asr.model import ASRConfig
+    from hearthkit.recipes.asr.recipe import RECIPE
+
+    prep = _prep(tmp_path, tiny_wav2vec2(tmp_path / "base"))
+    model = RECIPE.build_model(ASRConfig(base="w2v", adapter_attn_dim=8, spec_augment=False), prep)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(".adapter_layer." in n for n in trainable) and any(n.startswith("hf.lm_head.") for n in trainable)
+    assert all(".adapter_layer." in n or n.startswith("hf.lm_head.") for n in trainable)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.train()
+    logits = model(torch.randn(2, 6000), torch.tensor([6000, 4000]))[0]
+    logits.square().mean().backward()
+    opt.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and moved <= trainable  # the base's own weights stay as they were
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tmp_path):
+    from hearthkit.recipes.asr.model import ASRConfig
+    from hearthkit.recipes.asr.recipe import RECIPE
+
+    prep = _prep(tmp_path, tiny_wav2vec2(tmp_path / "base"))
+    wave, lengths = torch.randn(2, 6000), torch.tensor([6000, 4000])
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = RECIPE.build_model(ASRConfig(base="w2v", spec_augment=False, gradient_checkpointing=checkpointing),
+                                   prep)
+        model.train()
+        assert model.hf.is_gradient_checkpointing is checkpointing
+        torch.manual_seed(1)  # the same dropout masks in both runs (checkpointing replays the RNG state)
+        model(wave, lengths)[0].square().mean().backward()
+        grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and grads[0]
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-5, atol=1e-6, msg=n)
