@@ -148,3 +148,21 @@ def test_transfer_refuses_a_different_encoder_shape_and_a_non_model(tmp_path):
         init_from_parent(build(other, 1), other, CharTokenizer(["a"]), tmp_path / "parent")
     with pytest.raises(HearthError, match="not a published hearthkit model"):
         init_from_parent(build(other, 1), other, CharTokenizer(["a"]), tmp_path)
+
+
+def test_audio_seconds_are_counted_on_the_host_not_from_device_lengths():
+    """The loss's throughput count comes from collate (a Python int): feat_lens may sit on a GPU, and summing it
+    there would make the host wait for the device every micro-batch."""
+    from hearthkit.recipes.asr.recipe import RECIPE
+
+    batch = RECIPE.collate([{"feats": torch.randn(n, 80), "tokens": torch.tensor([1, 2])} for n in (30, 50)])
+    assert batch["n_frames"] == 80 and isinstance(batch["n_frames"], int)
+    model = build(ASRConfig(arch="conformer", **TINY), vocab_size=10)
+
+    class HostOnly(torch.Tensor):  # feat_lens as if on a device: the loss may pass it on but never sum it
+        def sum(self, *a, **k):
+            raise AssertionError("feat_lens summed in the loss")
+
+    batch["feat_lens"] = batch["feat_lens"].as_subclass(HostOnly)
+    loss, counts = RECIPE.loss(model, batch)
+    assert torch.isfinite(loss) and counts == {"samples": 2.0, "audio_seconds": 0.8}

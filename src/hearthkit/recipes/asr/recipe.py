@@ -261,6 +261,7 @@ class ASRRecipe(Recipe):
         if "labels" in batch[0]:  # Whisper: fixed-size mel windows, decoder sequences padded with IGNORE
             return {"feats": torch.stack([b["feats"] for b in batch]),
                     "feat_lens": torch.tensor([len(b["feats"]) for b in batch]),
+                    "n_frames": sum(len(b["feats"]) for b in batch),
                     "labels": nn.utils.rnn.pad_sequence([b["labels"] for b in batch], batch_first=True,
                                                         padding_value=hf_model.IGNORE)}
         feats = [b["feats"] for b in batch]
@@ -270,6 +271,8 @@ class ASRRecipe(Recipe):
             "feat_lens": torch.tensor([len(f) for f in feats]),
             "tokens": torch.cat(tokens),
             "token_lens": torch.tensor([len(t) for t in tokens]),
+            # counted here, on the host: summing feat_lens after the copy to a GPU would sync every micro-batch
+            "n_frames": sum(len(f) for f in feats),
         }
 
     def loss(self, model, batch):
@@ -281,8 +284,8 @@ class ASRRecipe(Recipe):
             logp, out_lens = model(batch["feats"], batch["feat_lens"])
             loss = F.ctc_loss(logp.transpose(0, 1), batch["tokens"], out_lens, batch["token_lens"],
                               blank=0, reduction="mean", zero_infinity=True)
-        audio_s = float(batch["feat_lens"].sum()) / rate
-        return loss, {"samples": float(len(batch["feat_lens"])), "audio_seconds": audio_s}
+        frames = batch["n_frames"] if "n_frames" in batch else float(batch["feat_lens"].sum())
+        return loss, {"samples": float(len(batch["feat_lens"])), "audio_seconds": frames / rate}
 
     @torch.no_grad()
     def transcribe(self, model: nn.Module, prep: dict, feats: list[torch.Tensor], batch_size: int = 16,
