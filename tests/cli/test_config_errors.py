@@ -35,8 +35,9 @@ SHAPES = {
             "d_model 100 must be a multiple of heads 3"),
     "mt": (["model.d_model=90", "model.n_heads=4"], "d_model 90 must be a multiple of n_heads 4"),
     "lm": (["model.n_embd=50", "model.n_head=4"], "n_embd 50 must be a multiple of n_head 4"),
-    "landcover": (["model.patch=36", "model.depth=4"], "patch 36 must be a multiple of 2^(depth-1) = 8"),
-    "change": (["model.patch=40", "model.depth=5"], "patch 40 must be a multiple of 2^(depth-1) = 16"),
+    "landcover": (["model.patch=36", "model.depth=4"],
+                  "patch 36 must be a multiple of 8 for segmentation (2^(depth-1))"),
+    "change": (["model.patch=40", "model.depth=5"], "patch 40 must be a multiple of 16 (2^(depth-1))"),
     "mt-pairs": (["model.pairs=[es-nah-x]"], "model.pairs: Value error, 'es-nah-x' is not a direction"),
 }
 
