@@ -44,7 +44,8 @@ def hf_ws(tiny_speech_archive: Path, tmp_path_factory) -> Path:
     catalog = open_workspace_catalog(ws)
     import_speech_folder(catalog, ContentStore(ws.store_dir), tiny_speech_archive, False)
     register(catalog, tiny_wav2vec2(root / "bases" / "w2v", hidden=128, layers=4), "tiny-w2v")  # ~3.5 MB
-    register(catalog, tiny_whisper(root / "bases" / "whisper"), "tiny-whisper")
+    # Whisper's terms are non-commercial (as MMS's are): the real run below must inherit them
+    register(catalog, tiny_whisper(root / "bases" / "whisper"), "tiny-whisper", licence="cc-by-nc-4.0")
     catalog.close()
     return ws.root
 
@@ -97,6 +98,13 @@ def test_base_fine_tuned_resumed_exactly_evaluated_exported_and_transcribes(arch
         assert _size(folder) < 0.05 * _size(base_dir), (_size(folder), _size(base_dir))
         assert json.loads((folder / "prep" / "base.json").read_text())["content_hash"] == \
             json.loads((hf_ws / "runs" / a / "run.json").read_text())["base"]["content_hash"]
+    card = (folder / "model_card.md").read_text(encoding="utf-8")
+    restrictions = json.loads((folder / "restrictions.json").read_text())["restrictions"]
+    if arch == "whisper":  # the base's terms reach the trained model: card and signed restrictions
+        assert "Fine-tuned from **tiny-whisper**" in card and "Licence: cc-by-nc-4.0" in card
+        assert "bc:non_commercial" in restrictions
+    else:
+        assert "Fine-tuned from **tiny-w2v**" in card and "Licence: apache-2.0" in card
     evaluation = json.loads((folder / "evaluation.json").read_text())
     speakers = [r for r in evaluation["rows"] if r["by"] == "speaker"]
     assert len(speakers) >= 2 and all(r["n"] > 0 for r in speakers)  # evaluated per group
