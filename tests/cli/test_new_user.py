@@ -89,7 +89,7 @@ def test_hearth_new_unknown_recipe_is_one_line(tmp_path):
     proc = hearth("new", "tts", check=False)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == "error: hearth new: field recipe: 'tts' is not a recipe; choose one of: " \
-                                  "asr, change, landcover, lm, mt"
+                                  "asr, change, landcover, lm, mt, st"
 
 
 def test_run_schema_validates_shipped_configs_and_refuses_a_misspelt_key(tmp_path):
