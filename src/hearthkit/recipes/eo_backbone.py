@@ -219,3 +219,27 @@ def export_backbone(model: nn.Module, out: Path) -> Path:
                 "head over this backbone's stage features; the stride-4 output is upsampled bilinearly to the input",
         "class": type(model).__name__}, indent=1), encoding="utf-8")
     return out
+
+
+class BackboneHooks:
+    """Recipe hooks shared by landcover and change for `model.base` (mixed in before Recipe)."""
+
+    name: str
+
+    def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
+        model.from_parent = True  # the base's weights must not overwrite the parent's in initialise
+        return super().init_from_parent(model, parent_dir, prep)
+
+    def initialise(self, model: nn.Module, cfg: Any, prep: dict) -> None:
+        if cfg.base and not getattr(model, "from_parent", False):
+            print(initialise_backbone(model, prep["backbone"]), flush=True)
+
+    def export_hf(self, folder: Path, out: Path) -> None:
+        """Published model FOLDER: its encoder as a transformers backbone folder, its decoder beside it."""
+        from hearthkit.recipes.load import load_model_dir
+
+        _, _, prep, model = load_model_dir(folder, self.name)
+        if "backbone" not in prep:
+            raise HearthError(f"{folder.name} has no pretrained backbone; `hearth export` writes it in hearthkit's "
+                              "format")
+        export_backbone(model, out)

@@ -16,6 +16,7 @@ from hearthkit.data import geo
 from hearthkit.data.loader import GovernedReader
 from hearthkit.recipes.base import Recipe
 from hearthkit.recipes.change.model import ChangeConfig, SiamUNet
+from hearthkit.recipes.eo_backbone import BackboneHooks
 
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 # Dihedral transforms (90-degree turns, horizontal flip) in the order test-time augmentation uses them:
@@ -136,7 +137,7 @@ def f1_of(counts: np.ndarray) -> np.ndarray:
     return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
 
 
-class ChangeRecipe(Recipe):
+class ChangeRecipe(BackboneHooks, Recipe):
     """Bi-temporal change detection; scored by F1, precision, recall and IoU of the change class."""
 
     name = "change"
@@ -177,29 +178,7 @@ class ChangeRecipe(Recipe):
             return SiamBackbone(cfg, prep["backbone"])
         return SiamUNet(cfg)
 
-    # --- issue 20: pretrained backbone hooks (model.base) ---
-    def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
-        model.from_parent = True  # the base's weights must not overwrite the parent's in initialise
-        return super().init_from_parent(model, parent_dir, prep)
-
-    def initialise(self, model: nn.Module, cfg: ChangeConfig, prep: dict) -> None:
-        if cfg.base and not getattr(model, "from_parent", False):
-            from hearthkit.recipes.eo_backbone import initialise_backbone
-
-            print(initialise_backbone(model, prep["backbone"]), flush=True)
-
-    def export_hf(self, folder: Path, out: Path) -> None:
-        """Published model FOLDER: its shared encoder as a transformers backbone folder, its decoder beside it."""
-        from hearthkit.recipes.eo_backbone import export_backbone
-        from hearthkit.recipes.load import load_model_dir
-
-        _, _, prep, model = load_model_dir(folder, self.name)
-        if "backbone" not in prep:
-            from hearthkit.errors import HearthError
-
-            raise HearthError(f"{folder.name} has no pretrained backbone; `hearth export` writes it in hearthkit's "
-                              "format")
-        export_backbone(model, out)
+    # issue 20: pretrained backbone hooks (model.base) come from BackboneHooks
 
     def dataset(self, cfg, prep, entries, reader, train):
         return ChangePatches(cfg, prep["stats"], geo.open_scenes(entries, reader, tuple(cfg.bands)))

@@ -17,6 +17,7 @@ from hearthkit.data import geo
 from hearthkit.errors import HearthError
 from hearthkit.recipes.base import Recipe
 from hearthkit.recipes.change.model import Decoder, Encoder
+from hearthkit.recipes.eo_backbone import BackboneHooks
 
 IGNORE = -1  # label of pixels outside the scene
 
@@ -117,7 +118,7 @@ class LandcoverPatches(torch.utils.data.Dataset):
         return {"x": torch.from_numpy(x), "y": torch.from_numpy(y)}
 
 
-class LandcoverRecipe(Recipe):
+class LandcoverRecipe(BackboneHooks, Recipe):
     """Land-cover classes from multispectral tiles; scored by accuracy and mean IoU."""
 
     name = "landcover"
@@ -159,27 +160,6 @@ class LandcoverRecipe(Recipe):
 
             return (BackboneUNet if cfg.task == "segmentation" else BackboneClassifier)(prep["backbone"], n)
         return UNet(cfg, n) if cfg.task == "segmentation" else PatchClassifier(cfg, n)
-
-    def init_from_parent(self, model: nn.Module, parent_dir: Path, prep: dict) -> str:
-        model.from_parent = True  # the base's weights must not overwrite the parent's in initialise
-        return super().init_from_parent(model, parent_dir, prep)
-
-    def initialise(self, model: nn.Module, cfg: LandcoverConfig, prep: dict) -> None:
-        if cfg.base and not getattr(model, "from_parent", False):
-            from hearthkit.recipes.eo_backbone import initialise_backbone
-
-            print(initialise_backbone(model, prep["backbone"]), flush=True)
-
-    def export_hf(self, folder: Path, out: Path) -> None:
-        """Published model FOLDER: its encoder as a transformers backbone folder, its decoder beside it."""
-        from hearthkit.recipes.eo_backbone import export_backbone
-        from hearthkit.recipes.load import load_model_dir
-
-        _, _, prep, model = load_model_dir(folder, self.name)
-        if "backbone" not in prep:
-            raise HearthError(f"{folder.name} has no pretrained backbone; `hearth export` writes it in hearthkit's "
-                              "format")
-        export_backbone(model, out)
 
     def dataset(self, cfg, prep, entries, reader, train):
         scenes = geo.open_scenes(entries, reader, tuple(cfg.bands), need=("before", "landcover"))
