@@ -64,12 +64,20 @@ def greedy(logp: torch.Tensor) -> list[int]:
 def prefix_beam_search(logp: torch.Tensor, piece: Callable[[int], str], beam: int = 8,
                        lm: LMScorer | None = None, lm_weight: float = 0.0, bonus: float = 0.0,
                        prune: float = -12.0) -> str:
-    """Most probable text under CTC for LOGP (T, V; index 0 blank), optionally fused with LM.
+    """Most probable text under CTC for LOGP (T, V; index 0 blank), optionally fused with LM."""
+    return prefix_beam_nbest(logp, piece, beam, 1, lm, lm_weight, bonus, prune)[0][0]
+
+
+def prefix_beam_nbest(logp: torch.Tensor, piece: Callable[[int], str], beam: int = 8, n: int = 1,
+                      lm: LMScorer | None = None, lm_weight: float = 0.0, bonus: float = 0.0,
+                      prune: float = -12.0) -> list[tuple[str, float]]:
+    """The N best distinct texts under CTC for LOGP (T, V; index 0 blank) with their log scores, best first.
 
     Prefixes are tuples of unit ids; each keeps the log-probability of ending in blank (pb) and in its last
-    unit (pnb). LM and length bonus are added once per emitted unit, the standard shallow-fusion score.
+    unit (pnb). LM and length bonus are added once per emitted unit, the standard shallow-fusion score. The final
+    beam is kept (not only its best) so a cascade can hand several readings of the audio to a translator.
     """
-    lp = logp.float().cpu().numpy()
+    lp = logp.detach().float().cpu().numpy()
     beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG)}
     fused: dict[tuple[int, ...], float] = {(): 0.0}  # LM + bonus part of each prefix's score
     texts: dict[tuple[int, ...], str] = {(): ""}
@@ -105,5 +113,7 @@ def prefix_beam_search(logp: torch.Tensor, piece: Callable[[int], str], beam: in
         end = lm_weight * lm.final(texts[k]) if lm is not None and lm_weight and hasattr(lm, "final") else 0.0
         return _logadd(*beams[k]) + fused[k] + end
 
-    best = max(beams, key=final)
-    return " ".join(texts[best].split())
+    out: dict[str, float] = {}  # prefixes that differ only in spaces read as one text: keep its best score
+    for k in sorted(beams, key=final, reverse=True):
+        out.setdefault(" ".join(texts[k].split()), final(k))
+    return list(out.items())[:n]

@@ -4,13 +4,12 @@ beam/MBR search of the end-to-end model."""
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from hearthkit.recipes.asr.decode import NEG, _logadd
+from hearthkit.recipes.asr.decode import prefix_beam_nbest
 from hearthkit.recipes.mt.beam import beam_nbest, beam_search, greedy
 from hearthkit.recipes.mt.mbr import chrf, mbr_pick, ngrams
 from hearthkit.recipes.mt.model import MTConfig
@@ -19,50 +18,9 @@ from hearthkit.recipes.sentencepiece_vocab import BOS, EOS, SentencePieceVocab
 
 def ctc_nbest(logp: torch.Tensor, piece: Callable[[int], str], beam: int = 8, n: int = 1, lm=None,
               lm_weight: float = 0.0, bonus: float = 0.0, prune: float = -12.0) -> list[tuple[str, float]]:
-    """The N best distinct transcripts of LOGP (T, U; 0 blank) with their log scores, best first.
-
-    The asr recipe's prefix beam search (same scores, same shallow fusion), keeping its final beam instead of
-    its single best, so a cascade can hand several readings of the audio to the translator.
-    """
-    lp = logp.detach().float().cpu().numpy()
-    beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, NEG)}
-    fused: dict[tuple[int, ...], float] = {(): 0.0}
-    texts: dict[tuple[int, ...], str] = {(): ""}
-    for t in range(lp.shape[0]):
-        row = lp[t]
-        cand = [int(v) for v in row.argsort()[::-1][:beam + 1] if row[v] > prune or v == 0]
-        nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [NEG, NEG])
-        for prefix, (pb, pnb) in beams.items():
-            total = _logadd(pb, pnb)
-            for v in cand:
-                p = float(row[v])
-                if v == 0:
-                    e = nxt[prefix]
-                    e[0] = _logadd(e[0], total + p)
-                    continue
-                last = prefix[-1] if prefix else None
-                new = prefix + (v,)
-                if new not in fused:
-                    texts[new] = texts[prefix] + piece(v)
-                    extra = lm_weight * lm(texts[prefix], piece(v)) if lm is not None and lm_weight else 0.0
-                    fused[new] = fused[prefix] + extra + bonus
-                e = nxt[new]
-                e[1] = _logadd(e[1], (pb + p) if v == last else (total + p))
-                if v == last:
-                    s = nxt[prefix]
-                    s[1] = _logadd(s[1], pnb + p)
-        ranked = sorted(nxt.items(), key=lambda kv: _logadd(*kv[1]) + fused[kv[0]], reverse=True)[:beam]
-        beams = {k: (v[0], v[1]) for k, v in ranked}
-
-    def final(k: tuple[int, ...]) -> float:
-        end = lm_weight * lm.final(texts[k]) if lm is not None and lm_weight and hasattr(lm, "final") else 0.0
-        return _logadd(*beams[k]) + fused[k] + end
-
-    out: dict[str, float] = {}  # prefixes that differ only in spaces read as one transcript: keep its best score
-    for k in sorted(beams, key=final, reverse=True):
-        text = " ".join(texts[k].split())
-        out.setdefault(text, final(k))
-    return list(out.items())[:n]
+    """The N best distinct transcripts of LOGP (T, U; 0 blank) with their log scores, best first: the asr
+    recipe's prefix beam search (same scores, same shallow fusion), keeping its final beam."""
+    return prefix_beam_nbest(logp, piece, beam, n, lm, lm_weight, bonus, prune)
 
 
 def expected_chrf_pick(candidates: list[str], weights: list[float], beta: float = 2.0) -> int:
