@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hearthkit.errors import HearthError
+from hearthkit.recipes.change.model import Decoder as UNetDecoder
 
 # model_type -> (transformers backbone class, its first convolution's module path)
 BACKBONES = {"resnet": ("ResNetBackbone", "embedder.embedder.convolution"),
@@ -112,25 +113,12 @@ def gn_block(cin: int, cout: int) -> nn.Sequential:
                          nn.GroupNorm(groups, cout), nn.ReLU(inplace=True))
 
 
-class Decoder(nn.Module):
-    """U-Net decoder over backbone stages: upsample the deepest, concatenate each stage's skip (SKIP_MULT x its
-    channels: 2 when a Siamese network concatenates the dates), GroupNorm blocks, a 1x1 head."""
+class Decoder(UNetDecoder):
+    """The U-Net decoder over backbone stages with GroupNorm blocks (per-rank fine-tuning batches are a few
+    patches; GroupNorm keeps no running statistics); output at the backbone's first stride (H / 4, W / 4)."""
 
     def __init__(self, chans: list[int], skip_mult: int, n_out: int):
-        super().__init__()
-        self.ups, self.blocks = nn.ModuleList(), nn.ModuleList()
-        prev = chans[-1] * skip_mult
-        for c in reversed(chans[:-1]):
-            self.ups.append(nn.ConvTranspose2d(prev, c, 2, stride=2))
-            self.blocks.append(gn_block(c + c * skip_mult, c))
-            prev = c
-        self.head = nn.Conv2d(prev, n_out, 1)
-
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
-        x = feats[-1]
-        for up, block, skip in zip(self.ups, self.blocks, reversed(feats[:-1]), strict=True):
-            x = block(torch.cat([up(x), skip], 1))  # (B, c, 2h, 2w)
-        return self.head(x)  # (B, n_out, H / 4, W / 4)
+        super().__init__(chans, skip_mult, n_out, block=gn_block)
 
 
 class BackboneUNet(nn.Module):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -34,15 +35,17 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Upsample from the deepest features, concatenating each stage's skip (of SKIP_MULT x its channels)."""
+    """Upsample from the deepest features, concatenating each stage's skip (of SKIP_MULT x its channels); BLOCK
+    builds each stage's convolutions (BatchNorm here, GroupNorm over a pretrained backbone)."""
 
-    def __init__(self, chans: list[int], skip_mult: int, n_out: int):
+    def __init__(self, chans: list[int], skip_mult: int, n_out: int,
+                 block: Callable[[int, int], nn.Module] = conv_block):
         super().__init__()
         self.ups, self.blocks = nn.ModuleList(), nn.ModuleList()
         prev = chans[-1] * skip_mult
         for c in reversed(chans[:-1]):
             self.ups.append(nn.ConvTranspose2d(prev, c, 2, stride=2))
-            self.blocks.append(conv_block(c + c * skip_mult, c))
+            self.blocks.append(block(c + c * skip_mult, c))
             prev = c
         self.head = nn.Conv2d(prev, n_out, 1)
 
