@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,7 @@ from safetensors.torch import load_file
 from hearthkit.engine import dataloading, stop
 from hearthkit.engine.config import DataConfig, load_config
 
-
-def _in_process_env(monkeypatch) -> None:
-    """torchrun's environment for a world of one in this process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                 "MASTER_PORT": str(port)}.items():
-        monkeypatch.setenv(k, v)
+from .conftest import in_process_env
 
 
 def _plan(engine_ws: Path, tiny_config, folder: Path, name: str, overrides: list[str], **train) -> Path:
@@ -112,7 +103,7 @@ def test_stopped_run_with_loader_workers_resumes_bitwise_and_votes_without_block
     preemption flags go out once per step in an asynchronous all-reduce; no blocking one is made per step."""
     from hearthkit.engine.trainer import train
 
-    _in_process_env(monkeypatch)
+    in_process_env(monkeypatch)
     monkeypatch.setenv("HEARTH_PREEMPT_SIGNAL", "SIGUSR2")  # the preemption flag is voted on too
     calls: list[bool] = []
     real = dist.all_reduce

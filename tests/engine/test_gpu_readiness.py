@@ -12,7 +12,6 @@ import ast
 import json
 import multiprocessing
 import os
-import socket
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +25,8 @@ from hearthkit.engine import checkpoint, parallel, stop
 from hearthkit.engine.config import LaunchConfig, TrainConfig, load_config
 from hearthkit.engine.faults import AtomicErrorHandler, diagnose, write_atomic
 from hearthkit.errors import HearthError
+
+from .conftest import in_process_env
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "hearthkit"
 COLLECTIVES = {"all_reduce", "broadcast", "all_gather", "all_gather_object", "broadcast_object_list", "barrier",
@@ -97,15 +98,6 @@ def _fsync_recorder(monkeypatch) -> set[int]:
     return seen
 
 
-def _in_process_env(monkeypatch) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                 "MASTER_PORT": str(port)}.items():
-        monkeypatch.setenv(k, v)
-
-
 def _plan(engine_ws: Path, tiny_config, folder: Path, name: str, overrides: list[str], **train) -> Path:
     from hearthkit.catalog.db import Catalog
     from hearthkit.launch.plan import plan_run
@@ -126,7 +118,7 @@ def test_the_real_loop_under_emulated_nccl_stops_resumes_and_commits_durably(eng
     averaging, final weights, last barrier) on a CUDA-bound default group; what it commits is fsynced."""
     from hearthkit.engine.trainer import train
 
-    _in_process_env(monkeypatch)
+    in_process_env(monkeypatch)
     monkeypatch.setenv(parallel.TEST_BACKEND_ENV, "cuda:gloo")
     monkeypatch.setenv("HEARTH_PREEMPT_SIGNAL", "SIGUSR2")  # the preemption flag's all-reduce runs every step
     synced = _fsync_recorder(monkeypatch)
@@ -155,7 +147,7 @@ def test_resume_with_a_changed_seed_or_batch_size_is_refused_unless_allowed(engi
                                                                             tmp_path: Path, monkeypatch):
     from hearthkit.engine.trainer import train
 
-    _in_process_env(monkeypatch)
+    in_process_env(monkeypatch)
     run = _plan(engine_ws, tiny_config, tmp_path, "changed", [])
     monkeypatch.setenv("HEARTH_TEST_STOP", "0:2")
     assert train(run, []) == "stopped"
@@ -185,7 +177,7 @@ def test_an_op_without_a_deterministic_kernel_is_refused_in_one_line(engine_ws: 
     from hearthkit.engine.trainer import train
     from hearthkit.recipes import get_recipe
 
-    _in_process_env(monkeypatch)
+    in_process_env(monkeypatch)
     run = _plan(engine_ws, tiny_config, tmp_path, "determined", [], deterministic=True)
     recipe = type(get_recipe("asr"))
     real = recipe.loss
