@@ -297,16 +297,10 @@ class HFPairDataset(torch.utils.data.Dataset):
 
     def __init__(self, cfg: Any, prep: HFPrep, examples: list[tuple[dict, dict, str]], reader: Any,
                  temperature: float = 1.0, drop_long: bool = False):
-        from hearthkit.recipes.mt.recipe import temperature_repeat
+        from hearthkit.recipes.mt.recipe import cached_text, temperature_repeat
 
         self.pad = prep.pad
-        cache: dict[str, str] = {}
-
-        def text(e: dict) -> str:
-            if e["content_hash"] not in cache:
-                cache[e["content_hash"]] = reader.read(e["content_hash"]).decode("utf-8")
-            return cache[e["content_hash"]]
-
+        text = cached_text(reader)
         items, keys = [], []
         for s, g, t in examples:
             src_lang = (s.get("meta") or {}).get("lang")

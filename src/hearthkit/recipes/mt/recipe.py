@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -85,19 +86,25 @@ def temperature_repeat(items: list, keys: list[str], temperature: float) -> list
     return [x for x, k in zip(items, keys, strict=True) for _ in range(times[k])]
 
 
+def cached_text(reader: GovernedReader) -> Callable[[dict], str]:
+    """An entry's text, read once through the governed READER (a text is often both sides of several pairs)."""
+    cache: dict[str, str] = {}
+
+    def text(e: dict) -> str:
+        if e["content_hash"] not in cache:
+            cache[e["content_hash"]] = reader.read(e["content_hash"]).decode("utf-8")
+        return cache[e["content_hash"]]
+
+    return text
+
+
 class PairDataset(torch.utils.data.Dataset):
     """(source ids, target ids) per complete pair, texts read once through the governed reader."""
 
     def __init__(self, cfg: MTConfig, vocab: SentencePieceVocab, examples: list[tuple[dict, dict, str]],
                  reader: GovernedReader, temperature: float = 1.0, drop_long: bool = False, alpha: float = 0.0):
         self.cfg, self.vocab, self.alpha = cfg, vocab, alpha
-        cache: dict[str, str] = {}
-
-        def text(e: dict) -> str:
-            if e["content_hash"] not in cache:
-                cache[e["content_hash"]] = reader.read(e["content_hash"]).decode("utf-8")
-            return cache[e["content_hash"]]
-
+        text = cached_text(reader)
         items, keys = [], []
         for s, g, t in examples:
             pair = fit_pair(encode_source(vocab, text(s), t), encode_target(vocab, text(g)), cfg.max_tokens,
