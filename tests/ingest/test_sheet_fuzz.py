@@ -210,7 +210,7 @@ def base(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def fresh(base: tuple[Path, Path]) -> tuple[Path, Catalog, Store]:
-    tmp = Path(tempfile.mkdtemp(prefix="hk-fuzz-"))
+    tmp = Path(tempfile.mkdtemp(prefix="hk-fuzz-", dir=base[1].parent))  # under pytest's tmp: cleaned with it
     folder = tmp / "archive"
     shutil.copytree(base[0], folder, copy_function=os.link)
     (folder / "archive.yaml").unlink()
