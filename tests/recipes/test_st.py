@@ -219,3 +219,135 @@ def test_ctc_nbest_first_is_the_asr_beams_best_and_posterior_weights_the_choice(
     assert expected_chrf_pick(cands, posterior([-1.0, -1.2, -0.9])) in (0, 1)
     assert expected_chrf_pick(cands, [0.0, 0.0, 1.0]) == 2
     assert expected_chrf_pick(["seul"], [1.0]) == 0
+
+
+def _plain_copy(archive: Path, dest: Path, collection: str) -> Path:
+    """A copy of translated ARCHIVE as COLLECTION without its tk:non_commercial labels (secret/sacred kept)."""
+    shutil.copytree(archive, dest)
+    with (dest / "metadata.csv").open(encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        r["labels"] = ";".join(x for x in r["labels"].split(";") if x and x != "tk:non_commercial")
+    with (dest / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    info = yaml.safe_load((dest / "archive.yaml").read_text(encoding="utf-8"))
+    info["collection"]["name"] = collection
+    (dest / "archive.yaml").write_text(yaml.safe_dump(info, allow_unicode=True), encoding="utf-8")
+    return dest
+
+
+def _in_process(ws: Path, config: Path, monkeypatch):
+    """Plan, train (engine/trainer.train as torchrun's one rank, in this process) and publish without evaluation."""
+    import torch.distributed as dist
+
+    from hearthkit.catalog.context import open_workspace_catalog
+    from hearthkit.engine.config import load_config
+    from hearthkit.engine.trainer import train
+    from hearthkit.launch.pipeline import finish_run
+    from hearthkit.launch.plan import plan_run
+    from hearthkit.workspace import open_workspace
+    from tests.engine.conftest import in_process_env
+
+    root = open_workspace(ws)
+    catalog = open_workspace_catalog(root)
+    try:
+        run_dir = plan_run(root, catalog, load_config(config, []))[0]
+        in_process_env(monkeypatch)
+        threads = torch.get_num_threads()
+        try:
+            assert train(run_dir, []) == "finished"
+        finally:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+            torch.set_num_threads(threads)
+        finish_run(root, catalog, run_dir, evaluate=False)
+    finally:
+        catalog.close()
+    return run_dir
+
+
+def test_e2e_decoder_starts_from_an_mt_model_and_inherits_its_labels(tiny_speech_archive: Path, tmp_path: Path,
+                                                                      workspace: Path, monkeypatch):
+    """model.decoder_from: the e2e model takes the mt model's vocabulary, and its embedding, decoder layers and final
+    norm are the mt model's before the first step; the mt model's labels (learned from items the e2e run never
+    sees) reach the e2e model, whose card and signed restrictions.json name it. In process, tiny, no evaluation."""
+    from hearthkit.recipes import get_recipe
+    from hearthkit.recipes.st.transfer import DECODER_PREFIXES
+
+    labelled = translated_archive(tiny_speech_archive, tmp_path / "labelled", collection="st-labelled")
+    plain = _plain_copy(labelled, tmp_path / "plain", "st-plain")
+    from hearthkit.catalog.context import open_workspace_catalog
+    from hearthkit.ingest.speech_folder import import_speech_folder
+    from hearthkit.store.vault import workspace_store
+    from hearthkit.workspace import open_workspace
+
+    ws_obj = open_workspace(workspace)
+    catalog = open_workspace_catalog(ws_obj)
+    for archive in (labelled, plain):  # what `hearth data import` does, in this process
+        assert import_speech_folder(catalog, workspace_store(ws_obj), archive, False).imported
+    catalog.close()
+    text_side = {**TEXT, "dec_layers": 2}
+    cfg = {"name": "st-text", "recipe": "st",
+           "request": {"purpose": "research", "requester": "tester", "collections": ["st-labelled"]},
+           "split": {"by": "text", "test_fraction": 0.25},
+           "model": {"mode": "cascade", "target": "xx", "cascade_input": "transcript", "text": text_side},
+           "train": {"steps": 3, "batch_size": 4, "lr": 0.003, "warmup": 1, "checkpoint_every": 3, "log_every": 1,
+                     "seed": 3, "mlflow": False},
+           "launch": {"nproc": 1, "threads_per_worker": 1}}
+    (tmp_path / "text.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    _in_process(workspace, tmp_path / "text.yaml", monkeypatch)
+    root = find_workspace(workspace)
+    parent = root.models_dir / "st-text"
+
+    # The e2e run: other items (no tk:non_commercial label), its decoder from st-text (one layer of its two).
+    e2e = {**cfg, "name": "st-e2e-dec", "request": {**cfg["request"], "collections": ["st-plain"]},
+           "model": {"mode": "e2e", "target": "xx", "decoder_from": str(parent), "encoder": ENCODER,
+                     "text": {**TEXT, "vocab_size": 40}, "ctc_weight": 0.3}}
+    (tmp_path / "e2e.yaml").write_text(yaml.safe_dump(e2e), encoding="utf-8")
+    run_dir = _in_process(workspace, tmp_path / "e2e.yaml", monkeypatch)
+
+    # The target vocabulary is the mt model's (vocab_size 40 here is ignored); its weights start the decoder.
+    assert (run_dir / "prep" / "spm.model").read_bytes() == (parent / "prep" / "spm.model").read_bytes()
+    recipe = get_recipe("st")
+    mcfg = recipe.ModelConfig.model_validate(e2e["model"])
+    prep = recipe.load_prep(run_dir / "prep")
+    model = recipe.build_model(mcfg, prep)
+    recipe.initialise(model, mcfg, prep)  # what the trainer does before step 1
+    theirs = load_file(str(parent / "model.safetensors"))
+    own = model.state_dict()
+    copied = [k for k in own if k.startswith(DECODER_PREFIXES) and k in theirs]
+    assert "embed.weight" in copied and "dec_ln.weight" in copied and any(k.startswith("decoder.0.") for k in copied)
+    assert all(torch.equal(own[k], theirs[k]) for k in copied)
+    assert not any(k.startswith("decoder.1.") for k in own)  # the parent's second layer has no place here
+
+    # Labels: the mt model learned from tk:non_commercial items; the e2e run's own items carry none, yet it does.
+    catalog = Catalog.open(root.db_url)
+    with catalog.session() as s:
+        mt_model = s.scalar(select(Model).where(Model.name == "st-text"))
+        st_model = s.scalar(select(Model).where(Model.name == "st-e2e-dec"))
+        inherited = set(mt_model.restrictions) - set(json.loads((run_dir / "manifest.json").read_text())
+                                                      ["restrictions"])
+        assert any("non_commercial" in r for r in inherited)
+        assert set(mt_model.restrictions) <= set(st_model.restrictions)
+        assert st_model.parent_id == mt_model.id
+    catalog.close()
+    signed = json.loads((root.models_dir / "st-e2e-dec" / "restrictions.json").read_text(encoding="utf-8"))
+    assert inherited <= set(signed["restrictions"])
+    card = (root.models_dir / "st-e2e-dec" / "model_card.md").read_text(encoding="utf-8")
+    assert "st-text" in card and inherited <= set(_front(card)["hearthkit"]["restrictions"])
+
+    # A decoder_from that is no published model is refused at planning, in one line naming it.
+    bad = {**e2e, "name": "st-e2e-bad", "model": {**e2e["model"], "decoder_from": str(tmp_path / "labelled")}}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad), encoding="utf-8")
+    from hearthkit.engine.config import load_config
+    from hearthkit.errors import HearthError
+    from hearthkit.launch.plan import plan_run
+
+    catalog = open_workspace_catalog(ws_obj)
+    with pytest.raises(HearthError) as refused:
+        plan_run(ws_obj, catalog, load_config(tmp_path / "bad.yaml", []))
+    catalog.close()
+    assert "\n" not in str(refused.value) and str(tmp_path / "labelled") in str(refused.value)
+    assert not (root.run_dir("st-e2e-bad") / "run.json").exists()

@@ -156,16 +156,19 @@ def _parent(catalog: Catalog, cfg: RunConfig) -> dict | None:
     model of this workspace, carry a restrictions.json signed by this workspace over its weights, or be registered
     by a steward (lineage/folder.py); its restrictions are then checked here and inherited when it is published.
     """
+    from hearthkit.lineage.folder import OTHER_PARENT_KEYS
+
     folder = cfg.model.get("init_from")
-    if not cfg.init_from and not folder:
+    others = [cfg.model[k] for k in OTHER_PARENT_KEYS if cfg.model.get(k)]  # e.g. st's decoder_from
+    if not cfg.init_from and not folder and not others:
         return None
     from hearthkit.catalog.context import workspace_of
     from hearthkit.lineage.folder import authorize_folder
     from hearthkit.lineage.registry import guard
 
     with catalog.session() as s:
-        if folder:
-            authorize_folder(s, workspace_of(catalog), Path(folder), cfg.request.purpose, cfg.request.requester)
+        for f in [folder, *others] if folder else others:
+            authorize_folder(s, workspace_of(catalog), Path(f), cfg.request.purpose, cfg.request.requester)
         if not cfg.init_from:
             return None
         m = guard(s, cfg.init_from, cfg.request.purpose, cfg.request.requester)

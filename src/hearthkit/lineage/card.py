@@ -137,7 +137,9 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
         lines.append("- none")
     lines += ["", "## Attribution", ""] + ([f"- {a}" for a in attribution] or ["- none recorded"])
     lines += ["", "## Lineage", "", f"- Manifest sha256: `{manifest.hash}`"]
-    lines += [f"- Initialised from `{p['model']}` ({p['recipe']}, manifest `{(p['manifest_sha256'] or '')[:16]}…`)"
+    lines += [f"- `{p['via']}`: part of the model started from `{p['model']}` ({p['recipe']}, manifest "
+              f"`{(p.get('manifest_sha256') or '')[:16]}…`)" if p.get("via") else
+              f"- Initialised from `{p['model']}` ({p['recipe']}, manifest `{(p['manifest_sha256'] or '')[:16]}…`)"
               if i == 0 else f"- … which descends from `{p['model']}` (manifest `{(p['manifest_sha256'] or '')[:16]}…`)"
               for i, p in enumerate(lineage)] or ["- Trained from scratch (no parent model)"]
     if parent:

@@ -28,6 +28,9 @@ from hearthkit.store.keys import local_secret
 FILE = "restrictions.json"
 FORMAT = "hearthkit-restrictions/1"
 SECRET = "model-restrictions"  # <key folder>/model-restrictions.secret signs every restrictions.json
+# Model-section keys, besides init_from, that name a parent model folder (st's decoder_from: the mt model its e2e
+# decoder starts from): checked for the run's purpose at planning and inherited at publishing like init_from's.
+OTHER_PARENT_KEYS = ("decoder_from",)
 
 
 def weight_hashes(folder: Path) -> dict[str, str]:

@@ -41,6 +41,14 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
             governed = inspect_folder(s, ws, Path(init_from))
         parent_folder.update(name=governed.name, restrictions=governed.restrictions, source=governed.source,
                              chain=governed.parents)
+    # Other parent folders (st's decoder_from): their restrictions and attribution are inherited too.
+    from hearthkit.lineage.folder import OTHER_PARENT_KEYS, inspect_folder
+
+    others = []
+    for key in OTHER_PARENT_KEYS:
+        if other := (cfg.get("model") or {}).get(key):
+            with catalog.session() as s:
+                others.append((key, inspect_folder(s, ws, Path(other))))
     shutil.rmtree(out, ignore_errors=True)
     tmp.replace(out)
     overall = next((r for r in evaluation["rows"] if r["by"] == "overall"), {})
@@ -76,6 +84,15 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
         if parent is None and parent_folder:  # a signed or steward-registered folder from outside the registry
             lineage = [{"model": governed.name, "recipe": governed.recipe, "manifest_sha256": None,
                         "source": governed.source, "restrictions": governed.restrictions}, *governed.parents]
+        for key, fm in others:
+            if model.parent_id is None and fm.model_id is not None:  # no init_from: this one is the parent
+                model.parent_id = fm.model_id
+            model.restrictions = sorted(set(model.restrictions) | set(fm.restrictions))
+            model.attribution = sorted(set(model.attribution) | set(fm.attribution))
+            known = s.get(Model, fm.model_id) if fm.model_id is not None else None
+            lineage = [*lineage, {"model": fm.name, "recipe": fm.recipe, "via": key, "source": fm.source,
+                                  "manifest_sha256": known.manifest_hash if known else None,
+                                  "restrictions": fm.restrictions}, *fm.parents]
         restrictions, attribution = model.restrictions, model.attribution
     card = model_card(name, cfg["recipe"], manifest, len(split["train"]), len(split["test"]), evaluation["rows"],
                       evaluation["gaps"], tuple(evaluation["metrics"]), cfg, restrictions=restrictions,

@@ -116,9 +116,14 @@ def translate_segments(model, segments: list) -> list[str]:
         if cfg.mode != "cascade":
             raise HearthError("this st model is end to end: it translates speech, not transcripts; use a cascade "
                               "model or an mt model for text")
-        return Cascade.from_parts(Path(cfg.init_from), net, cfg, prep).translate_text(texts)
+        from hearthkit.recipes.mt.recipe import RECIPE as MT
+
+        return MT.translate(net, text_config(cfg), prep, texts, cfg.target)
     n_mels = cfg.encoder.n_mels
     if cfg.mode == "cascade":
+        if not cfg.init_from:
+            raise HearthError("this cascade st model was trained without an asr model (model.init_from): it "
+                              "translates transcripts, not speech; train one with init_from naming an asr model")
         cascade = Cascade.from_parts(Path(cfg.init_from), net, cfg, prep)
         n_mels = cascade.asr_cfg.n_mels
     feats = [log_mel(torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32)), SAMPLE_RATE, n_mels)

@@ -11,7 +11,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
 from hearthkit.engine.dropout import Dropout
@@ -32,6 +32,12 @@ class STConfig(BaseModel):
     init_from: str | None = Field(None, description="A models/NAME folder of an asr model: the cascade's "
                                   "transcriber (required there), the e2e encoder's starting weights. The new "
                                   "model inherits its restrictions.")
+    decoder_from: str | None = Field(None, description="e2e: a models/NAME folder of an mt model (recipe mt "
+                                     "from scratch, or an st cascade's text side) that starts the decoder: its "
+                                     "vocabulary becomes the target vocabulary (text.vocab_size is then ignored), "
+                                     "its embedding (the tied output projection), decoder layers and final norm are "
+                                     "copied where shapes match (text.d_model must be its width). The new model "
+                                     "inherits its restrictions, like init_from's.")
     encoder: ASRConfig = Field(ASRConfig(), description="e2e: the speech encoder (a conformer); with init_from, "
                                "its shape fields must be the parent's.")
     text: MTConfig = Field(MTConfig(pairs=["src-fr"], d_model=256, dropout=0.3), description="cascade: the whole "
@@ -44,6 +50,10 @@ class STConfig(BaseModel):
                        "under the asr posterior is kept (MBR).")
     asr_beam: int = Field(8, ge=1, description="cascade: CTC beam width of the transcriber (with its n-gram, if "
                           "it has one).")
+    cascade_input: Literal["asr", "transcript"] = Field(
+        "asr", description="cascade evaluation: translate the asr model's transcripts of the audio (the system), or "
+        "the held-out items' own transcripts (the text model's ceiling: what a perfect transcriber would give), "
+        "e.g. `hearth eval NAME --set cascade_input=transcript`.")
     group_by: list[str] = Field(["speaker", "source", "dialect", "gender"],
                                 description="Item metadata columns the evaluation is broken down by.")
 
@@ -66,6 +76,13 @@ class STConfig(BaseModel):
         if len(v.pairs) != 1:
             raise ValueError("one direction: [TRANSCRIPT_LANG-TARGET], e.g. [mb-fr]")
         return v
+
+    @model_validator(mode="after")
+    def _decoder_from_e2e(self) -> STConfig:
+        """A cascade trains its own text model; only the e2e decoder starts from an mt model."""
+        if self.decoder_from and self.mode != "e2e":
+            raise ValueError("decoder_from starts the e2e decoder; a cascade's text model is trained here (mode: e2e)")
+        return self
 
     @property
     def source_lang(self) -> str:

@@ -128,10 +128,15 @@ class STRecipe(Recipe):
         """A cascade needs its asr model; an e2e encoder must have its parent's shape (one line, at planning)."""
         from hearthkit.recipes.asr.transfer import check_parent, read_parent
 
+        if cfg.decoder_from:
+            from hearthkit.recipes.st.transfer import check_text_parent
+
+            check_text_parent(text_config(cfg), Path(cfg.decoder_from))
         if cfg.init_from is None:
-            if cfg.mode == "cascade":
+            if cfg.mode == "cascade" and cfg.cascade_input == "asr":
                 raise HearthError("model.init_from is missing: a cascade transcribes with an asr model; name its "
-                                  "models/NAME folder")
+                                  "models/NAME folder (or set model.cascade_input: transcript to train and score "
+                                  "its text model on the items' own transcripts)")
             return
         if cfg.mode == "e2e":
             check_parent(cfg.encoder, Path(cfg.init_from))
@@ -162,11 +167,15 @@ class STRecipe(Recipe):
         if cfg.mode == "cascade":  # one vocabulary for both sides, as the mt recipe has it
             vocab = SentencePieceVocab.fit([s for s in sources if s] + targets, tcfg.vocab_size, tcfg.sp_model_type,
                                            symbols=[tag(cfg.target)])
+        elif cfg.decoder_from:  # the decoder's embeddings are indexed by the mt model's pieces: keep them
+            vocab = SentencePieceVocab.inherit(Path(cfg.decoder_from) / "prep", out)
         else:  # target pieces only; transcripts are characters for the CTC head
             vocab = SentencePieceVocab.fit(targets, tcfg.vocab_size, tcfg.sp_model_type)
+        if cfg.mode == "e2e":
             prep["tokenizer"] = CharTokenizer.fit(sources)
             prep["tokenizer"].save(out / "tokenizer.json")
-        vocab.save(out, hashes)
+        if not cfg.decoder_from:
+            vocab.save(out, hashes)
         prep["vocab"] = vocab
         return prep
 
@@ -182,11 +191,16 @@ class STRecipe(Recipe):
         return SpeechTranslator(cfg, len(prep["tokenizer"]), len(prep["vocab"]), PAD)
 
     def initialise(self, model: nn.Module, cfg: STConfig, prep: dict) -> None:
-        """e2e: the encoder and the CTC rows of shared characters come from the asr model init_from names."""
+        """e2e: the encoder and the CTC rows of shared characters come from the asr model init_from names; the
+        decoder from the mt model decoder_from names."""
         if cfg.mode == "e2e" and cfg.init_from:
             from hearthkit.recipes.asr.transfer import init_from_parent
 
             init_from_parent(model.encoder, cfg.encoder, prep["tokenizer"], Path(cfg.init_from))
+        if cfg.mode == "e2e" and cfg.decoder_from:
+            from hearthkit.recipes.st.transfer import decoder_from_parent
+
+            print(decoder_from_parent(model, Path(cfg.decoder_from)), flush=True)
 
     def dataset(self, cfg, prep, entries, reader, train):
         if cfg.mode == "cascade":
@@ -229,8 +243,12 @@ class STRecipe(Recipe):
             from hearthkit.recipes.st.cascade import Cascade
 
             ds = TranslatedSpeechRefs(cfg, entries, reader)
-            cascade = Cascade.from_parts(Path(cfg.init_from), model, cfg, prep)
-            hyps, transcripts = cascade.translate_audio(ds.features_with(cascade), return_transcripts=True)
+            if cfg.cascade_input == "transcript":  # the ceiling: the items' own transcripts, no audio read
+                transcripts = [CharTokenizer.normalise(reader.text(e)) for e in ds.entries]
+                hyps = MT.translate(model, text_config(cfg), prep, transcripts, cfg.target)
+            else:
+                cascade = Cascade.from_parts(Path(cfg.init_from), model, cfg, prep)
+                hyps, transcripts = cascade.translate_audio(ds.features_with(cascade), return_transcripts=True)
             extra = [{"transcript_reference": CharTokenizer.normalise(reader.text(e)), "transcript": t}
                      for e, t in zip(ds.entries, transcripts, strict=True)]
         else:
