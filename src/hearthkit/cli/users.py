@@ -20,15 +20,15 @@ token_app = typer.Typer(help="API tokens for scripts: scoped, revocable, shown o
 users_app.add_typer(token_app, name="token")
 
 
-def _new_account(catalog, name: str) -> str | None:
-    """An account with a one-time password for NAME, unless they already have one."""
+def _new_account(catalog, name: str, by: str | None = None) -> str | None:
+    """An account with a one-time password for NAME, unless they already have one (audited, made BY)."""
     from sqlalchemy import select
 
     from hearthkit.catalog.models import Person
     from hearthkit.governance.identity import ensure_account
 
     with catalog.session() as s:
-        return ensure_account(s, s.scalar(select(Person).where(Person.name == name)))
+        return ensure_account(s, s.scalar(select(Person).where(Person.name == name)), by=by)
 
 
 @users_app.command("add", help="Add a person with a role and a web account (one-time password printed). "
@@ -53,14 +53,14 @@ def add(
             raise HearthError("--steward-of stands alone; use --community, --role and --by for other roles")
         owner = ws.require_owner(f"make a steward of {steward_of}")
         add_person(catalog, name, steward_of, "steward", owner=owner)
-        granted = f"a steward of {steward_of}"
+        granted, by = f"a steward of {steward_of}", f"owner:{owner}"
     else:
         if not (community and role and by):
             raise HearthError("name the role: --steward-of COMMUNITY (workspace owner), or --community C --role R "
                               "--by STEWARD")
         add_person(catalog, name, community, role, by=by)
         granted = f"a {role} of {community}"
-    password = _new_account(catalog, name)
+    password = _new_account(catalog, name, by)
     console.print(f"{name} is now {granted}")
     if password:
         # One line, never wrapped: the password must be copied whole.
@@ -77,16 +77,16 @@ def passwd(name: Annotated[str, typer.Argument(help="The person's sign-in name."
     from hearthkit.governance import identity
 
     ws, catalog = open_catalog(workspace)
-    _may_manage(ws, catalog, name, by, "reset the password of")
-    pw = identity.reset_password(catalog, name)
+    actor = _may_manage(ws, catalog, name, by, "reset the password of")
+    pw = identity.reset_password(catalog, name, by=actor)
     console.print(f"one-time password for {name}: {pw}", highlight=False, soft_wrap=True)
 
 
-def _may_manage(ws, catalog, name: str, by: str | None, action: str) -> None:
-    """A steward of one of NAME's communities (--by), or the workspace owner, may manage NAME's account."""
+def _may_manage(ws, catalog, name: str, by: str | None, action: str) -> str:
+    """A steward of one of NAME's communities (--by), or the workspace owner, may manage NAME's account; returns
+    the actor as the audit log names them."""
     if by is None:
-        ws.require_owner(f"{action} {name}")
-        return
+        return "owner:" + ws.require_owner(f"{action} {name}")
     from sqlalchemy import select
 
     from hearthkit.catalog.models import Person
@@ -100,6 +100,36 @@ def _may_manage(ws, catalog, name: str, by: str | None, action: str) -> None:
         raise HearthError(f"person {name!r} is unknown; add them with `hearth users add`")
     if me is None or not any("steward" in me.roles.get(c, ()) for c in who.roles):
         raise HearthError(f"{by} is not a steward of any community of {name}; ask one, or the workspace owner")
+    return by
+
+
+@users_app.command("disable", help="Disable a person's web account: their sessions end and their API tokens stop "
+                                   "working at once (audited). `hearth users enable` undoes it.\n\n"
+                                   "Example: hearth users disable mere --by aroha")
+@user_errors
+def disable(name: Annotated[str, typer.Argument(help="The person's sign-in name.")],
+            by: Annotated[str | None, typer.Option("--by", help="A steward of one of the person's communities "
+                                                                "(else the workspace owner must run this).")] = None,
+            workspace: WorkspaceOpt = None) -> None:
+    from hearthkit.governance import identity
+
+    ws, catalog = open_catalog(workspace)
+    changed = identity.set_disabled(catalog, name, True, by=_may_manage(ws, catalog, name, by, "disable"))
+    console.print(f"{name}'s account is disabled" if changed else f"{name}'s account was already disabled")
+
+
+@users_app.command("enable", help="Enable a disabled web account again (audited).\n\n"
+                                  "Example: hearth users enable mere --by aroha")
+@user_errors
+def enable(name: Annotated[str, typer.Argument(help="The person's sign-in name.")],
+           by: Annotated[str | None, typer.Option("--by", help="A steward of one of the person's communities "
+                                                               "(else the workspace owner must run this).")] = None,
+           workspace: WorkspaceOpt = None) -> None:
+    from hearthkit.governance import identity
+
+    ws, catalog = open_catalog(workspace)
+    changed = identity.set_disabled(catalog, name, False, by=_may_manage(ws, catalog, name, by, "enable"))
+    console.print(f"{name}'s account is enabled" if changed else f"{name}'s account was not disabled")
 
 
 def _person_id(catalog, name: str) -> int:
@@ -138,8 +168,8 @@ def token_create(
     from hearthkit.governance import identity
 
     ws, catalog = open_catalog(workspace)
-    ws.require_owner(f"create an API token for {name}")  # a person makes their own on the web Tokens page
-    tid, raw = identity.create_token(catalog, name, label, scope, days)
+    owner = ws.require_owner(f"create an API token for {name}")  # a person makes their own on the web Tokens page
+    tid, raw = identity.create_token(catalog, name, label, scope, days, by=f"owner:{owner}")
     console.print(f"token {tid} for {name} ({', '.join(sorted(set(scope)))}); shown once:\n{raw}", highlight=False)
 
 
@@ -150,8 +180,8 @@ def token_revoke(token_id: Annotated[int, typer.Argument(help="Token id (see `he
     from hearthkit.governance import identity
 
     ws, catalog = open_catalog(workspace)
-    ws.require_owner(f"revoke token {token_id}")
-    identity.revoke_token(catalog, token_id)
+    owner = ws.require_owner(f"revoke token {token_id}")
+    identity.revoke_token(catalog, token_id, by=f"owner:{owner}")
     console.print(f"token {token_id} revoked")
 
 

@@ -20,7 +20,10 @@ KINDS = {"import", "label", "consent", "withdrawal", "protocol", "person", "mani
          "denial", "data_access", "export", "declaration",
          "serve", "serve_refused", "external_model",  # serving a model, a refused use, a steward-registered folder
          "revocation",  # a steward revoked a model outright (lineage/revoke.py)
-         "base_model"}  # a pretrained base registered with its terms (lineage/base.py)
+         "base_model",  # a pretrained base registered with its terms (lineage/base.py)
+         # Identity (governance/identity.py): sign-ins (refused ones with the name as typed, never the password),
+         # sign-outs, accounts (create, password reset/change, disable/enable) and API tokens (create, revoke).
+         "sign_in", "sign_in_refused", "sign_out", "account", "api_token"}
 _PG_LOCK = 7_042_011  # advisory lock id that serialises appends on PostgreSQL
 
 

@@ -24,6 +24,7 @@ from hearthkit.catalog.models import (
     WebSession,
 )
 from hearthkit.errors import HearthError
+from hearthkit.governance import audit
 
 SCOPES = ("read", "request", "approve", "transcribe", "translate", "monitor", "admin")
 MIN_PASSWORD = 10
@@ -68,27 +69,42 @@ def _person(s: Session, name: str) -> Person:
     return p
 
 
+def _communities(s: Session, person_id: int) -> list[str]:
+    """Communities PERSON_ID holds a role in: who may read this person's identity events (audit_view.concerns)."""
+    return sorted(set(s.scalars(select(Community.name).join(Membership, Membership.community_id == Community.id)
+                                .where(Membership.person_id == person_id))))
+
+
+def _audit(s: Session, kind: str, actor: str | None, person: Person | None, **data) -> None:
+    """An identity event in S's transaction, naming the person and their communities (never a secret)."""
+    if person is not None:
+        data.update(person=person.name, communities=_communities(s, person.id))
+    audit.append(s, kind, actor, **data)
+
+
 def _check_new_password(password: str) -> None:
     if len(password) < MIN_PASSWORD:
         raise HearthError(f"the new password must have at least {MIN_PASSWORD} characters")
 
 
-def ensure_account(s: Session, person: Person) -> str | None:
-    """Give PERSON an account with a one-time password (returned); None when they already have one."""
+def ensure_account(s: Session, person: Person, by: str | None = None) -> str | None:
+    """Give PERSON an account with a one-time password (returned); None when they already have one. Audited."""
     if s.scalar(select(Account).where(Account.person_id == person.id)) is not None:
         return None
     pw = one_time_password()
     s.add(Account(person_id=person.id, password_hash=_hasher.hash(pw), must_change=True, failed_logins=0))
     s.flush()
+    _audit(s, "account", by, person, action="create")
     return pw
 
 
-def reset_password(catalog: Catalog, name: str) -> str:
-    """A new one-time password for NAME (creating the account if needed); their sessions end."""
+def reset_password(catalog: Catalog, name: str, by: str | None = None) -> str:
+    """A new one-time password for NAME (creating the account if needed); their sessions end. Audited."""
     pw = one_time_password()
     with catalog.session() as s:
         person = _person(s, name)
         acc = s.scalar(select(Account).where(Account.person_id == person.id))
+        _audit(s, "account", by, person, action="password_reset" if acc is not None else "create")
         if acc is None:
             acc = Account(person_id=person.id, password_hash="", failed_logins=0)
             s.add(acc)
@@ -114,33 +130,44 @@ class SignedIn:
     must_change: bool
 
 
-def authenticate(catalog: Catalog, name: str, password: str) -> SignedIn:
-    """Check NAME's password; refuse with one message for every failure; count failures towards a lockout."""
+def authenticate(catalog: Catalog, name: str, password: str, client: str | None = None) -> SignedIn:
+    """Check NAME's password; refuse with one message for every failure; count failures towards a lockout.
+
+    Every attempt is an audit event (`sign_in` or `sign_in_refused`) with the name as typed and CLIENT (the
+    address it came from); the password is never recorded, whatever was typed.
+    """
     now = _now()
+    typed = name[:200]
     with catalog.session() as s:
         row = s.execute(select(Person, Account).join(Account, Account.person_id == Person.id)
                         .where(Person.name == name)).first()
-        if row is None:
+        person, acc = row if row is not None else (None, None)
+        locked = _aware(acc.locked_until) if acc is not None else None
+        if acc is None:
             _verify(_DUMMY_HASH, password)
-            raise SignInRefused()
-        person, acc = row
-        locked = _aware(acc.locked_until)
-        if acc.disabled_at is not None or (locked is not None and locked > now):
+            failed = "no account of that name"
+        elif acc.disabled_at is not None or (locked is not None and locked > now):
             _verify(_DUMMY_HASH, password)
-            raise SignInRefused()
-        if not _verify(acc.password_hash, password):
+            failed = "account disabled" if acc.disabled_at is not None else "account locked"
+        elif not _verify(acc.password_hash, password):
             acc.failed_logins += 1
             if acc.failed_logins >= FREE_FAILURES:
                 acc.locked_until = now + _lock_for(acc.failed_logins)
-            failed = True
+            failed = "wrong password" + (" (account now locked)" if acc.locked_until is not None else "")
         else:
             acc.failed_logins = 0
             acc.locked_until = None
             if _hasher.check_needs_rehash(acc.password_hash):
                 acc.password_hash = _hasher.hash(password)
-            failed = False
-        result = SignedIn(person.id, person.name, acc.must_change)
-    if failed:  # raised after the commit, so the failure count is stored
+            failed = None
+        if failed:
+            # The actor is whoever typed it, not the account: a failed attempt proves no identity.
+            _audit(s, "sign_in_refused", "anonymous", person, name=typed, client=client, reason=failed,
+                   **({"failures": acc.failed_logins} if acc is not None else {}))
+        else:
+            _audit(s, "sign_in", person.name, person, client=client)
+            result = SignedIn(person.id, person.name, acc.must_change)
+    if failed:  # raised after the commit, so the failure count and its audit event are stored
         raise SignInRefused()
     return result
 
@@ -153,7 +180,7 @@ def _verify(stored: str, password: str) -> bool:
 
 
 def change_password(catalog: Catalog, person_id: int, old: str, new: str) -> None:
-    """Replace the password after checking the old one; every session of the person ends."""
+    """Replace the password after checking the old one; every session of the person ends. Audited."""
     _check_new_password(new)
     if new == old:
         raise HearthError("the new password must differ from the old one")
@@ -164,6 +191,8 @@ def change_password(catalog: Catalog, person_id: int, old: str, new: str) -> Non
         acc.password_hash = _hasher.hash(new)
         acc.must_change = False
         _end_sessions(s, person_id)
+        person = s.get(Person, person_id)
+        _audit(s, "account", person.name, person, action="password_change")
 
 
 def _end_sessions(s: Session, person_id: int) -> None:
@@ -198,11 +227,16 @@ def session_must_change(catalog: Catalog, person_id: int) -> bool:
         return bool(s.scalar(select(Account.must_change).where(Account.person_id == person_id)))
 
 
-def end_session(catalog: Catalog, raw: str) -> None:
-    """Revoke session RAW (sign out)."""
+def end_session(catalog: Catalog, raw: str, client: str | None = None) -> None:
+    """Revoke session RAW (sign out); a live session's end is audited as `sign_out`."""
     with catalog.session() as s:
-        s.execute(update(WebSession).where(WebSession.token_hash == token_hash(raw), WebSession.revoked_at.is_(None))
-                  .values(revoked_at=_now()))
+        ses = s.scalar(select(WebSession).where(WebSession.token_hash == token_hash(raw),
+                                                WebSession.revoked_at.is_(None)))
+        if ses is None:
+            return
+        ses.revoked_at = _now()
+        person = s.get(Person, ses.person_id)
+        _audit(s, "sign_out", person.name, person, client=client)
 
 
 @dataclass(frozen=True)
@@ -219,8 +253,10 @@ class TokenInfo:
     last_used_at: datetime | None
 
 
-def create_token(catalog: Catalog, person: str, name: str, scopes: list[str], days: int | None = 90) -> tuple[int, str]:
-    """A new API token for PERSON with SCOPES (an allowlist); returns (id, raw token), shown once."""
+def create_token(catalog: Catalog, person: str, name: str, scopes: list[str], days: int | None = 90,
+                 by: str | None = None) -> tuple[int, str]:
+    """A new API token for PERSON with SCOPES (an allowlist); returns (id, raw token), shown once. Audited (never
+    the token): BY is who made it (default: PERSON)."""
     bad = [x for x in scopes if x not in SCOPES]
     if bad or not scopes:
         raise HearthError(f"scope {', '.join(bad) or '(none)'} is not one of: {', '.join(SCOPES)}")
@@ -233,6 +269,8 @@ def create_token(catalog: Catalog, person: str, name: str, scopes: list[str], da
                      expires_at=_now() + timedelta(days=days) if days else None)
         s.add(t)
         s.flush()
+        _audit(s, "api_token", by or p.name, p, action="create", token=t.id, name=t.name, scopes=t.scopes,
+               expires_at=t.expires_at.isoformat(timespec="seconds") if t.expires_at else None)
         return t.id, raw
 
 
@@ -253,14 +291,35 @@ def token_person(catalog: Catalog, raw: str) -> tuple[int, frozenset[str]] | Non
         return tok.person_id, frozenset(tok.scopes or ())
 
 
-def revoke_token(catalog: Catalog, token_id: int, person_id: int | None = None) -> None:
-    """Revoke token TOKEN_ID; with PERSON_ID, only when it is theirs (others' tokens read as unknown)."""
+def revoke_token(catalog: Catalog, token_id: int, person_id: int | None = None, by: str | None = None) -> None:
+    """Revoke token TOKEN_ID; with PERSON_ID, only when it is theirs (others' tokens read as unknown). Audited:
+    BY is who revoked it (default: the token's person when PERSON_ID is given, else the operator)."""
     with catalog.session() as s:
         t = s.get(ApiToken, token_id)
         if t is None or (person_id is not None and t.person_id != person_id):
             raise HearthError(f"token {token_id} does not exist; see `hearth users token ls`")
         if t.revoked_at is None:
             t.revoked_at = _now()
+            owner = s.get(Person, t.person_id)
+            _audit(s, "api_token", by or (owner.name if person_id is not None else None), owner, action="revoke",
+                   token=t.id, name=t.name)
+
+
+def set_disabled(catalog: Catalog, name: str, disabled: bool, by: str | None = None) -> bool:
+    """Disable (or enable again) NAME's account: sessions and tokens stop working at once. Audited; returns whether
+    anything changed."""
+    with catalog.session() as s:
+        person = _person(s, name)
+        acc = s.scalar(select(Account).where(Account.person_id == person.id))
+        if acc is None:
+            raise HearthError(f"{name} has no account; `hearth users passwd {name}` gives them one")
+        if (acc.disabled_at is not None) == disabled:
+            return False
+        acc.disabled_at = _now() if disabled else None
+        if disabled:
+            _end_sessions(s, person.id)
+        _audit(s, "account", by, person, action="disable" if disabled else "enable")
+        return True
 
 
 def tokens(catalog: Catalog, person_id: int | None = None) -> list[TokenInfo]:

@@ -219,6 +219,16 @@ def secure_request(request: Request) -> bool:
     return bool(request.app.state.behind_proxy) and request.headers.get("x-forwarded-proto", "").lower() == "https"
 
 
+def client_address(request: Request) -> str | None:
+    """Where the request came from, as the audit log records it: the trusted proxy's X-Forwarded-For (its first
+    address) with --behind-proxy, else the socket's peer."""
+    if request.app.state.behind_proxy:
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+        if forwarded:
+            return forwarded[:100]
+    return request.client.host if request.client else None
+
+
 def set_cookie(request: Request, response, name: str, value: str, max_age: int | None = None) -> None:
     """Set a cookie the way every hearthkit cookie is set: HttpOnly, SameSite=Lax, Secure over TLS."""
     response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="lax", secure=secure_request(request),

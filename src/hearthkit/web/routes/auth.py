@@ -14,6 +14,7 @@ from hearthkit.web.deps import (
     Actor,
     Id,
     actor,
+    client_address,
     csrf_checked,
     gettext_for,
     render,
@@ -43,7 +44,7 @@ def login(request: Request, name: Annotated[str, Form(max_length=200)], password
           next: Annotated[str, Form(max_length=2000)] = "/"):
     cat = request.app.state.catalog
     try:
-        who = identity.authenticate(cat, name, password)
+        who = identity.authenticate(cat, name, password, client=client_address(request))
     except identity.SignInRefused:
         # One answer for every failure: an unknown name, a wrong password and a locked account look alike.
         _ = gettext_for(request)
@@ -51,7 +52,7 @@ def login(request: Request, name: Annotated[str, Form(max_length=200)], password
         return render(request, "login.html", {"next": _local(next), "name": name, "error": msg}, status=401)
     old = session_raw(request)
     if old:
-        identity.end_session(cat, old)
+        identity.end_session(cat, old, client=client_address(request))
     raw = identity.start_session(cat, who.person_id)
     target = "/password" if who.must_change else _local(next)
     resp = RedirectResponse(target, status_code=303)
@@ -64,7 +65,7 @@ def login(request: Request, name: Annotated[str, Form(max_length=200)], password
 def logout(request: Request):
     raw = session_raw(request)
     if raw:
-        identity.end_session(request.app.state.catalog, raw)
+        identity.end_session(request.app.state.catalog, raw, client=client_address(request))
     resp = RedirectResponse("/", status_code=303)
     resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
