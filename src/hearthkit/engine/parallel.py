@@ -180,4 +180,14 @@ def grad_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
 def full_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     """Unsharded CPU weights of MODEL (collective: every rank calls it), keyed as the recipe's module names them."""
     sd = get_model_state_dict(unwrap(model), options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    return {k: v.detach().contiguous() for k, v in sd.items()}
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for k, v in sd.items():
+        t = v.detach().contiguous()
+        # Tied weights (e.g. Whisper's output projection and embedding) come back as one CPU tensor in a world of
+        # one, and safetensors refuses shared storage; gathered from several ranks they are separate copies.
+        if t.untyped_storage().data_ptr() in seen:
+            t = t.clone()
+        seen.add(t.untyped_storage().data_ptr())
+        out[k] = t
+    return out
