@@ -1,11 +1,15 @@
-"""Fine-tuning registered speech bases end to end under the real torchrun (2 CPU workers, gloo), via the CLI.
+"""Fine-tuning registered speech bases end to end: wav2vec2-CTC under the real torchrun, Whisper in-process.
 
-For a small wav2vec2-CTC base (~0.9M parameters, a few MB) fine-tuned with LoRA under DDP, and a tiny Whisper
-base fully fine-tuned under FSDP2 (random weights saved locally from a config; no checkpoint is reachable here):
-run A trains 4 steps; run B has rank 1 SIGKILLed after step 3, torchrun restarts the group and it resumes from
-checkpoint 2, ending bitwise equal to A. The published model is evaluated per speaker, exported as a folder
-`transformers` loads, whose logits equal the model's inside hearthkit, and transcribes a recording. The LoRA
-model's folder holds the adapters and new head only (< 5% of the base), and base + adapters give its logits.
+For a small wav2vec2-CTC base (~0.9M parameters, a few MB) fine-tuned with LoRA under DDP, via the CLI and the real
+torchrun (2 CPU workers, gloo): run A trains 4 steps; run B has rank 1 SIGKILLed after step 3, torchrun restarts
+the group and it resumes from checkpoint 2, ending bitwise equal to A. A tiny Whisper base is fully fine-tuned
+under FSDP2 (one unit per transformer block, DCP checkpoints) by the same worker function in this process (a world
+of one: tests/in_process.py), stopped after step 3 with that checkpoint dropped and resumed from checkpoint 2,
+ending bitwise equal to its uninterrupted run; that saves the workers' `import transformers` (the 2-rank FSDP2
+kill and DCP resume is proven by tests/engine/test_engine_torchrun.py). Both published models are evaluated per
+speaker, exported as a folder `transformers` loads whose logits equal the model's inside hearthkit, and transcribe
+a recording. The LoRA model's folder holds the adapters and new head only (< 5% of the base), and base + adapters
+give its logits. (Random weights saved locally from a config; no checkpoint is reachable here.)
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
+from tests import in_process
 from tests.conftest import hearth
 from tests.recipes.asr_hf_bases import register, tiny_wav2vec2, tiny_whisper
 
@@ -29,6 +34,19 @@ MODELS = {
                  "lora": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}},
     "whisper": {"language": "mi", "language_init": "es", "max_tokens": 40},
 }
+TORCHRUN = "wav2vec2"  # trained by `hearth train` under torchrun; the other in this process
+
+
+def _export(ws: Path, name: str, dest: Path) -> None:
+    from hearthkit.catalog.context import open_workspace_catalog
+    from hearthkit.engine.export import export_model
+    from hearthkit.workspace import open_workspace
+
+    catalog = open_workspace_catalog(open_workspace(ws))
+    try:
+        export_model(catalog, name, dest)
+    finally:
+        catalog.close()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +90,7 @@ def _config(folder: Path, name: str, arch: str) -> Path:
 
 @pytest.mark.parametrize("arch", ["wav2vec2", "whisper"])
 def test_base_fine_tuned_resumed_exactly_evaluated_exported_and_transcribes(arch, hf_ws, tiny_speech_archive,
-                                                                           tmp_path):
+                                                                           tmp_path, monkeypatch):
     from transformers import AutoModelForCTC, WhisperForConditionalGeneration
 
     from hearthkit.recipes.asr.recipe import RECIPE
@@ -81,11 +99,20 @@ def test_base_fine_tuned_resumed_exactly_evaluated_exported_and_transcribes(arch
     from hearthkit.transcribe.long import load_model, transcribe_file
 
     a, b = f"{arch}-a", f"{arch}-b"
-    out = hearth("train", str(_config(tmp_path, a, arch)), ws=hf_ws, timeout=600).stdout
-    assert "step 4/4" in out
-    killed = hearth("train", str(_config(tmp_path, b, arch)), "--max-restarts", "1", ws=hf_ws, timeout=600,
-                    env={"HEARTH_TEST_KILL": "1:3"})
-    assert "resumed from checkpoint step_00000002 at step 2" in killed.stdout, killed.stdout + killed.stderr
+    if arch == TORCHRUN:
+        out = hearth("train", str(_config(tmp_path, a, arch)), ws=hf_ws, timeout=600).stdout
+        assert "step 4/4" in out
+        killed = hearth("train", str(_config(tmp_path, b, arch)), "--max-restarts", "1", ws=hf_ws, timeout=600,
+                        env={"HEARTH_TEST_KILL": "1:3"})
+        assert "resumed from checkpoint step_00000002 at step 2" in killed.stdout, killed.stdout + killed.stderr
+    else:
+        run_a = in_process.plan(hf_ws, _config(tmp_path, a, arch))
+        assert in_process.train_run(run_a, monkeypatch) == "finished"
+        assert json.loads((run_a / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 4
+        in_process.publish(hf_ws, run_a)
+        run_b = in_process.plan(hf_ws, _config(tmp_path, b, arch))
+        log = in_process.interrupted_then_resumed(run_b, monkeypatch, after=3)
+        assert "resumed from checkpoint step_00000002 at step 2" in log and "(fsdp2, cpu)" in log
     wa = load_file(str(hf_ws / "runs" / a / "final" / "model.safetensors"))
     wb = load_file(str(hf_ws / "runs" / b / "final" / "model.safetensors"))
     assert wa.keys() == wb.keys() and len(wa) > 15
@@ -110,7 +137,10 @@ def test_base_fine_tuned_resumed_exactly_evaluated_exported_and_transcribes(arch
     assert len(speakers) >= 2 and all(r["n"] > 0 for r in speakers)  # evaluated per group
 
     dest = tmp_path / "exported"
-    hearth("export", a, str(dest), ws=hf_ws, timeout=300)
+    if arch == TORCHRUN:
+        hearth("export", a, str(dest), ws=hf_ws, timeout=300)
+    else:  # what `hearth export` runs, without a second interpreter importing transformers
+        _export(hf_ws, a, dest)
     _, cfg, prep, model = load_model_dir(folder, "asr")
     wav = torch.randn(16000).numpy() * 0.1
     feats = RECIPE.features(cfg, prep, wav)[None]

@@ -1,11 +1,15 @@
 """Issue 20 "done when" for the M2M-100/NLLB-, mBART-, T5-shaped bases and one EO backbone, end to end.
 
 Each tiny local base (random weights, built from a config: no pretrained weights are reachable here) is registered
-as the workspace owner (lineage/base.add_base), fine-tuned under governance by `hearth train` with torchrun
-(2 workers, gloo), once uninterrupted and once with rank 1 SIGKILLed after step 3 (torchrun restarts the group,
-which resumes from the step-2 checkpoint); both end with bitwise-identical weights. The evaluation is per group
-(direction / scene), and the export (engine/export.py, what `hearth export` runs) is a folder transformers loads
-with from_pretrained whose logits (translation) or stage features (backbone) equal hearthkit's on the same input.
+as the workspace owner (lineage/base.add_base) and fine-tuned under governance twice, once uninterrupted and once
+interrupted after step 3 and resumed from the step-2 checkpoint; both end with bitwise-identical weights. One
+translation base (M2M-100) and the EO backbone (a ResNet, see EO) go through `hearth train` with torchrun
+(2 workers, gloo), rank 1 SIGKILLed after step 3 and the group restarted by torchrun. mBART and ByT5 run the same
+worker function in this process (a world of one, tests/in_process.py: stopped after step 3, that checkpoint dropped
+as a kill leaves none, resumed): the distributed path does not depend on the architecture, and this saves each
+worker's `import transformers`. The evaluation is per group (direction / scene), and the export
+(engine/export.py, what `hearth export` runs) is a folder transformers loads with from_pretrained whose logits
+(translation) or stage features (backbone) equal hearthkit's on the same input.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import yaml
 from safetensors.torch import load_file
 
 from hearthkit.demo.parallel import make_parallel_corpus
+from tests import in_process
 from tests.conftest import GEO_TEST_SCENES, hearth
 from tests.recipes.hf_bases import make_backbone, make_base
 
@@ -40,6 +45,7 @@ CASES = {  # kind -> (base builder, model section)
     "resnet": (make_backbone, {"task": "segmentation", "patch": 32, "patches_per_epoch": 64, "tile": 64,
                              "margin": 0, "backbone_bands": ["B04", "B03", "B02"]}),
 }
+TORCHRUN = {"m2m100", EO}  # through `hearth train` and torchrun; the others in this process
 
 
 def run_config(kind: str, name: str, base: str) -> dict:
@@ -55,10 +61,14 @@ def run_config(kind: str, name: str, base: str) -> dict:
             "split": {"by": "split", "test_values": ["dev"]}, "model": model, "train": TRAIN, "launch": LAUNCH}
 
 
-def train(ws: Path, tmp: Path, kind: str, name: str, env: dict | None = None) -> str:
+def config(tmp: Path, kind: str, name: str) -> Path:
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(run_config(kind, name, f"tiny-{kind}")), encoding="utf-8")
-    return hearth("train", str(path), "--max-restarts", "1", ws=ws, env=env, timeout=600).stdout
+    return path
+
+
+def train(ws: Path, tmp: Path, kind: str, name: str, env: dict | None = None) -> str:
+    return hearth("train", str(config(tmp, kind, name)), "--max-restarts", "1", ws=ws, env=env, timeout=600).stdout
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +115,25 @@ def export(ws: Path, name: str, dest: Path) -> None:
 
 
 @pytest.mark.parametrize("kind", list(CASES))
-def test_base_fine_tunes_under_torchrun_resumes_bitwise_and_exports_for_transformers(kind, hf_ws, tmp_path):
+def test_base_fine_tunes_under_torchrun_resumes_bitwise_and_exports_for_transformers(kind, hf_ws, tmp_path,
+                                                                                     monkeypatch, capsys):
     ws, texts = hf_ws
     register(ws, kind, tmp_path / f"base-{kind}", texts)
     a_name, b_name = f"a-{kind}", f"b-{kind}"
-    out_a = train(ws, tmp_path, kind, a_name)
-    out_b = train(ws, tmp_path, kind, b_name, env={"HEARTH_TEST_KILL": "1:3"})
-    assert "resumed from checkpoint step_00000002 at step 2" in out_b
-    assert "test fault: SIGKILL after step 3" in (ws / "runs" / b_name / "logs" / "rank1.log").read_text()
+    if kind in TORCHRUN:
+        out_a = train(ws, tmp_path, kind, a_name)
+        out_b = train(ws, tmp_path, kind, b_name, env={"HEARTH_TEST_KILL": "1:3"})
+        assert "resumed from checkpoint step_00000002 at step 2" in out_b
+        assert "test fault: SIGKILL after step 3" in (ws / "runs" / b_name / "logs" / "rank1.log").read_text()
+    else:
+        run_a = in_process.plan(ws, config(tmp_path, kind, a_name))
+        capsys.readouterr()
+        assert in_process.train_run(run_a, monkeypatch) == "finished"
+        out_a = capsys.readouterr().out
+        in_process.publish(ws, run_a)
+        run_b = in_process.plan(ws, config(tmp_path, kind, b_name))
+        log = in_process.interrupted_then_resumed(run_b, monkeypatch, after=3)
+        assert "resumed from checkpoint step_00000002 at step 2" in log
     a = load_file(str(ws / "runs" / a_name / "final" / "model.safetensors"))
     b = load_file(str(ws / "runs" / b_name / "final" / "model.safetensors"))
     assert a.keys() == b.keys() and len(a) > 10
