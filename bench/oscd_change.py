@@ -41,7 +41,7 @@ def hearth(*args: str, ws: Path) -> str:
 
 
 def config(steps: int, path: Path, pos_fraction: float, pos_weight: float, jitter: float, name: str = "oscd-change",
-           normalise: str = "training", tta: int = 1) -> Path:
+           normalise: str = "training", tta: int = 1, average_last: int = 1) -> Path:
     import yaml
 
     cfg = {"name": name, "recipe": "change",
@@ -50,8 +50,10 @@ def config(steps: int, path: Path, pos_fraction: float, pos_weight: float, jitte
            "model": {"width": 16, "depth": 4, "fusion": "diff", "patch": 64, "pos_fraction": pos_fraction,
                      "pos_weight": pos_weight, "jitter": jitter, "normalise": normalise, "tta": tta,
                      "val_fraction": 0.2, "tile": 256, "margin": 16, "patches_per_epoch": 4096},
-           "train": {"steps": steps, "batch_size": 8, "lr": 0.003, "warmup": 30, "checkpoint_every": 100,
-                     "log_every": 25},
+           "train": {"steps": steps, "batch_size": 8, "lr": 0.003, "warmup": 30, "log_every": 25,
+                     # model averaging (issue 24): checkpoints every 50 steps, the last N averaged
+                     "checkpoint_every": 50 if average_last > 1 else 100, "keep_last": max(2, average_last),
+                     "average_last": average_last},
            "launch": {"nproc": 2, "threads_per_worker": 1}}
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -129,12 +131,26 @@ def _model(run_dir: Path):
     return cfg, prep, model.eval()
 
 
-def validation_tta(ws: Path, run_dir: Path, ttas=(1, 2, 4, 8)) -> dict:
+def last_checkpoint_model(run_dir: Path):
+    """(config, prep, model) with the weights of the run's last checkpoint alone (not averaged): what
+    train.average_last adds is the final model's validation F1 minus this one's. BatchNorm buffers are those the
+    checkpoint holds (rank 0's), the weights are the same on every rank."""
+    import torch.distributed.checkpoint as dcp
+
+    cfg, prep, model = _model(run_dir)
+    last = sorted((run_dir / "checkpoints").glob("step_*"))[-1]
+    sd = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    dcp.load({"train": {"model": sd}}, checkpoint_id=str(last))  # no process group: read in this process
+    model.load_state_dict(sd)
+    return cfg, prep, model.eval()
+
+
+def validation_tta(ws: Path, run_dir: Path, ttas=(1, 2, 4, 8), last_only: bool = False) -> dict:
     """Best-threshold F1 on the training cities' validation strips for each test-time augmentation."""
     from hearthkit.data import geo
     from hearthkit.recipes.change.recipe import THRESHOLDS, confusion, f1_of
 
-    mcfg, prep, model = _model(run_dir)
+    mcfg, prep, model = last_checkpoint_model(run_dir) if last_only else _model(run_dir)
     scenes = _scenes(ws, run_dir, "train", prep["bands"])
     out = {}
     for n in ttas:
@@ -263,7 +279,10 @@ def main() -> None:
     ap.add_argument("--pos-weight", type=float, default=3.0)
     ap.add_argument("--jitter", type=float, default=0.0)
     ap.add_argument("--name", default="oscd-change", help="Run name (several runs share one workspace).")
-    ap.add_argument("--normalise", default="training", choices=["training", "per_date"])
+    ap.add_argument("--normalise", default="training", choices=["training", "per_date", "match"])
+    ap.add_argument("--average-last", type=int, default=1, help="train.average_last: average the last N "
+                    "checkpoints (every 50 steps) into the final model; --validation-only then also scores the "
+                    "last checkpoint alone.")
     ap.add_argument("--tta", type=int, default=1, choices=[1, 2, 4, 8])
     ap.add_argument("--tta-ablation", action="store_true", help="With --validation-only: validation F1 for TTA "
                                                                     "1, 2, 4, 8.")
@@ -280,7 +299,7 @@ def main() -> None:
         hearth("init", str(ws), ws=ws)
     print(hearth("data", "import-geotiff", str(args.data), "--layout", "oscd", ws=ws))
     cfg = config(args.steps, out / f"{args.name}.yaml", args.pos_fraction, args.pos_weight, args.jitter, args.name,
-                 args.normalise, args.tta)
+                 args.normalise, args.tta, args.average_last)
     commercial = hearth("plan", str(cfg), "--set", "request.purpose=commercial", ws=ws)
     print(commercial)
     run_dir = ws / "runs" / args.name
@@ -299,8 +318,11 @@ def main() -> None:
     if args.validation_only:  # --no-eval fits nothing: the same best-threshold F1 as `calibrate`, computed here
         wall = time.perf_counter() - t0
         res = {"name": args.name, "steps": args.steps, "normalise": args.normalise, "tta": args.tta,
+               "jitter": args.jitter, "average_last": args.average_last,
                "train_wall_s": wall, "log": [json.loads(x) for x in (run_dir / "metrics.jsonl").open()][-1]}
         res["validation"] = validation_tta(ws, run_dir, (1, 2, 4, 8) if args.tta_ablation else (args.tta,))
+        if args.average_last > 1:
+            res["validation_last_checkpoint_alone"] = validation_tta(ws, run_dir, (args.tta,), last_only=True)
         (out / f"validation-{args.name}.json").write_text(json.dumps(res, indent=1))
         print(json.dumps(res, indent=1))
         return

@@ -121,3 +121,35 @@ def test_per_date_standardisation_ignores_a_gain_and_offset_between_dates():
     brighter = probs(before, 1.7 * after + 300, "per_date")  # another sensor gain / illumination on date 2
     assert np.allclose(same, brighter, atol=1e-4)
     assert np.abs(same - probs(before, 1.7 * after + 300, "training")).max() > 1e-2  # training scaling: it shows
+
+
+def test_histogram_matching_maps_the_after_date_onto_the_before_date_and_keeps_absolute_brightness():
+    from hearthkit.recipes.change.recipe import match_after, match_table, predict_tiles
+
+    rng = np.random.default_rng(1)
+    before = rng.gamma(4.0, 250.0, (4, 32, 32))  # skewed like reflectances
+    after = before + rng.normal(0, 20, before.shape)
+    seasonal = np.sqrt(after) * 40 + 100  # another season/illumination: monotone, non-linear, per band the same
+    table = match_table(_scene_from_arrays(before, seasonal))
+    assert table.shape == (2, 4, 1024)
+    matched = match_after(seasonal.astype(np.float32), table)
+    assert np.abs(np.quantile(matched, [0.1, 0.5, 0.9]) - np.quantile(before, [0.1, 0.5, 0.9])).max() < 1.0
+    cfg = ChangeConfig(width=4, depth=3, patch=16, tile=16, margin=0, normalise="match")
+
+    class PixelDiff(torch.nn.Module):  # an untrained U-Net barely reacts to its input; this model shows it all
+        def forward(self, a, b):
+            return (a - b).abs().sum(1, keepdim=True) - 1
+
+    net = PixelDiff()
+    stats = {"mean": [1000.0] * 4, "std": [500.0] * 4}
+
+    def probs(b, a, mode=None):
+        return np.concatenate([p.ravel() for _, p, _ in predict_tiles(net, _scene_from_arrays(b, a), stats, cfg,
+                                                                        normalise=mode)])
+
+    assert np.abs(probs(before, after) - probs(before, seasonal)).mean() < 0.02  # the season no longer shows
+    assert np.abs(probs(before, after, "training") - probs(before, seasonal, "training")).mean() > 0.1
+    # unlike per-date standardisation, a brighter place (both dates) still reaches the model as brighter
+    bright = _scene_from_arrays(2 * before + 500, 2 * after + 500)
+    brighter = match_after(np.float32(2 * after + 500), match_table(bright))
+    assert np.abs(np.quantile(brighter, 0.5) - 2 * np.quantile(before, 0.5) - 500) < 5.0

@@ -77,9 +77,12 @@ class ChangeConfig(BaseModel):
     tile: int = Field(256, ge=16, description="Inference tile side (core) in pixels.")
     margin: int = Field(16, ge=0, description="Context added around each inference tile, then cropped.")
     # --- issue 24: radiometry between dates, test-time augmentation ---
-    normalise: Literal["training", "per_date"] = Field(
-        "training", description="Scale inputs by the training scenes' band statistics, or each date by its own "
-                                "(per band, over the scene): removes date-to-date gain and offset differences.")
+    normalise: Literal["training", "per_date", "match"] = Field(
+        "training", description="Scale inputs by the training scenes' band statistics; or each date by its own "
+                                "(per band, over the scene): removes date-to-date gain and offset differences; or "
+                                "'match': histogram-match the after date to the before date per band over the "
+                                "scene (label-free relative radiometric normalisation), then the training "
+                                "statistics.")
     tta: Literal[1, 2, 4, 8] = Field(1, description="Test-time augmentation: average the change probability over "
                                                    "this many flips/90-degree rotations of each tile.")
     # --- issue 20: a registered pretrained backbone as the shared (Siamese) encoder of both dates ---

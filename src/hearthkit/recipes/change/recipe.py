@@ -26,11 +26,50 @@ MIN_CHANGED_PIXELS = 50  # a validation strip with less change says nothing abou
 DIHEDRAL = [(0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True)]
 
 
-def input_stats(scene: geo.Scene, mode: str, stats: dict) -> tuple[dict, dict]:
-    """Band statistics to scale the before and after dates by: the training scenes' or each date's own."""
+MATCH_QUANTILES = 1024  # points of the after -> before quantile map (per band)
+MATCH_SAMPLE = 2_000_000  # pixels per band the quantiles are taken from (a strided sample of large scenes)
+
+
+def match_table(scene: geo.Scene) -> np.ndarray | None:
+    """(2, C, MATCH_QUANTILES): quantiles of the after and the before date per band over the pixels both cover,
+    the map that histogram-matches the after date to the before date; None when they share no pixel."""
+    h, w = scene.shape
+    step = max(1, int(np.ceil(np.sqrt(h * w / MATCH_SAMPLE))))  # a large scene: every step-th row and column
+    after, before = [], []
+    for win in geo.blocks(h, w, max(step, 512 - 512 % step)):  # sides a multiple of step: one regular lattice
+        x1, v1 = scene.read_stack("before", win)
+        x2, v2 = scene.read_stack("after", win)
+        both = (v1 & v2)[::step, ::step]
+        before.append(x1[:, ::step, ::step][:, both])
+        after.append(x2[:, ::step, ::step][:, both])
+    b, a = np.concatenate(before, 1), np.concatenate(after, 1)  # (C, n)
+    if not b.shape[1]:
+        return None
+    levels = np.linspace(0, 1, MATCH_QUANTILES)
+    return np.stack([np.quantile(a, levels, axis=1).T, np.quantile(b, levels, axis=1).T]).astype(np.float32)
+
+
+def match_after(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Map each band of the after date (C, h, w) through its quantiles onto the before date's (monotone)."""
+    return np.stack([np.interp(x[c], table[0, c], table[1, c]) for c in range(len(x))]).astype(np.float32)
+
+
+def input_scaling(scene: geo.Scene, mode: str, stats: dict) -> tuple[dict, dict, np.ndarray | None]:
+    """How to scale the before and after dates: band statistics for each, and a histogram-match table or None."""
     if mode == "per_date":  # each date standardised over itself: gain/offset between dates cancels
-        return geo.band_stats([scene], ("before",)), geo.band_stats([scene], ("after",))
-    return stats, stats
+        return geo.band_stats([scene], ("before",)), geo.band_stats([scene], ("after",)), None
+    if mode == "match":  # the after date takes the before date's radiometry; absolute brightness is kept
+        return stats, stats, match_table(scene)
+    return stats, stats, None
+
+
+def scale_pair(x1: np.ndarray, v1: np.ndarray, x2: np.ndarray, v2: np.ndarray,
+               scaling: tuple[dict, dict, np.ndarray | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Both dates' band stacks as model inputs, by SCALING from input_scaling."""
+    s1, s2, table = scaling
+    if table is not None:
+        x2 = match_after(x2, table)
+    return geo.normalise(x1, v1, s1), geo.normalise(x2, v2, s2)
 
 
 def forward_tta(model: nn.Module, t1: torch.Tensor, t2: torch.Tensor, n: int = 1) -> torch.Tensor:
@@ -58,7 +97,7 @@ class ChangePatches(torch.utils.data.Dataset):
         for s, r in zip(scenes, self.rows, strict=True):
             p = geo.positive_pixels(s, seed=seed)
             self.pos.append(p[p[:, 0] < r])
-        self.scaling = [input_stats(s, cfg.normalise, stats) for s in scenes]  # (before, after) per scene
+        self.scaling = [input_scaling(s, cfg.normalise, stats) for s in scenes]  # per scene
         area = np.array([r * s.shape[1] for s, r in zip(scenes, self.rows, strict=True)], float)
         self.weights = area / area.sum()
 
@@ -78,8 +117,7 @@ class ChangePatches(torch.utils.data.Dataset):
         valid = (v1 & v2).astype(np.float32)
         # Augmentation draws from torch's RNG, which the engine seeds per rank and checkpoints.
         aug = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ())))
-        s1, s2 = self.scaling[k]
-        x1, x2 = geo.normalise(x1, v1, s1), geo.normalise(x2, v2, s2)
+        x1, x2 = scale_pair(x1, v1, x2, v2, self.scaling[k])
         if self.cfg.jitter:  # each date gets its own gain/offset: brightness alone must not look like change
             x1, x2 = (x * (1 + aug.normal(0, self.cfg.jitter, (len(x), 1, 1)))
                       + aug.normal(0, self.cfg.jitter, (len(x), 1, 1)) * valid for x in (x1, x2))
@@ -109,12 +147,11 @@ def predict_tiles(model: nn.Module, scene: geo.Scene, stats: dict, cfg: ChangeCo
     """
     model.eval()
     mult = cfg.stride_multiple()
-    s1, s2 = input_stats(scene, normalise or cfg.normalise, stats)
+    scaling = input_scaling(scene, normalise or cfg.normalise, stats)
     for core, padded in geo.tiles_with_margin(*scene.shape, cfg.tile, cfg.margin, rows, multiple=mult):
         x1, v1 = scene.read_stack("before", padded)
         x2, v2 = scene.read_stack("after", padded)
-        t1 = torch.from_numpy(geo.normalise(x1, v1, s1))[None]
-        t2 = torch.from_numpy(geo.normalise(x2, v2, s2))[None]
+        t1, t2 = (torch.from_numpy(x)[None] for x in scale_pair(x1, v1, x2, v2, scaling))
         prob = forward_tta(model, t1, t2, tta or cfg.tta)[0, 0].numpy()  # (h, w)
         yield core, geo.crop(prob, core, padded), geo.crop(v1 & v2, core, padded)
 
