@@ -49,34 +49,51 @@ def ls(as_json: JsonOpt = False, workspace: WorkspaceOpt = None) -> None:
     console.print(table)
 
 
-@models_app.command("show", help="Show one model: run, manifest, parent chain, restrictions, attribution, status.\n\n"
-                                 "Example: hearth models show demo-asr")
+@models_app.command("show", help="Show one model: run, manifest, parent chain, pretrained base and its terms, "
+                                 "restrictions, attribution, status.\n\nExample: hearth models show demo-asr --json")
 @user_errors
-def show(name: Annotated[str, typer.Argument(help="Model name.")], workspace: WorkspaceOpt = None) -> None:
+def show(name: Annotated[str, typer.Argument(help="Model name.")], as_json: JsonOpt = False,
+         workspace: WorkspaceOpt = None) -> None:
     """Show a model's lineage."""
     from sqlalchemy import func, select
 
     from hearthkit.catalog.models import Run, RunItem
+    from hearthkit.lineage.base import model_base_terms
     from hearthkit.lineage.registry import ancestors, get_model, successor
 
     _, catalog = open_catalog(workspace)
     with catalog.session() as s:
         m = get_model(s, name)
-        run = s.get(Run, m.run_id)
-        n = s.scalar(select(func.count()).where(RunItem.run_id == run.id))
+        run = s.get(Run, m.run_id) if m.run_id is not None else None
+        n = s.scalar(select(func.count()).where(RunItem.run_id == run.id)) if run is not None else 0
         nxt = successor(s, m)
-        console.print(f"model {m.name} [{m.status}]" + (f" – {m.status_reason}" if m.status_reason else ""),
-                      highlight=False)
-        console.print(f"  recipe {m.recipe}; run {run.name} (purpose {run.purpose}, requester {run.requester})")
-        console.print(f"  manifest sha256 {m.manifest_hash} ({n} items)")
-        chain = " ← ".join(a.name for a in ancestors(s, m)) or "none (trained from scratch)"
-        console.print(f"  parents: {chain}", highlight=False)
-        if nxt:
-            console.print(f"  superseded by {nxt.name}")
-        console.print(f"  restrictions: {', '.join(m.restrictions) or 'none'}")
-        for a in m.attribution:
-            console.print(f"  attribution: {a}", highlight=False)
-        console.print(f"  card: {m.card_path}")
+        base = model_base_terms(s, m)
+        doc = {"name": m.name, "status": m.status, "status_reason": m.status_reason, "recipe": m.recipe,
+               "run": run.name if run else None, "purpose": run.purpose if run else None,
+               "requester": run.requester if run else None, "manifest_sha256": m.manifest_hash, "items": n,
+               "parents": [a.name for a in ancestors(s, m)], "superseded_by": nxt.name if nxt else None,
+               "base": base, "restrictions": list(m.restrictions or []), "attribution": list(m.attribution or []),
+               "card": m.card_path}
+    if as_json:
+        print_json(doc)
+        return
+    console.print(f"model {doc['name']} [{doc['status']}]" + (f" – {m.status_reason}" if m.status_reason else ""),
+                  highlight=False)
+    console.print(f"  recipe {doc['recipe']}; run {doc['run']} (purpose {doc['purpose']}, requester "
+                  f"{doc['requester']})")
+    console.print(f"  manifest sha256 {doc['manifest_sha256']} ({n} items)")
+    console.print(f"  parents: {' ← '.join(doc['parents']) or 'none (trained from scratch)'}", highlight=False)
+    if base:
+        console.print(f"  base: {base['name']} ({base['architecture']}), sha256 {base['content_hash']}, licence "
+                      f"{base['licence']}, source {base['source']}; training data: "
+                      f"{base['training_data'] or 'undeclared'}; inherited from it: "
+                      f"{', '.join(base['inherits']) or 'nothing'}", highlight=False, soft_wrap=True)
+    if nxt:
+        console.print(f"  superseded by {doc['superseded_by']}")
+    console.print(f"  restrictions: {', '.join(doc['restrictions']) or 'none'}")
+    for a in doc["attribution"]:
+        console.print(f"  attribution: {a}", highlight=False)
+    console.print(f"  card: {doc['card']}")
 
 
 @models_app.command("register", help="Register a model folder from outside this workspace (no valid "

@@ -43,6 +43,10 @@ def plan(config: ConfigArg, set_: SetOpt = None, as_json: JsonOpt = False,
     cfg = load_config(config, (set_ or []) + ([f"request.as_of={as_of}"] if as_of else []))
     _, catalog = open_catalog(workspace)
     parent = parent_model(catalog, cfg)  # an init_from the run may not use is refused here, not at train time
+    from hearthkit.lineage.base import base_for_run, base_terms
+
+    # The base it would fine-tune, resolved, hash-checked and allowed for the purpose (else one line, as training).
+    base = base_terms(base_for_run(catalog, cfg.model, cfg.request.purpose, cfg.request.requester))
     stored = None
     if cfg.request.id is not None:
         stored = get_request(catalog, cfg.request.id)
@@ -57,7 +61,7 @@ def plan(config: ConfigArg, set_: SetOpt = None, as_json: JsonOpt = False,
                                                           "needs": list(stored.needs)},
             "included": len(man.included), "excluded": man.excluded_counts(), "restrictions": man.restrictions,
             "approvals_needed": man.approvals_needed, "notices": man.notices, "manifest_sha256": man.hash,
-            "init_from": parent["name"] if parent else None,
+            "init_from": parent["name"] if parent else None, "base": base,
             "read_only": _read_only(man.request.as_of)})
         return
     if stored is not None:
@@ -73,6 +77,12 @@ def plan(config: ConfigArg, set_: SetOpt = None, as_json: JsonOpt = False,
     if parent:
         console.print(f"initialises from model {parent['name']} (allowed for this purpose and requester)",
                       highlight=False)
+    if base:
+        console.print(f"fine-tunes base {base['name']} ({base['architecture']}, sha256 {base['content_hash']}), "
+                      f"licence {base['licence']}; inherits from it: {', '.join(base['inherits']) or 'nothing'}",
+                      highlight=False, soft_wrap=True)
+        for note in base["notices"]:
+            console.print(f"  {note}", highlight=False, soft_wrap=True)
     if man.restrictions:
         console.print(f"a model trained on this data inherits: {', '.join(man.restrictions)}")
     if man.approvals_needed:

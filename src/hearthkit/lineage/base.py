@@ -368,3 +368,22 @@ def check_model_base(s: Session, model) -> None:
         verify_base(base_from_record(run.base))
     except HearthError as exc:
         raise HearthError(f"model {model.name} may not be used: {exc}") from None
+
+
+def base_terms(rec: dict | None) -> dict | None:
+    """What every surface shows of a base (plan, `models show`, the web model page): name, hash, licence, source,
+    labels, training data, and what a model fine-tuned from it inherits, with the notices saying why."""
+    if not rec:
+        return None
+    ref = base_from_record(rec)
+    return {"name": ref.name, "content_hash": ref.content_hash, "architecture": ref.architecture,
+            "licence": ref.licence, "source": ref.source, "labels": list(ref.labels),
+            "training_data": ref.training_data, "inherits": base_restrictions(ref), "notices": base_notices(ref)}
+
+
+def model_base_terms(s: Session, model) -> dict | None:
+    """The terms of the base registered MODEL was fine-tuned from (its run's record), or None."""
+    from hearthkit.catalog.models import Run
+
+    run = s.get(Run, model.run_id) if model.run_id is not None else None
+    return base_terms(run.base) if run is not None else None

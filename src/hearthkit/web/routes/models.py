@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from hearthkit.catalog.models import Model
 from hearthkit.lineage import graph as g
+from hearthkit.lineage.base import model_base_terms
 from hearthkit.web.deps import Actor, render, require_scope
 from hearthkit.web.paging import PER_PAGE, Page, page_number
 
@@ -59,6 +60,7 @@ def model_detail(request: Request, who: Actor, name: str) -> dict:
         m = _visible(s, who, name)
         doc = _summary(s, m)
         doc.update(lineage=g.graph(s, m, who.roles, who.protocols), impact=g.model_impact(s, m),
+                   base=model_base_terms(s, m),
                    attribution=list(m.attribution or []), results=g.per_group(m.card_path),
                    card_markdown=g.card_body(m.card_path))
     return doc
