@@ -87,10 +87,20 @@ class TrainConfig(BaseModel):
                                 "cuDNN without autotuning, CUBLAS_WORKSPACE_CONFIG): on GPU a resumed run then "
                                 "ends bitwise equal to an uninterrupted one; an op without a deterministic kernel "
                                 "(e.g. CTC loss backward on CUDA) is refused. Slower; CPU runs are exact anyway.")
+    proximal_mu: float = Field(0.0, ge=0, description="FedProx: add mu/2 * ||w - w0||^2 to the loss, w0 the "
+                               "trainable weights the run starts from (its parent model, e.g. a federation's "
+                               "global model); 0 = off. ddp only.")
     allow_change: list[Literal["seed", "batch_size", "grad_accum", "bucket"]] = Field(
         default_factory=list, description="Fields that may differ from the checkpoint's on resume (the data order "
         "then changes and the weights differ from an uninterrupted run); the decision is recorded in the run. "
         "Empty: a resume with a changed seed, batch_size, grad_accum or bucket is refused.")
+
+    @model_validator(mode="after")
+    def _proximal_on_replicated_weights(self) -> TrainConfig:
+        """The proximal term compares each full parameter with its frozen copy, which FSDP2's shards are not."""
+        if self.proximal_mu and self.parallel == "fsdp2":
+            raise ValueError("train.proximal_mu needs train.parallel: ddp (the term compares whole parameters)")
+        return self
 
     def averaged_steps(self) -> list[int]:
         """Steps of the checkpoints train.average_last averages at the end of an uninterrupted run, oldest first."""

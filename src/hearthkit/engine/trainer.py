@@ -39,6 +39,7 @@ from hearthkit.engine.parallel import (
     side_groups,
     unwrap,
 )
+from hearthkit.engine.proximal import Proximal
 from hearthkit.engine.sampler import StepSampler
 from hearthkit.engine.validate import valid_loss
 from hearthkit.errors import HearthError
@@ -61,6 +62,7 @@ class Loop:
     sched: torch.optim.lr_scheduler.LRScheduler
     cfg: RunConfig
     device: torch.device
+    proximal: Proximal | None = None  # FedProx's term (engine/proximal.py) when train.proximal_mu > 0
 
     def step(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """One optimizer step of `grad_accum` micro-batches; return the mean loss and summed counts."""
@@ -75,7 +77,8 @@ class Loop:
             with grad_sync(self.model, micro == t.grad_accum - 1):
                 with autocast(t, self.device):
                     loss, stats = self.recipe.loss(self.model, batch)
-                (loss / t.grad_accum).backward()
+                objective = loss if self.proximal is None else loss + self.proximal()  # logged: the recipe's loss
+                (objective / t.grad_accum).backward()
             total += loss.detach().float() / t.grad_accum
             for k, v in stats.items():
                 counts[k] = counts.get(k, 0.0) + v
@@ -179,6 +182,8 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
     n_params = sum(p.numel() for p in model.parameters())
     flops = recipe.flops_per_sample(mcfg, model)
     model = parallelize(model, t, device)
+    # Frozen copy of the starting weights (parent loaded, checkpoint not yet): FedProx pulls towards them.
+    proximal = Proximal(unwrap(model), t.proximal_mu) if t.proximal_mu > 0 else None
     opt = build_optimizer(model, t, device)
     sched = build_scheduler(opt, t)
     sampler = StepSampler(len(data), t.batch_size, rank, world, t.seed, example_lengths(data, cfg), t.bucket)
@@ -210,7 +215,7 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
     batches = dataloading.StepBatches(data, sampler, recipe.collate, t.seed, rank)
     feed = iter(dataloading.loader(batches, start * t.grad_accum, t.steps * t.grad_accum, cfg.data, device, workers))
     log.write(f"data: {workers} loader workers, prefetch {cfg.data.prefetch if workers else 0} per worker")
-    loop = Loop(recipe, model, feed, opt, sched, cfg, device)
+    loop = Loop(recipe, model, feed, opt, sched, cfg, device, proximal)
     watch = preempt.PreemptWatch.from_env()  # SLURM USR1 / k8s TERM -> checkpoint, exit for requeue
     vote = preempt.StopVote(watch, sides.host)  # stop and preemption flags, agreed a step late without blocking
     if stop_hook_due(rank, start + 1):
