@@ -81,12 +81,21 @@ def workspace(root: Path, folders: dict[str, Path]) -> Path:
 
 
 def federate(root: Path, tag: str, args, split: dict, privacy: dict) -> Path:
-    """Run one federation (coordinator + 3 site processes); its folder."""
+    """Run one federation (coordinator + 3 site processes, over TLS with signed updates); its folder."""
+    from hearthkit.federate.signing import public_key_text, site_key
+    from hearthkit.federate.tls import CA, make_tls
+    from hearthkit.workspace import open_workspace
+
     port = _port()
+    ca = root / "tls" / CA
+    if not ca.is_file():
+        make_tls(root / "tls", ["127.0.0.1"])
+    keys = {s: public_key_text(site_key(open_workspace(root / f"ws-{s}").keys_dir)) for s in SITES}
     fed = {"name": f"fed-{tag}", "model": args.model, "units": UNITS, "rounds": args.rounds,
            "local_steps": args.local_steps, "batch_size": args.batch, "lr": args.lr, "seed": 0, "min_sites": 3,
            "address": f"127.0.0.1:{port}", "round_timeout_s": 1800, "privacy": privacy,
-           "sites": [{"name": s, "community": c} for s, c in SITES.items()]}
+           "tls": {"folder": str(root / "tls")},
+           "sites": [{"name": s, "community": c, "public_key": keys[s]} for s, c in SITES.items()]}
     (root / f"fed-{tag}.yaml").write_text(yaml.safe_dump(fed, allow_unicode=True), encoding="utf-8")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     coord = subprocess.Popen([*HEARTH, "federate", "coordinator", str(root / f"fed-{tag}.yaml"), "--folder",
@@ -96,7 +105,8 @@ def federate(root: Path, tag: str, args, split: dict, privacy: dict) -> Path:
     for s in SITES:
         cfg = root / f"site-{s}-{tag}.yaml"
         cfg.write_text(yaml.safe_dump({"site": s, "coordinator": f"127.0.0.1:{port}", "purpose": PURPOSE,
-                                       "requester": REQUESTER, "collections": [f"korero-{s}"], "split": split}))
+                                       "requester": REQUESTER, "collections": [f"korero-{s}"], "split": split,
+                                       "ca": str(ca)}))
         sites.append(subprocess.Popen([*HEARTH, "federate", "join", str(cfg), "-w", str(root / f"ws-{s}")],
                                       stdout=(root / f"site-{s}-{tag}.log").open("w"), stderr=subprocess.STDOUT,
                                       env=env))

@@ -1,6 +1,7 @@
-"""A real federation on this machine: a Flower coordinator and three site processes, each with its own workspace,
-talking over localhost through a recording proxy; a withdrawal between rounds, a coordinator restart, a site
-sending a wrongly shaped update, a site killed mid-round."""
+"""A real federation on this machine: a Flower coordinator and three site processes, each with its own workspace
+(Māori, Guaraní and Quechua espeak-ng voices), talking TLS over localhost through a recording proxy, every update
+signed by its site's key; a withdrawal between rounds, a coordinator restart, a site sending a wrongly shaped
+update, a site killed mid-round."""
 
 from __future__ import annotations
 
@@ -78,6 +79,8 @@ def test_federation_keeps_data_at_sites_and_traces_each_contribution(tiny_speech
 
     for s in SITES:
         make_site(tmp_path, tiny_speech_archive, s)
+    spoken = {s: {w.name: w.read_bytes() for w in (tmp_path / f"archive-{s}").glob("*.wav")} for s in SITES}
+    assert all(spoken[s][n] != (tiny_speech_archive / n).read_bytes() for s in ("south", "east") for n in spoken[s])
     port = _free_port()
     proxy = Recorder(port)
     cfg, sites = write_configs(tmp_path, port, proxy.port, rounds=2)
@@ -107,6 +110,7 @@ def test_federation_keeps_data_at_sites_and_traces_each_contribution(tiny_speech
     coord = tmp_path / "coord"
     lineage = json.loads((coord / "lineage.json").read_text())
     assert [r["round"] for r in lineage["rounds"]] == [1, 2, 3]
+    assert all(c["signed"] for c in lineage["contributions"])  # each verified against its site's listed key
     assert lineage["rounds"][2]["accepted"] == ["north"]
     assert any(e["event"] == "no_answer" and e["round"] == 3 for e in lineage["events"])  # south, killed
     assert not (_runs(tmp_path, "south", 3)[0] / "final").exists()
@@ -148,6 +152,10 @@ def test_federation_keeps_data_at_sites_and_traces_each_contribution(tiny_speech
     # No byte run of any site's recordings or transcripts reached the coordinator: its traffic and its disk.
     traffic = proxy.captured()
     assert len(traffic) > 100_000  # the weights did pass through the proxy
+    # ... encrypted: no 64-byte run of a global model the coordinator sent (round 1's, sent in round 2) is in it.
+    sent = max(_weights(coord / "rounds" / "round_0001" / "global.safetensors"), key=lambda a: a.size).tobytes()
+    assert len(sent) > 2048 and not any(sent[o:o + 64] in traffic for o in range(0, 2048, 64))
+    assert "TLS" in card and "signed with its site's Ed25519 key" in card
     disk = b"".join(p.read_bytes() for p in coord.rglob("*") if p.is_file())
     disk += b"".join(p.read_bytes() for p in tmp_path.glob("coordinator-*.log"))
     checked = 0

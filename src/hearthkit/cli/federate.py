@@ -55,3 +55,33 @@ def join(config: Annotated[Path, typer.Argument(help="Site config (YAML).")],
     _say(f"site {site.site} ({ws.root}) joining {site.coordinator}")
     join_site(ws, catalog, site, _say, max_wait_s=wait)
     _say("the coordinator ended the federation")
+
+
+@federate_app.command("init-tls", help="Make the coordinator's TLS certificate authority and server certificate "
+                      "(ca.pem, server.pem, server.key; ca.key kept beside them). Give each site ca.pem; point the "
+                      "coordinator config's tls.folder here.\n\n"
+                      "Example: hearth federate init-tls federations/fed/tls --host coordinator.example.org")
+@user_errors
+def init_tls(folder: Annotated[Path, typer.Argument(help="Folder to write (must not hold a certificate yet).")],
+             host: Annotated[list[str] | None, typer.Option(help="A name or IP address sites dial (repeatable); "
+                                                                 "localhost and 127.0.0.1 are always included.")]
+             = None) -> None:
+    """Write a new CA and server certificate into FOLDER."""
+    from hearthkit.federate.tls import make_tls
+
+    ca = make_tls(folder, host or [])
+    _say(f"TLS certificate authority and server certificate in {folder}; give each site {ca} (its config's ca:)")
+
+
+@federate_app.command("site-key", help="Print this workspace's public update-signing key (made on first use, kept "
+                      "in the workspace's key folder): list it as the site's public_key in the coordinator config."
+                      "\n\nExample: hearth federate site-key --workspace ws")
+@user_errors
+def site_key(workspace: WorkspaceOpt = None) -> None:
+    """Print the site's public signing key."""
+    from hearthkit.federate.signing import public_key_text
+    from hearthkit.federate.signing import site_key as key_of
+    from hearthkit.workspace import find_workspace
+
+    ws = find_workspace(workspace)
+    print(public_key_text(key_of(ws.keys_dir)))

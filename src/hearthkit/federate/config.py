@@ -19,12 +19,23 @@ class StrategyConfig(BaseModel):
     """How the coordinator combines the sites' updates (Flower's strategies)."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["fedavg", "fedadam"] = Field("fedavg", description="fedavg (weighted by samples drawn) or fedadam "
-                                               "(server-side Adam on the averaged update).")
+    kind: Literal["fedavg", "fedprox", "fedadam"] = Field(
+        "fedavg", description="fedavg (weighted by samples drawn), fedprox (fedavg whose sites add "
+        "proximal_mu/2·‖w − w_global‖² to their local loss) or fedadam (server-side Adam on the averaged update).")
+    proximal_mu: float | None = Field(None, ge=0, description="fedprox: weight μ of the proximal term (needed "
+                                      "with fedprox, refused with the others).")
     eta: float = Field(0.01, gt=0, description="fedadam: server learning rate.")
     beta_1: float = Field(0.9, gt=0, lt=1, description="fedadam: first-moment decay.")
     beta_2: float = Field(0.99, gt=0, lt=1, description="fedadam: second-moment decay.")
     tau: float = Field(1e-3, gt=0, description="fedadam: adaptivity (numerical floor of the denominator).")
+
+    @model_validator(mode="after")
+    def _mu(self) -> StrategyConfig:
+        if self.kind == "fedprox" and self.proximal_mu is None:
+            raise ValueError("fedprox needs proximal_mu (the weight of the proximal term, e.g. 0.01)")
+        if self.kind != "fedprox" and self.proximal_mu is not None:
+            raise ValueError(f"proximal_mu is FedProx's; set kind: fedprox or remove it (kind is {self.kind})")
+        return self
 
 
 class PrivacyConfig(BaseModel):
@@ -37,12 +48,25 @@ class PrivacyConfig(BaseModel):
     delta: float = Field(1e-5, gt=0, lt=1, description="The δ of the (ε, δ) guarantee written on the card.")
 
 
+class TlsConfig(BaseModel):
+    """Where the coordinator's TLS certificate authority and server certificate are (made when missing)."""
+
+    model_config = ConfigDict(extra="forbid")
+    folder: str | None = Field(None, description="Folder of ca.pem, server.pem and server.key (`hearth federate "
+                               "init-tls`); default: tls/ in the coordinator's folder, made at set-up when missing. "
+                               "Sites need its ca.pem.")
+    hosts: list[str] = Field(default_factory=list, description="Names or IP addresses the sites dial, written into a "
+                             "new server certificate (besides the address's host, localhost and 127.0.0.1).")
+
+
 class SiteRef(BaseModel):
     """A participating site: its name (what `hearth federate join` says) and the community it speaks for."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Site name, letters, digits, '.', '_' or '-'.")
     community: str = Field(description="The community whose stewards govern the site's data.")
+    public_key: str | None = Field(None, description="The site's update-signing key, 'ed25519:BASE64' (the site's "
+                                   "`hearth federate site-key -w ITS-WORKSPACE` prints it); needed unless insecure.")
 
 
 class FederationConfig(BaseModel):
@@ -66,6 +90,10 @@ class FederationConfig(BaseModel):
     address: str = Field("127.0.0.1:9092", description="host:port the coordinator listens on.")
     round_timeout_s: float = Field(600, gt=0, description="A site that has not answered by then is left out of the "
                                    "round (killed, disconnected).")
+    tls: TlsConfig = TlsConfig()
+    insecure: bool = Field(False, description="Plain gRPC, no TLS and no update signatures: the weights travel in "
+                           "clear and anyone who knows a site's name can send updates as it. Only for a closed test "
+                           "network; warned at start and written on the card.")
 
     @model_validator(mode="after")
     def _check(self) -> FederationConfig:
@@ -79,6 +107,17 @@ class FederationConfig(BaseModel):
             raise ValueError(f"min_sites {self.min_sites} exceeds the {len(self.sites)} sites listed")
         if len(set(self.units)) != len(self.units):
             raise ValueError("units: each character once")
+        if not self.insecure:
+            from hearthkit.federate.signing import parse_public_key
+
+            for s in self.sites:
+                if s.public_key is None:
+                    raise ValueError(f"site {s.name}: public_key missing (its `hearth federate site-key -w "
+                                     "WORKSPACE` prints it); every update is signed unless insecure: true")
+                parse_public_key(s.public_key, f"site {s.name}: public_key")
+            keys = [s.public_key for s in self.sites]
+            if len(set(keys)) != len(keys):
+                raise ValueError("sites: two sites list the same public_key; each site signs with its own key")
         return self
 
     def site(self, name: str) -> SiteRef | None:
@@ -98,6 +137,17 @@ class SiteConfig(BaseModel):
     split: SplitConfig = Field(default_factory=SplitConfig, description="Items the site holds out for its own "
                                "evaluation.")
     threads: int = Field(1, gt=0, description="CPU threads of local training.")
+    ca: str | None = Field(None, description="The coordinator's CA certificate (its tls folder's ca.pem, handed over "
+                           "with the config); relative to this file. Needed unless insecure.")
+    insecure: bool = Field(False, description="Plain gRPC without TLS and unsigned updates (the coordinator must "
+                           "also be insecure); only for a closed test network.")
+
+    @model_validator(mode="after")
+    def _tls(self) -> SiteConfig:
+        if not self.insecure and not self.ca:
+            raise ValueError("ca missing: the coordinator's CA certificate (ca.pem) the link is checked against; "
+                             "or insecure: true (no TLS, not recommended)")
+        return self
 
 
 def _load(path: Path, cls):
@@ -128,5 +178,11 @@ def load_federation(path: Path) -> FederationConfig:
 
 
 def load_site(path: Path) -> SiteConfig:
-    """The site config in PATH."""
-    return _load(path, SiteConfig)
+    """The site config in PATH, its ca path made absolute (relative to PATH's folder)."""
+    cfg = _load(path, SiteConfig)
+    if cfg.ca:
+        ca = (Path(path).parent / cfg.ca).resolve()
+        if not ca.is_file():
+            raise HearthError(f"{path}: ca: {ca} is not a file; copy the coordinator's ca.pem there")
+        cfg = cfg.model_copy(update={"ca": str(ca)})
+    return cfg

@@ -11,6 +11,7 @@ SecAgg+ exists only as a mod of the deployment engine and is therefore not offer
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 from flwr.server.strategy import Strategy
 
 from hearthkit.errors import HearthError
-from hearthkit.federate import weights
+from hearthkit.federate import signing, tls, weights
 from hearthkit.federate.config import FederationConfig
 from hearthkit.federate.privacy import epsilon
 from hearthkit.federate.records import Lineage, card
@@ -52,6 +53,41 @@ def checkpoint_path(folder: Path, round_: int) -> Path:
     return folder / ROUNDS / f"round_{round_:04d}" / "global.safetensors"
 
 
+STATE = ("current_weights", "m_t", "v_t")  # Flower's FedOpt family (FedAdam): the server optimizer's state
+
+
+def _stateful(inner):
+    """The Flower strategy that holds the optimizer state (inside Flower's DP wrapper when there is one)."""
+    return getattr(inner, "strategy", inner)
+
+
+def save_strategy_state(path: Path, inner) -> bool:
+    """Write the server optimizer's arrays (FedAdam's moments and its own copy of the weights) in their own dtypes
+    (Flower's Adam step computes in float64), atomically; False if the strategy has none."""
+    from safetensors.numpy import save_file
+
+    held = _stateful(inner)
+    arrays = {f"{attr}.{i:05d}": np.ascontiguousarray(a) for attr in STATE
+              for i, a in enumerate(getattr(held, attr, None) or [])}
+    if arrays:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(arrays, str(path.with_suffix(".tmp")))
+        path.with_suffix(".tmp").replace(path)
+    return bool(arrays)
+
+
+def load_strategy_state(path: Path, inner) -> None:
+    """Put the arrays saved by save_strategy_state back into the Flower strategy."""
+    from safetensors.numpy import load_file
+
+    arrays = load_file(str(path))
+    held = _stateful(inner)
+    for attr in STATE:
+        got = [arrays[n] for n in sorted(arrays) if n.split(".")[0] == attr]
+        if got:
+            setattr(held, attr, got)
+
+
 class Governed(Strategy):
     """A Flower strategy around Flower's own: adds the round instructions, refuses malformed updates, records the
     lineage, checkpoints the global model after every round."""
@@ -62,6 +98,12 @@ class Governed(Strategy):
         self.offset, self.say = offset, say
         self.lineage = Lineage.load(folder, cfg.name)
         self.inner = _flower_strategy(cfg, current)
+        self.nonces: dict[int, str] = {}  # round -> the challenge sent with it; a signed reply must answer it
+        self.keys = {} if cfg.insecure else {s.name: signing.parse_public_key(s.public_key, s.name) for s in cfg.sites}
+        saved = checkpoint_path(folder, offset).with_name("strategy.safetensors")
+        if saved.is_file():  # a restart: FedAdam continues with its moments, as an uninterrupted run would
+            load_strategy_state(saved, self.inner)
+            say(f"server optimizer state of round {offset} restored")
 
     def __repr__(self) -> str:
         return f"Governed({self.inner!r})"
@@ -76,7 +118,8 @@ class Governed(Strategy):
 
         r = server_round + self.offset
         spec = RoundSpec(self.cfg.name, r, self.cfg.recipe, self.cfg.model, self.cfg.units, self.cfg.local_steps,
-                         self.cfg.batch_size, self.cfg.lr, self.cfg.seed)
+                         self.cfg.batch_size, self.cfg.lr, self.cfg.seed, self.cfg.strategy.proximal_mu or 0.0,
+                         self.challenge(r))
         extra = {**spec.to_config(), "names": json.dumps(self.names)}
         self.say(f"round {r}: asking the sites to train")
         return [(c, FitIns(ins.parameters, {**ins.config, **extra}))
@@ -94,6 +137,12 @@ class Governed(Strategy):
             if site is None:
                 self._refuse(r, who, f"not a site of federation {self.cfg.name}")
                 continue
+            if not self.cfg.insecure:  # before anything the reply says is believed
+                why = signing.verify(self.keys[site.name], self.cfg.name, r, self.nonces.get(r, ""),
+                                     list(res.parameters.tensors), int(res.num_examples), m)
+                if why is not None:
+                    self._refuse(r, site.name, why)
+                    continue
             try:
                 self.lineage.flag(site.name, json.loads(str(m.get("flagged") or "[]")), r)
             except (ValueError, TypeError, KeyError):
@@ -109,6 +158,8 @@ class Governed(Strategy):
                 self._refuse(r, site.name, f"the update is not readable as arrays ({type(exc).__name__})")
                 continue
             problem = weights.check_update(self.names, self.current, update)
+            if problem is None and any(res2.metrics["site"] == site.name for _, res2 in accepted):
+                problem = "a second update in the same round"
             if problem is None and (res.num_examples <= 0 or not m.get("manifest")):
                 problem = "no samples or no manifest hash reported"
             if problem is not None:
@@ -123,35 +174,50 @@ class Governed(Strategy):
                 "request": int(m.get("request", 0)), "samples": int(res.num_examples), "items": int(m.get("items", 0)),
                 "restrictions": json.loads(str(m.get("restrictions") or "[]")),
                 "attribution": json.loads(str(m.get("attribution") or "[]")),
-                "seconds": float(m.get("seconds", 0.0)), "device": str(m.get("device", "unknown"))})
+                "seconds": float(m.get("seconds", 0.0)), "device": str(m.get("device", "unknown")),
+                "proximal_mu": float(m.get("proximal_mu", 0.0)), "signed": not self.cfg.insecure})
             accepted.append((client, res))
         for f in failures:
             why = type(f).__name__ if isinstance(f, BaseException) else "failed"
             self.lineage.event(r, "?", "no_answer", f"a site did not answer in time or disconnected ({why})")
         if not accepted:
             self.say(f"round {r}: no update accepted; the global model is unchanged")
-            self.lineage.rounds.append({"round": r, "accepted": [], "global": weights.digest(self.current)})
+            self.lineage.rounds.append({"round": r, "accepted": [], "global": weights.digest(self.current),
+                                        **self._round_record()})
             self._checkpoint(r)
             return None, {}
         if hasattr(self.inner, "current_round_params"):
             # Flower's DP wrapper clips each update against the model it sent this round (set in configure_fit);
             # that is the checked global model held here, also after a restart between configure and aggregate.
             self.inner.current_round_params = self.current
-        params, metrics = self.inner.aggregate_fit(server_round, accepted, [])
-        if params is not None:
-            self.current = parameters_to_ndarrays(params)
+        # The federation's round, not this process's: FedAdam's bias correction must not restart with the process.
+        params, metrics = self.inner.aggregate_fit(r, accepted, [])
+        if params is not None:  # float32, as checkpointed: a restarted coordinator holds exactly this model
+            self.current = [a.astype(np.float32) for a in parameters_to_ndarrays(params)]
         sites = [str(res.metrics["site"]) for _, res in accepted]
-        self.lineage.rounds.append({"round": r, "accepted": sites, "global": weights.digest(self.current)})
+        self.lineage.rounds.append({"round": r, "accepted": sites, "global": weights.digest(self.current),
+                                    **self._round_record()})
         self._checkpoint(r)
         self.say(f"round {r}: aggregated {', '.join(sites)}")
         return ndarrays_to_parameters(self.current), metrics
+
+    def challenge(self, r: int) -> str:
+        """A fresh nonce for round R: a site signs it with its update, so no reply of another round passes."""
+        self.nonces[r] = secrets.token_hex(16)
+        return self.nonces[r]
+
+    def _round_record(self) -> dict:
+        s = self.cfg.strategy
+        return {"strategy": s.kind, **({"proximal_mu": s.proximal_mu} if s.kind == "fedprox" else {})}
 
     def _refuse(self, r: int, site: str, why: str) -> None:
         self.lineage.event(r, site, "refused", f"update refused: {why}")
         self.say(f"round {r}: update of {site} refused: {why}; the global model is unchanged by it")
 
     def _checkpoint(self, r: int) -> None:
-        """The global model after round R, then the lineage: a restart resumes after R."""
+        """The server optimizer's state and the global model after round R, then the lineage: a restart resumes
+        after R (the global model's file is what marks the round done, so it is written after the state)."""
+        save_strategy_state(checkpoint_path(self.folder, r).with_name("strategy.safetensors"), self.inner)
         weights.save(checkpoint_path(self.folder, r), self.names, self.current)
         self.lineage.save(self.folder)
 
@@ -168,7 +234,7 @@ class Governed(Strategy):
 def _flower_strategy(cfg: FederationConfig, current: list[np.ndarray]):
     """Flower's strategy for CFG, inside Flower's server-side fixed-clipping DP wrapper when privacy.clip is set."""
     from flwr.common import ndarrays_to_parameters
-    from flwr.server.strategy import DifferentialPrivacyServerSideFixedClipping, FedAdam, FedAvg
+    from flwr.server.strategy import DifferentialPrivacyServerSideFixedClipping, FedAdam, FedAvg, FedProx
 
     common = {"fraction_fit": 1.0, "fraction_evaluate": 0.0, "min_fit_clients": cfg.min_sites,
               "min_evaluate_clients": 0, "min_available_clients": cfg.min_sites,
@@ -176,6 +242,8 @@ def _flower_strategy(cfg: FederationConfig, current: list[np.ndarray]):
     s = cfg.strategy
     if s.kind == "fedadam":
         inner = FedAdam(**common, eta=s.eta, beta_1=s.beta_1, beta_2=s.beta_2, tau=s.tau)
+    elif s.kind == "fedprox":  # FedAvg on the server; it sends proximal_mu, the sites' engine adds the term
+        inner = FedProx(**common, proximal_mu=s.proximal_mu)
     else:
         inner = FedAvg(**common)
     if cfg.privacy.clip is not None:
@@ -206,9 +274,23 @@ def run(cfg: FederationConfig, folder: Path, say) -> Lineage:
     strategy = Governed(cfg, folder, names, current, done, say)
     if done < cfg.rounds:
         _check_address(cfg.address)
-        start_server(server_address=cfg.address, strategy=strategy,
+        start_server(server_address=cfg.address, strategy=strategy, certificates=certificates(cfg, folder, say),
                      config=ServerConfig(num_rounds=cfg.rounds - done, round_timeout=cfg.round_timeout_s))
     return publish(cfg, folder, strategy.lineage, say)
+
+
+def certificates(cfg: FederationConfig, folder: Path, say) -> tuple[bytes, bytes, bytes] | None:
+    """Flower's server certificates from the config's TLS folder (made there when missing); None when insecure."""
+    if cfg.insecure:
+        say("warning: insecure: true — no TLS and no update signatures: the weights travel in clear and anyone "
+            "who knows a site's name can send updates as it; this is written on the model's card")
+        return None
+    where = Path(cfg.tls.folder) if cfg.tls.folder else folder / "tls"
+    if not (where / tls.CA).is_file():
+        host = cfg.address.rpartition(":")[0].strip("[]")
+        tls.make_tls(where, [h for h in [*cfg.tls.hosts, host] if h and h not in ("0.0.0.0", "::")])
+        say(f"made a TLS certificate authority and server certificate in {where}; give each site {where / tls.CA}")
+    return tls.server_certificates(where)
 
 
 def _check_address(address: str) -> None:

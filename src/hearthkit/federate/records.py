@@ -78,8 +78,18 @@ def card(lineage: Lineage, cfg, eps: float | None) -> str:
              f"restrictions: {json.dumps(restr)}", f"status: {lineage.status}", "---", ""]
     lines = [f"# {lineage.federation} (federated)", "",
              f"Trained by federation over {len({c['site'] for c in lineage.contributions})} sites with "
-             f"{cfg.strategy.kind}, {len(lineage.rounds)} rounds of {cfg.local_steps} local steps. No recording or "
-             "transcript left any site: each sent only its weights.", ""]
+             f"{cfg.strategy.kind}" + (f" (proximal μ = {cfg.strategy.proximal_mu:g})" if cfg.strategy.kind ==
+                                        "fedprox" else "") +
+             f", {len(lineage.rounds)} rounds of {cfg.local_steps} local steps. No recording or "
+             "transcript left any site: each sent only its weights.", "", "## Transport", ""]
+    if cfg.insecure:
+        lines += ["**Insecure federation** (insecure: true): plain gRPC without TLS and unsigned updates — the "
+                  "weights travelled in clear, and a peer knowing a site's name could have sent updates as that site.",
+                  ""]
+    else:
+        lines += ["TLS to the coordinator (checked against the federation's CA); every update was signed with its "
+                  "site's Ed25519 key over the weights, manifest hash, round and the round's fresh challenge, and "
+                  "verified against the key the coordinator's config lists for that site.", ""]
     if lineage.status != "active":
         lines += [f"**Status: {lineage.status}** — {lineage.status_reason}", ""]
     lines += ["## Restrictions (union of every site's)", ""]

@@ -20,7 +20,7 @@ from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import AccessRequest, Model, Run
 from hearthkit.engine.config import RunConfig
 from hearthkit.errors import HearthError
-from hearthkit.federate import weights
+from hearthkit.federate import signing, weights
 from hearthkit.federate.config import SiteConfig
 from hearthkit.governance.manifest import Manifest
 from hearthkit.workspace import Workspace
@@ -42,6 +42,8 @@ class RoundSpec:
     batch_size: int
     lr: float
     seed: int
+    proximal_mu: float = 0.0  # FedProx: the site adds μ/2·‖w − w_global‖² to its local loss
+    nonce: str = ""  # the coordinator's fresh challenge of this round, signed back with the update
 
     @classmethod
     def from_config(cls, config: dict) -> RoundSpec:
@@ -49,7 +51,8 @@ class RoundSpec:
         try:
             return cls(str(config["federation"]), int(config["round"]), str(config["recipe"]),
                        json.loads(str(config["model"])), str(config["units"]), int(config["local_steps"]),
-                       int(config["batch_size"]), float(config["lr"]), int(config["seed"]))
+                       int(config["batch_size"]), float(config["lr"]), int(config["seed"]),
+                       float(config.get("proximal_mu", 0.0)), str(config.get("nonce", "")))
         except (KeyError, ValueError, TypeError) as exc:
             raise HearthError(f"the coordinator's round instructions are incomplete ({exc}); is it a hearthkit "
                               "coordinator of the same version?") from None
@@ -58,7 +61,8 @@ class RoundSpec:
         """The Flower fit config (scalar values only)."""
         return {"federation": self.federation, "round": self.round, "recipe": self.recipe,
                 "model": json.dumps(self.model, sort_keys=True), "units": self.units,
-                "local_steps": self.local_steps, "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed}
+                "local_steps": self.local_steps, "batch_size": self.batch_size, "lr": self.lr, "seed": self.seed,
+                "proximal_mu": self.proximal_mu, "nonce": self.nonce}
 
 
 class Lapsed(HearthError):
@@ -75,6 +79,7 @@ def run_config(site: SiteConfig, spec: RoundSpec, name: str, request_id: int | N
         "train": {"steps": spec.local_steps, "batch_size": spec.batch_size, "lr": spec.lr, "warmup": 0,
                   "schedule": "constant",  # one schedule per round would restart a decay every round
                   "seed": spec.seed + spec.round, "checkpoint_every": spec.local_steps, "keep_last": 1,
+                  "proximal_mu": spec.proximal_mu,
                   "log_every": spec.local_steps, "mlflow": False},
         "launch": {"nproc": 1, "backend": "gloo", "threads_per_worker": site.threads}})
 
@@ -186,7 +191,7 @@ def local_round(ws: Workspace, catalog: Catalog, site: SiteConfig, spec: RoundSp
     return out, spec.local_steps * spec.batch_size, {
         **base, "status": "ok", "manifest": manifest.hash, "request": rid, "items": train_items,
         "restrictions": json.dumps(manifest.restrictions), "attribution": json.dumps(manifest.attribution),
-        "seconds": round(seconds, 3), "device": "cpu", "today": today.hash}
+        "seconds": round(seconds, 3), "device": "cpu", "today": today.hash, "proximal_mu": spec.proximal_mu}
 
 
 def _register(catalog: Catalog, name: str, run_dir: Path, manifest: Manifest, spec: RoundSpec, rid: int) -> None:
@@ -203,9 +208,21 @@ def _register(catalog: Catalog, name: str, run_dir: Path, manifest: Manifest, sp
                                  "kind": "federated contribution"}))
 
 
+def signed(key, spec: RoundSpec, arrays: list[np.ndarray], n: int, metrics: dict) -> dict:
+    """METRICS with the site's signature over the reply (the arrays serialised as Flower will send them)."""
+    from flwr.common import ndarrays_to_parameters
+
+    tensors = ndarrays_to_parameters(arrays).tensors
+    return {**metrics, "nonce": spec.nonce,
+            signing.SIGNATURE: signing.sign(key, spec.federation, spec.round, spec.nonce, tensors, n,
+                                            {**metrics, "nonce": spec.nonce})}
+
+
 def make_client(ws: Workspace, catalog: Catalog, site: SiteConfig, say):
     """The Flower client of this site."""
     from flwr.client import NumPyClient
+
+    key = None if site.insecure else signing.site_key(ws.keys_dir)
 
     class SiteClient(NumPyClient):
         def get_parameters(self, config):
@@ -224,7 +241,7 @@ def make_client(ws: Workspace, catalog: Catalog, site: SiteConfig, say):
             say(f"round {spec.round}: {metrics['status']}" + (f" ({metrics.get('reason')})"
                                                                if metrics["status"] != "ok" else
                                                                f", manifest {metrics['manifest'][:12]}…"))
-            return out, n, metrics
+            return out, n, (metrics if key is None else signed(key, spec, out, n, metrics))
 
         def evaluate(self, parameters, config):
             return 0.0, 0, {}
@@ -238,9 +255,13 @@ def join(ws: Workspace, catalog: Catalog, site: SiteConfig, say, max_wait_s: flo
     from flwr.compat.client.app import start_client
 
     try:
-        start_client(server_address=site.coordinator, client=make_client(ws, catalog, site, say), insecure=True,
-                     max_wait_time=max_wait_s)
+        if site.insecure:
+            say("warning: insecure: true — no TLS and unsigned updates; the weights travel in clear")
+        root = None if site.insecure else Path(site.ca).read_bytes()
+        start_client(server_address=site.coordinator, client=make_client(ws, catalog, site, say),
+                     insecure=site.insecure, root_certificates=root, max_wait_time=max_wait_s)
     except grpc.RpcError as exc:
         code = exc.code().name if hasattr(exc, "code") else type(exc).__name__
         raise HearthError(f"cannot reach the coordinator at {site.coordinator} ({code}) within {max_wait_s:g} s; "
-                          "is it running, and is the site config's coordinator address right?") from None
+                          "is it running, is the site config's coordinator address right, and was the coordinator's "
+                          "certificate made by the CA in the config's ca (both sides TLS, or both insecure)?") from None
