@@ -74,10 +74,12 @@ def parent_info(folder: Path) -> dict:
 def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test: int, rows: list[dict],
                gaps: dict, metrics: tuple[str, ...], config: dict, restrictions: list[str] | None = None,
                attribution: list[str] | None = None, lineage: list[dict] | None = None,
-               signatures: dict | None = None, parent: dict | None = None, base: dict | None = None) -> str:
+               signatures: dict | None = None, parent: dict | None = None, base: dict | None = None,
+               ledger: list[dict] | None = None) -> str:
     """The card's Markdown text; RESTRICTIONS/ATTRIBUTION default to the manifest's (no parent).
 
     BASE is the pretrained base's record (lineage/base.py `BaseRef.record()`): the card cites it and its terms.
+    LEDGER is the run's benefit ledger (lineage/ledger.py `run_ledger`), one row per community.
     """
     from hearthkit.lineage.base import base_from_record, base_notices, base_restrictions
 
@@ -169,6 +171,8 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
               f"- Items excluded: {len(manifest.excluded)}", ""]
     if counts:
         lines += ["| excluded because | items |", "|---|---|"] + [f"| {k} | {v} |" for k, v in counts.items()]
+    if ledger is not None:
+        lines += ["", "## Benefit ledger", "", *ledger_lines(ledger)]
     lines += ["", "## Results per group (held-out items)", "",
               "| by | group | n | " + " | ".join(f"{m.upper()} | 95% CI" for m in metrics) + " |",
               "|---|---|---|" + "---|---|" * len(metrics)]
@@ -187,6 +191,22 @@ def model_card(name: str, recipe: str, manifest: Manifest, n_train: int, n_test:
     lines += ["", "## Training configuration", "", "```yaml",
               yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def ledger_lines(ledger: list[dict]) -> list[str]:
+    """The card's benefit ledger table: per community, what its data and compute went into (as `hearth ledger`)."""
+    out = ["Per community whose data this model learned from, from the run's own records: items and hours in the "
+           "manifest, the community's share of the training reads in the access logs, worker-hours by device kind, "
+           "and later uses (exports, serving) as of publishing — `hearth ledger COMMUNITY` gives them now.", "",
+           "| community | items | hours | share of training reads | worker-hours | SLURM account | exports | serves |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in ledger:
+        hours = ", ".join(f"{v:.4f} {k}" for k, v in sorted(r["compute"].items())) or "–"
+        out.append(f"| {r['community']} | {r['items']} | {r['hours']:.3f} | {r['share']:.1%} | {hours} | "
+                   f"{', '.join(r['slurm_accounts']) or '–'} | {r['uses']['export']} | {r['uses']['serve']} |")
+    if not ledger:
+        out.append("| (no community's collection in the manifest) | 0 | 0.000 | 0.0% | – | – | 0 | 0 |")
+    return out
 
 
 def write_card(path: Path, text: str) -> None:

@@ -68,8 +68,9 @@ def _uses(catalog: Catalog, names: set[str]) -> dict[str, Counter]:
     return out
 
 
-def community_ledger(ws: Workspace, catalog: Catalog, community: str) -> list[dict]:
-    """One row per model (a federation counts as one) that learned from COMMUNITY's collections in this workspace."""
+def community_ledger(ws: Workspace, catalog: Catalog, community: str, only_run: str | None = None) -> list[dict]:
+    """One row per model (a federation counts as one) that learned from COMMUNITY's collections in this workspace
+    (ONLY_RUN: that run's row alone, the other runs' records left unread)."""
     with catalog.session() as s:
         colls = set(s.scalars(select(Collection.name).where(Collection.community == community)))
         if not colls:
@@ -82,6 +83,8 @@ def community_ledger(ws: Workspace, catalog: Catalog, community: str) -> list[di
             s.expunge(r)
     rows: dict[str, dict] = {}
     for run in runs:
+        if only_run is not None and run.name != only_run:
+            continue
         run_dir = ws.run_dir(run.name)
         if not (run_dir / "manifest.json").is_file():
             continue
@@ -119,3 +122,19 @@ def community_ledger(ws: Workspace, catalog: Catalog, community: str) -> list[di
         if r["model"] is None:
             r["model"] = f"(run {r['runs'][-1]}, not published)"
     return list(rows.values())
+
+
+def run_ledger(ws: Workspace, catalog: Catalog, run_name: str) -> list[dict]:
+    """The ledger rows of one centralised run, one per community whose collections its manifest includes, computed
+    by `community_ledger` itself (so a card says what `hearth ledger` says)."""
+    manifest = ws.run_dir(run_name) / "manifest.json"
+    if not manifest.is_file():
+        return []
+    named = {e.get("collection") for e in json.loads(manifest.read_text(encoding="utf-8"))["included"]}
+    with catalog.session() as s:
+        communities = sorted(set(s.scalars(select(Collection.community).where(Collection.name.in_(named)))))
+    out = []
+    for community in communities:
+        out += [{"community": community, **r} for r in community_ledger(ws, catalog, community, only_run=run_name)
+                if run_name in r["runs"]]
+    return out

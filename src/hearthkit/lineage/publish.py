@@ -13,6 +13,7 @@ from hearthkit.catalog.models import Model, Run
 from hearthkit.governance.manifest import Manifest
 from hearthkit.lineage.card import model_card, parent_info, write_card
 from hearthkit.lineage.folder import write_restrictions
+from hearthkit.lineage.ledger import run_ledger
 from hearthkit.workspace import Workspace
 
 
@@ -97,7 +98,7 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
     card = model_card(name, cfg["recipe"], manifest, len(split["train"]), len(split["test"]), evaluation["rows"],
                       evaluation["gaps"], tuple(evaluation["metrics"]), cfg, restrictions=restrictions,
                       attribution=attribution, lineage=lineage, signatures=evaluation.get("signatures"),
-                      parent=parent_folder, base=base)
+                      parent=parent_folder, base=base, ledger=run_ledger(ws, catalog, name))
     write_card(out / "model_card.md", card)
     # Machine-readable, signed restrictions over these very weights: they travel with any copy of the folder.
     write_restrictions(out, ws, name, cfg["recipe"], restrictions, attribution, lineage, manifest.hash)
