@@ -3,8 +3,10 @@ the same text unescaped and detokenised.
 
 The corpus's `.fr.cleaned` is Moses-tokenised with XML escapes (`l&apos; os .`): sacrebleu's 13a tokeniser splits
 `&apos;` into three tokens, so 40% of the references carry easy n-grams that say nothing about the translation.
-Both figures are printed; `detok` applies the same unescaping and detokenisation to references and hypotheses.
-Usage: HEARTH_WORKSPACE=.bench/st/ws python bench/st_mboshi.py [--set nbest=4 ...] MODEL [MODEL ...]
+Both figures are printed; `detok` applies the same unescaping and detokenisation to references and hypotheses,
+`detok lc` lower-cases both too (sacrebleu's -lc: comparable with the lower-cased `.fr.cleaned` figures when `.fr`,
+cased, was staged).
+Usage: HEARTH_WORKSPACE=.bench/st/ws python bench/st_mboshi.py [--set nbest=4 ...] [--split valid] MODEL [MODEL ...]
 """
 
 from __future__ import annotations
@@ -32,15 +34,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("models", nargs="+")
     ap.add_argument("--set", dest="overrides", action="append", default=[])
+    ap.add_argument("--split", default="test", help="test (dev here) or valid")
     a = ap.parse_args()
     ws = find_workspace(None)
     catalog = Catalog.open(ws.db_url)
     for name in a.models:
-        ev = evaluate_run(ws.run_dir(name), ["speaker", "source"], overrides=a.overrides, catalog=catalog)
+        ev = evaluate_run(ws.run_dir(name), ["speaker", "source"], overrides=a.overrides, catalog=catalog,
+                          split_name=a.split)
         recs = ev["records"]
         plain = [{**r, "reference": detok(r["reference"]), "hypothesis": detok(r["hypothesis"])} for r in recs]
-        for label, rows in (("as shipped", ev["rows"]), ("detok", disaggregate(plain, ["speaker", "source"],
-                                                                              ("chrf", "bleu")))):
+        lower = [{**r, "reference": r["reference"].lower(), "hypothesis": r["hypothesis"].lower()} for r in plain]
+        for label, rows in (("as shipped", ev["rows"]),
+                            ("detok", disaggregate(plain, ["speaker", "source"], ("chrf", "bleu"))),
+                            ("detok lc", disaggregate(lower, ["speaker", "source"], ("chrf", "bleu")))):
             for r in rows:
                 print(json.dumps({"model": name, "set": a.overrides, "text": label, "by": r["by"], "group": r["group"],
                                   "n": r["n"], "chrf": round(r["chrf"], 2), "chrf_ci": [round(x, 2) for x in
