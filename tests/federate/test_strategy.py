@@ -229,6 +229,16 @@ def test_insecure_federation_takes_unsigned_updates_and_says_so_on_the_card(tmp_
     card = (tmp_path / "model" / "model_card.md").read_text(encoding="utf-8")
     assert "**Insecure federation** (insecure: true)" in card and "weights travelled in clear" in card
 
+    # At set-up: insecure gives Flower no certificates and says why in a warning; the default makes a CA.
+    from hearthkit.federate.coordinator import certificates
+
+    said: list[str] = []
+    assert certificates(cfg, tmp_path, said.append) is None
+    assert said and said[0].startswith("warning: insecure: true") and "in clear" in said[0]
+    ca, cert, key = certificates(_cfg(), tmp_path, said.append)
+    assert ca == (tmp_path / "tls" / "ca.pem").read_bytes() and cert.startswith(b"-----BEGIN CERTIFICATE")
+    assert b"PRIVATE KEY" in key and "give each site" in said[-1]
+
 
 def test_fedprox_config_strategy_and_records(tmp_path: Path):
     from hearthkit.federate.coordinator import publish
