@@ -140,6 +140,13 @@ def test_config_errors_are_one_line(tmp_path: Path):
     bad.write_text("name: x\nunits: ab\nsites: [{name: a, community: A}]\ninsecure: true\nmodel: {d_modle: 4}\n")
     res = CliRunner().invoke(app, ["federate", "coordinator", str(bad)])
     assert res.exit_code == 2 and "d_modle" in res.output and str(bad) in res.output.replace("\n", "")
+    site = tmp_path / "site.yaml"
+    site.write_text("site: a\ncoordinator: 127.0.0.1:1\npurpose: research\nrequester: r\ncollections: [c]\n")
+    res = CliRunner().invoke(app, ["federate", "join", str(site)])
+    assert res.exit_code == 2 and "ca missing: the coordinator's CA certificate" in res.output, res.output
+    site.write_text(site.read_text() + "ca: nowhere/ca.pem\n")
+    res = CliRunner().invoke(app, ["federate", "join", str(site)])
+    assert res.exit_code == 2 and f"{tmp_path / 'nowhere' / 'ca.pem'} is not a file" in res.output.replace("\n", "")
 
 
 def test_fedadam_is_flowers_strategy(tmp_path: Path):
