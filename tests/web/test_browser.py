@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -175,6 +176,84 @@ def test_3_member_uploads_a_recording_and_downloads_its_transcript_as_vtt(server
     text = Path(dl.value.path()).read_text(encoding="utf-8")
     assert text.startswith("WEBVTT") and "-->" in text
     assert dl.value.suggested_filename == "transcript.vtt"
+
+
+def _spoken_index(root: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Index demo-korero for spoken search (in process, as `hearth search-index` does), after placing one speaker's
+    recordings under protocol `elders` (ngaio is inside, rangi outside): (elders' items, other items), id by name."""
+    from hearthkit.governance.stewardship import assign_protocol
+    from hearthkit.lineage.serving import resolve_use
+    from hearthkit.recipes.kws.index import build_index
+    from hearthkit.store.vault import workspace_store
+
+    ws = open_workspace(root)
+    cat = open_workspace_catalog(ws)
+    with cat.session() as s:
+        rows = s.execute(select(Item.external_id, Item.id, Item.speaker).join(Collection)
+                         .where(Collection.name == "demo-korero")).all()
+    speaker = sorted({sp for _e, _i, sp in rows if sp})[0]
+    inside = sorted(e for e, _i, sp in rows if sp == speaker)
+    assign_protocol(cat, "elders", "demo-korero", inside, "whetu", store=workspace_store(ws))
+    served = resolve_use(cat, "tiny-asr", "transcribe", "ngaio", "language_revitalization")
+    doc = build_index(cat, ws, "korero", "demo-korero", served, "language_revitalization", "ngaio", beam=1)
+    cat.close()
+    indexed = {i["external_id"]: i["item_id"] for i in doc["items"]}
+    return ({e: i for e, i in indexed.items() if e in inside}, {e: i for e, i in indexed.items() if e not in inside})
+
+
+def test_3b_spoken_search_plays_the_stretch_and_shows_nothing_of_a_protocol_to_an_outsider(server, browser):
+    from hearthkit.recipes.kws.index import open_index
+    from hearthkit.store.vault import workspace_store
+
+    base, root = server
+    elders, others = _spoken_index(root)
+    assert elders and others
+    member = _page(browser, base, "member")  # ngaio: inside the protocol
+    member.goto("/spoken")
+    member.select_option("#index", "korero")
+    member.fill("#q", "a")
+    member.click("main form[role=search] button[type=submit]")
+    member.wait_for_load_state()
+    rows = member.locator("tr.hit")
+    assert rows.count() > 0
+    players = member.locator("tr.hit audio")
+    assert players.count() == rows.count()
+    src = players.first.get_attribute("src")
+    m = re.fullmatch(r"/items/(\d+)/audio#t=([\d.]+),([\d.]+)", src)
+    assert m and float(m.group(2)) < float(m.group(3)), src  # the player starts and stops at the hit's stretch
+    assert member.request.get(base + src.split("#")[0]).status == 200
+    _shot(member, "spoken-search")
+    ws = open_workspace(root)
+    idx, store = open_index(ws, "korero"), workspace_store(ws)
+    mine = member.request.get(f"{base}/api/v1/spoken?index=korero&q=a").json()["hits"]
+    assert mine == idx.search(store, set(elders.values()) | set(others.values()), "a", limit=20, floor=0.05)
+    assert {h["item"] for h in mine} & set(elders)  # the protocol's recordings are found for those inside it
+
+    outsider = _page(browser, base, "researcher")  # rangi: a researcher of the community, outside the protocol
+    outsider.goto("/spoken?index=korero&q=a")
+    html = outsider.content()
+    assert not any(f"/items/{i}/" in html or f"/items/{i}\"" in html for i in elders.values())
+    theirs = outsider.request.get(f"{base}/api/v1/spoken?index=korero&q=a").json()
+    # Exactly a search of the items outside the protocol: no hit, score or count of the protocol's reaches them.
+    assert theirs["hits"] == idx.search(store, set(others.values()), "a", limit=20, floor=0.05)
+    assert not {h["item"] for h in theirs["hits"]} & set(elders) and set(theirs) == {"indexes", "index", "q", "hits",
+                                                                                     "error"}
+    bad = outsider.request.get(f"{base}/api/v1/spoken?index=../korero&q=a")
+    assert bad.status == 404 and "that you may search" in bad.json()["error"]
+    anonymous = browser.new_context(base_url=base).new_page()
+    anonymous.goto("/spoken?index=korero&q=a")
+    assert "/login" in anonymous.url  # signed-in people only
+    # Each search is audited like the CLI's: the searcher, the index, how many items were theirs; never the term.
+    cat = open_workspace_catalog(ws)
+    try:
+        from hearthkit.governance import audit
+
+        searches = [e for e in audit.events(cat, "data_access") if e["data"].get("phase") == "search"]
+    finally:
+        cat.close()
+    assert {(e["actor"], e["data"]["items"], e["data"]["via"]) for e in searches} == {
+        ("ngaio", len(elders) + len(others), "web"), ("rangi", len(others), "web")}
+    assert all(e["data"]["collection"] == "demo-korero" and '"a"' not in json.dumps(e["data"]) for e in searches)
 
 
 def test_4_steward_records_a_withdrawal_and_the_model_needs_retraining(server, browser):

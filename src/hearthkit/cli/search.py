@@ -64,32 +64,32 @@ def search(
     term: Annotated[str, typer.Argument(help="Word or phrase, spelt as the transcripts spell it.")],
     index: Annotated[str, typer.Option(help="Index name (see `hearth search-index`) or folder.")],
     limit: Annotated[int, typer.Option(min=1, help="Most hits to show.")] = 20,
-    min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Hide hits scoring below this (0-1).")] = 0.05,
+    min_score: Annotated[float, typer.Option(min=0.0, max=1.0, help="Hide hits whose probability of holding the "
+                                                                     "term is below this (0-1).")] = 0.05,
     requester: RequesterOpt = None,
     as_json: JsonOpt = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Where TERM was probably said: items and times ranked by a posterior score, only in items you may access."""
-    from hearthkit.governance import audit
-    from hearthkit.governance.search import searchable, viewer_for
-    from hearthkit.recipes.kws.index import open_index
-    from hearthkit.store.vault import workspace_store
+    """Where TERM was probably said: items and times ranked by a posterior score, only in items you may access.
+
+    score: the calibrated probability that the item holds TERM (keyword path confidence, the n-best's posterior,
+    the term's length); detect: yes where that probability passes the term's own threshold (KST: worth reporting
+    under NIST's term-weighted costs, given how often the term seems to occur in what you may search)."""
+    from hearthkit.governance.search import spoken_search, viewer_for
 
     ws, catalog = open_catalog(workspace)
-    idx = open_index(ws, index)
-    idx.units_of(term)  # a term the model cannot spell is refused before anything is opened
-    allowed = searchable(catalog, viewer_for(catalog, requester), [i.item_id for i in idx.items])
-    hits = idx.search(workspace_store(ws), allowed, term, limit=limit, floor=min_score)
-    audit.record(catalog, "data_access", requester or "anonymous", index=idx.doc["name"], phase="search",
-                 items=len(allowed))
+    # Spelling checked first, the access filter before any posterior is read, then audited (never the term).
+    hits = spoken_search(ws, catalog, index, term, viewer_for(catalog, requester), requester, limit=limit,
+                         floor=min_score)
     if as_json:
         print_json(hits)
         return
     if not hits:
         console.print(f"no hits for {term!r}", highlight=False)
         return
-    t = make_table("score", "item", "from (s)", "to (s)", "recording")
+    t = make_table("score", "detect", "item", "from (s)", "to (s)", "recording")
     for h in hits:
-        t.add_row(f"{h['score']:.3f}", h["item"], f"{h['start_s']:.2f}", f"{h['end_s']:.2f}",
+        t.add_row(f"{h['score']:.3f}", "yes" if h["kst"] >= 0.5 else "", h["item"], f"{h['start_s']:.2f}",
+                  f"{h['end_s']:.2f}",
                   f"{h['recording']} @ {h['recording_start_s']:.2f} s" if h["recording"] else "")
     console.print(t)

@@ -45,3 +45,42 @@ def searchable(catalog: Catalog, viewer: Viewer, item_ids: list[int]) -> set[int
             out.update(s.scalars(select(Item.id).join(Collection, Collection.id == Item.collection_id)
                                  .where(Item.id.in_(chunk), item_visible(viewer, dialect))))
     return out
+
+
+def spoken_search(ws, catalog: Catalog, index: str, term: str, viewer: Viewer, searcher: str | None,
+                  limit: int = 20, floor: float = 0.05, via: str = "cli") -> list[dict]:
+    """Hits of TERM in spoken-term INDEX among the items VIEWER may access, best first; the one search every
+    surface runs (CLI `hearth search`, the web's spoken search).
+
+    A term the index's model cannot spell is refused before anything is opened; the access filter runs before any
+    posterior is read; the search is audited (`data_access`, phase `search`: the searcher, the index and its
+    collection, how many items were theirs to search, how many hits, and VIA) — never the term, which may itself be
+    a word a community keeps.
+    """
+    from hearthkit.governance import audit
+    from hearthkit.recipes.kws.index import open_index
+    from hearthkit.store.vault import workspace_store
+
+    idx = open_index(ws, index)
+    idx.units_of(term)
+    allowed = searchable(catalog, viewer, [i.item_id for i in idx.items])
+    hits = idx.search(workspace_store(ws), allowed, term, limit=limit, floor=floor) if allowed else []
+    audit.record(catalog, "data_access", searcher or "anonymous", index=idx.doc["name"],
+                 collection=idx.doc.get("collection"), phase="search", items=len(allowed), hits=len(hits), via=via)
+    return hits
+
+
+def spoken_indexes(ws, catalog: Catalog, viewer: Viewer) -> list[str]:
+    """Names of the workspace's spoken-term indexes holding at least one item VIEWER may access (the others are not
+    even named to them)."""
+    import json
+
+    out = []
+    for path in sorted((ws.root / "indexes").glob("*/index.json")):
+        try:
+            ids = [int(i["item_id"]) for i in json.loads(path.read_text(encoding="utf-8"))["items"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a usable index: searching it names the problem in one line
+        if searchable(catalog, viewer, ids):
+            out.append(path.parent.name)
+    return out

@@ -15,7 +15,8 @@ from hearthkit.errors import HearthError
 from hearthkit.workspace import Workspace
 
 # Route modules under hearthkit.web.routes, included in this order.
-ROUTER_MODULES: tuple[str, ...] = ("auth", "home", "browse", "requests", "models", "withdrawals", "audit", "use")
+ROUTER_MODULES: tuple[str, ...] = ("auth", "home", "browse", "requests", "models", "withdrawals", "audit", "use",
+                                   "spoken")
 # Modules that may not exist yet (another part of the app still being built); any other missing module is an error.
 OPTIONAL_ROUTERS: frozenset[str] = frozenset({"requests", "models", "withdrawals", "audit", "use"})
 SECRET_NAME = "web-secret"
