@@ -34,8 +34,14 @@ CONFIG = {
 }
 
 
-@pytest.fixture
-def trained_mt(workspace: Path, tmp_path: Path) -> tuple[Path, Path, str]:
+@pytest.fixture(scope="module")
+def trained_mt(tmp_path_factory) -> tuple[Path, Path, str]:
+    """The toy corpus imported and toy-mt trained by `hearth train` (torchrun, 2 workers), once for this module:
+    the tests below only read toy-mt and add models and collections of their own names."""
+    from hearthkit.workspace import init_workspace
+
+    tmp_path = tmp_path_factory.mktemp("mt")
+    workspace = init_workspace(tmp_path / "ws").root
     folder = make_parallel_corpus(tmp_path / "toy", n_train=240, n_dev=24, secret=6, secret_marker=MARKER)
     hearth("data", "import-parallel", str(folder), "--src", "es", "--tgt", "xx", "--collection", "toy",
            "--community", "Toy community", "--purpose", "research", ws=workspace)
