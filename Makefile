@@ -38,9 +38,10 @@ deps: sysdeps $(STAMP)
 demo: deps
 	HEARTH_DEMO_DIR=$(DEMO_DIR) bash scripts/demo.sh
 
+# --durations=25: the CI log names the slowest tests (the suite must stay under the 35-minute budget).
 test: deps testdeps pgdeps
 	$(BIN)/ruff check src tests bench
-	bash scripts/with-postgres.sh $(BIN)/python -m pytest -q
+	bash scripts/with-postgres.sh $(BIN)/python -m pytest -q --durations=25
 
 lint: deps
 	$(BIN)/ruff check src tests bench
