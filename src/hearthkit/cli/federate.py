@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -34,7 +35,12 @@ def coordinator(config: Annotated[Path, typer.Argument(help="Coordinator config 
     out = folder or Path("federations") / cfg.name
     _say(f"federation {cfg.name}: {cfg.rounds} rounds, {cfg.strategy.kind}, sites "
          f"{', '.join(s.name for s in cfg.sites)}; listening on {cfg.address}")
-    lineage = coord.run(cfg, out, _say)
+    if cfg.secure_aggregation.enabled:  # SecAgg+ runs on Flower's deployment engine (SuperLink/SuperNodes)
+        from hearthkit.federate import secagg
+
+        lineage = secagg.run(cfg, out, _say)
+    else:
+        lineage = coord.run(cfg, out, _say)
     _say(f"{len(lineage.contributions)} contributions over {len(lineage.rounds)} rounds; card: "
          f"{out / 'model' / 'model_card.md'}")
 
@@ -53,7 +59,16 @@ def join(config: Annotated[Path, typer.Argument(help="Site config (YAML).")],
     site = load_site(config)
     ws, catalog = open_catalog(workspace)
     _say(f"site {site.site} ({ws.root}) joining {site.coordinator}")
-    join_site(ws, catalog, site, _say, max_wait_s=wait)
+    if site.secure_aggregation:  # a SuperNode serves the coordinator's SecAgg+ rounds from this workspace
+        from hearthkit.errors import HearthError
+        from hearthkit.federate import secagg
+
+        catalog.close()
+        code = secagg.join(ws.root, config, site, _say, max_wait_s=wait)
+        if code not in (0, -signal.SIGTERM):
+            raise HearthError(f"the SuperNode stopped with exit status {code} (its output above)")
+    else:
+        join_site(ws, catalog, site, _say, max_wait_s=wait)
     _say("the coordinator ended the federation")
 
 

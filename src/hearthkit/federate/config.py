@@ -69,6 +69,29 @@ class SiteRef(BaseModel):
                                    "`hearth federate site-key -w ITS-WORKSPACE` prints it); needed unless insecure.")
 
 
+# --- secure aggregation (helper G): Flower's SecAgg+ on the deployment engine (federate/secagg.py) ---
+class SecureAggregationConfig(BaseModel):
+    """SecAgg+: the coordinator learns only the sum of the sites' quantised, masked weights."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = Field(False, description="Run the rounds on Flower's SuperLink/SuperNodes with SecAgg+ "
+                          "(`secure_aggregation: true` is short for enabled).")
+    num_shares: int | None = Field(None, gt=2, description="Shares each site's mask seeds are split into (its "
+                                   "neighbours, itself included); default: every listed site.")
+    threshold: int | None = Field(None, ge=2, description="Shares needed to rebuild a dropped site's masks; below "
+                                  "num_shares; default: a majority (num_shares // 2 + 1).")
+    clipping_range: float = Field(8.0, gt=0, description="Every weight is clipped to ±this before quantisation.")
+    quantization_range: int = Field(2**22, ge=2**8, le=2**28, description="Integer levels over the clipping range "
+                                    "(a power of two; the aggregate is within about 2·clipping_range/levels of "
+                                    "the exact mean per value).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, data):
+        return {"enabled": data} if isinstance(data, bool) else data
+# --- end secure aggregation ---
+
+
 class FederationConfig(BaseModel):
     """A federation as the coordinator runs it."""
 
@@ -94,6 +117,30 @@ class FederationConfig(BaseModel):
     insecure: bool = Field(False, description="Plain gRPC, no TLS and no update signatures: the weights travel in "
                            "clear and anyone who knows a site's name can send updates as it. Only for a closed test "
                            "network; warned at start and written on the card.")
+    secure_aggregation: SecureAggregationConfig = Field(  # helper G: SecAgg+
+        default_factory=SecureAggregationConfig, description="SecAgg+ (true, or a mapping of its settings).")
+
+    @model_validator(mode="after")
+    def _secure_aggregation(self) -> FederationConfig:
+        sa = self.secure_aggregation
+        if not sa.enabled:
+            return self
+        shares = sa.num_shares or len(self.sites)
+        if len(self.sites) < 3:
+            raise ValueError("secure_aggregation needs 3 or more sites (with two, each could subtract its own update "
+                             "from the sum)")
+        if shares > len(self.sites):
+            raise ValueError(f"secure_aggregation.num_shares {shares} exceeds the {len(self.sites)} sites listed")
+        if shares < len(self.sites) and shares % 2 == 0:
+            raise ValueError(f"secure_aggregation.num_shares {shares}: SecAgg+ needs an odd number below the sites")
+        if (sa.threshold or shares // 2 + 1) >= shares:
+            raise ValueError(f"secure_aggregation.threshold {sa.threshold} must be below num_shares {shares}")
+        if sa.quantization_range & (sa.quantization_range - 1):
+            raise ValueError(f"secure_aggregation.quantization_range {sa.quantization_range}: a power of two")
+        if self.privacy.clip is not None:
+            raise ValueError("privacy.clip clips each site's update at the coordinator, which secure_aggregation "
+                             "hides from it; use one or the other")
+        return self
 
     @model_validator(mode="after")
     def _check(self) -> FederationConfig:
@@ -141,6 +188,8 @@ class SiteConfig(BaseModel):
                            "with the config); relative to this file. Needed unless insecure.")
     insecure: bool = Field(False, description="Plain gRPC without TLS and unsigned updates (the coordinator must "
                            "also be insecure); only for a closed test network.")
+    secure_aggregation: bool = Field(False, description="Join through a Flower SuperNode: the coordinator runs "
+                                     "SecAgg+ (its secure_aggregation), so this site's weights leave it only masked.")
 
     @model_validator(mode="after")
     def _tls(self) -> SiteConfig:
