@@ -80,7 +80,7 @@ def workspace(root: Path, folders: dict[str, Path]) -> Path:
     return ws.root
 
 
-def federate(root: Path, tag: str, args, split: dict, privacy: dict) -> Path:
+def federate(root: Path, tag: str, args, split: dict, privacy: dict, strategy: dict | None = None) -> Path:
     """Run one federation (coordinator + 3 site processes, over TLS with signed updates); its folder."""
     from hearthkit.federate.signing import public_key_text, site_key
     from hearthkit.federate.tls import CA, make_tls
@@ -94,6 +94,7 @@ def federate(root: Path, tag: str, args, split: dict, privacy: dict) -> Path:
     fed = {"name": f"fed-{tag}", "model": args.model, "units": UNITS, "rounds": args.rounds,
            "local_steps": args.local_steps, "batch_size": args.batch, "lr": args.lr, "seed": 0, "min_sites": 3,
            "address": f"127.0.0.1:{port}", "round_timeout_s": 1800, "privacy": privacy,
+           "strategy": strategy or {"kind": "fedavg"},
            "tls": {"folder": str(root / "tls")},
            "sites": [{"name": s, "community": c, "public_key": keys[s]} for s, c in SITES.items()]}
     (root / f"fed-{tag}.yaml").write_text(yaml.safe_dump(fed, allow_unicode=True), encoding="utf-8")
@@ -168,6 +169,8 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--clip", type=float, default=1.0)
     p.add_argument("--noise", type=float, default=1.0)
+    p.add_argument("--prox", type=float, default=0.0, help="Also run FedProx with this proximal_mu (0: skip)")
+    p.add_argument("--no-dp", action="store_true", help="Skip the federation with DP noise")
     args = p.parse_args()
     args.model = {"arch": "bigru", "n_mels": 40, "conv_channels": 16, "hidden": 32, "layers": 1,
                   "spec_augment": False}
@@ -188,11 +191,16 @@ def main() -> None:
     for s in SITES:
         workspace(root / f"ws-{s}", {s: folders[s]})
     workspace(root / "ws-pooled", folders)
-    models = {"federated": federate(root, "plain", args, split, {}),
-              "federated+dp": federate(root, "dp", args, split, {"clip": args.clip, "noise_multiplier": args.noise})}
+    models = {"federated": federate(root, "plain", args, split, {})}
+    if args.prox:
+        models["federated+fedprox"] = federate(root, "prox", args, split, {},
+                                               {"kind": "fedprox", "proximal_mu": args.prox})
+    if not args.no_dp:
+        models["federated+dp"] = federate(root, "dp", args, split, {"clip": args.clip, "noise_multiplier": args.noise})
     run = central(root, args, split)
     result = {"metric": "federated asr CER", "rounds": args.rounds, "local_steps": args.local_steps,
-              "batch": args.batch, "clip": args.clip, "noise_multiplier": args.noise, "per_site": {}}
+              "batch": args.batch, "clip": args.clip, "noise_multiplier": args.noise, "proximal_mu": args.prox,
+              "per_site": {}}
     for s in SITES:
         ws = root / f"ws-{s}"
         row = {}
@@ -201,12 +209,13 @@ def main() -> None:
         row["centralised"], n = site_cer(ws, run / "final" / "model.safetensors", run / "prep", args.model, "central")
         row["items"] = n
         result["per_site"][s] = row
-    for name in ("federated", "federated+dp", "centralised"):
+    for name in [*models, "centralised"]:
         n = sum(r["items"] for r in result["per_site"].values())
         result[name] = sum(r[name] * r["items"] for r in result["per_site"].values()) / n  # item-weighted mean
     result["ratio_federated_to_centralised"] = result["federated"] / result["centralised"]
-    card = (models["federated+dp"].parent / "model" / "model_card.md").read_text(encoding="utf-8")
-    result["dp_card_line"] = next((line for line in card.splitlines() if "(ε, δ)" in line), None)
+    if "federated+dp" in models:
+        card = (models["federated+dp"].parent / "model" / "model_card.md").read_text(encoding="utf-8")
+        result["dp_card_line"] = next((line for line in card.splitlines() if "(ε, δ)" in line), None)
     result["wall_s"] = round(time.time() - t0, 1)
     print(json.dumps(result, ensure_ascii=False))
 
