@@ -17,6 +17,14 @@ Protocol, fixed before any result was seen (committed with this script):
   our detections are per utterance, so this is an utterance-level TWV); MTWV = max over thresholds t. Text search
   has a single operating point: its TWV. Same queries, same model, same utterances for both.
 
+Added in a later sitting, after the results above were seen (reported as such): the posterior search's score is
+the library's (recipes/kws/score.py): per item the best keyword path (per-unit geometric mean of the posterior
+ratio), the n-best posterior of the term and whether the 1-best holds it, calibrated into P(item holds the term) by
+a logistic fit on HELD-OUT terms, then keyword-specific thresholding (KST). The held-out terms are the dev candidate
+words the query rule did not pick (never one of the 100 queries). ATWV: the test queries' TWV at the threshold
+that gave the held-out terms their MTWV. Also reported: precision at text search's recall and recall at its
+precision, and the first scoring (confidence alone) for comparison.
+
 Usage: python bench/kws_mboshi.py --ws WS --model mboshi-asr-kws --data ../shared/data/mboshi [--index NAME]
 """
 
@@ -77,25 +85,40 @@ def mtwv(scores: np.ndarray, truth: np.ndarray, speech_s: float) -> tuple[float,
     return best
 
 
-def report(name: str, post: np.ndarray, text: np.ndarray, truth: np.ndarray, speech_s: float) -> dict:
-    m, thr, r_m, p_m = mtwv(post, truth, speech_s)
-    _, r5, p5 = twv(post, truth, 0.5, speech_s)
+def at_recall(scores: np.ndarray, truth: np.ndarray, recall: float) -> float:
+    """Precision of SCORES' ranking (pooled over queries) where it first reaches RECALL."""
+    order = np.argsort(-scores.ravel(), kind="stable")
+    hits = np.cumsum(truth.ravel()[order])
+    k = int(np.searchsorted(hits, np.ceil(recall * truth.sum())))
+    return float(hits[min(k, len(hits) - 1)] / (min(k, len(hits) - 1) + 1))
+
+
+def at_precision(scores: np.ndarray, truth: np.ndarray, precision: float) -> float:
+    """Highest recall of SCORES' ranking (pooled over queries) at a cut whose precision is at least PRECISION."""
+    order = np.argsort(-scores.ravel(), kind="stable")
+    s, t = scores.ravel()[order], truth.ravel()[order]
+    hits = np.cumsum(t)
+    cut = np.flatnonzero(np.r_[s[1:] < s[:-1], True])  # cut only between different scores
+    prec = hits[cut] / (cut + 1)
+    ok = cut[prec >= precision]
+    return float(hits[ok].max() / t.sum()) if len(ok) else 0.0
+
+
+def report(name: str, systems: dict[str, np.ndarray], text: np.ndarray, truth: np.ndarray, speech_s: float,
+           thresholds: dict[str, float]) -> dict:
+    """Every posterior system against text search on one query slice."""
     tv, tr, tp = twv(text, truth, 0.5, speech_s)
-    # Added after the first run (reported as such): posterior search at the recall text search reaches, to compare
-    # precision at one recall (the first run's MTWV was 0 for both, i.e. "detect nothing" was the best threshold).
-    grid = np.unique(post[post > 0])  # recall falls as the threshold rises: the highest one reaching text's recall
-    lo, hi = 0, len(grid) - 1
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if twv(post, truth, float(grid[mid]), speech_s)[1] >= tr else (lo, mid - 1)
-    matched = float(grid[lo]) if len(grid) else 1.01
-    mv, mr, mp = twv(post, truth, matched, speech_s)
-    out = {"matched_recall": {"threshold": matched, "twv": mv, "recall": mr, "precision": mp}}
-    out.update(queries=name, n=int(len(truth)))
-    return {**out, "posterior": {"mtwv": m, "threshold": thr, "recall_at_mtwv": r_m,
-                                                                 "precision_at_mtwv": p_m, "recall_at_0.5": r5,
-                                                                 "precision_at_0.5": p5},
-            "text_1best": {"twv": tv, "recall": tr, "precision": tp}}
+    out = {"queries": name, "n": int(len(truth)), "text_1best": {"twv": tv, "recall": tr, "precision": tp}}
+    for sys_name, post in systems.items():
+        m, thr, r_m, p_m = mtwv(post, truth, speech_s)
+        row = {"mtwv": m, "threshold": thr, "recall_at_mtwv": r_m, "precision_at_mtwv": p_m,
+               "precision_at_text_recall": at_recall(post, truth, tr) if tr > 0 else None,
+               "recall_at_text_precision": at_precision(post, truth, tp) if tp > 0 else None}
+        if sys_name in thresholds:
+            a, r_a, p_a = twv(post, truth, thresholds[sys_name], speech_s)
+            row.update(atwv=a, atwv_threshold=thresholds[sys_name], recall_at_atwv=r_a, precision_at_atwv=p_a)
+        out[sys_name] = row
+    return out
 
 
 def main() -> None:
@@ -115,14 +138,20 @@ def main() -> None:
     from hearthkit.catalog.context import open_workspace_catalog
     from hearthkit.lineage.serving import resolve_use
     from hearthkit.recipes.kws.index import SpokenIndex, build_index
+    from hearthkit.recipes.kws.score import FEATURES, LOG_FLOOR, fit_calibration, kst
     from hearthkit.store.vault import workspace_store
     from hearthkit.workspace import open_workspace
 
     dev_refs = {p.stem: p.read_text(encoding="utf-8") for p in sorted((args.data / "dev").glob("*.mb"))}
     train_words = {w for p in (args.data / "train").glob("*.mb") for w in words_of(p.read_text(encoding="utf-8"))}
     queries = choose_queries(dev_refs)
+    freq: dict[str, int] = {}
+    for t in dev_refs.values():
+        for w in set(words_of(t)):
+            freq[w] = freq.get(w, 0) + 1
+    held_out = sorted(w for w, n in freq.items() if len(w) >= 4 and n >= 2 and w not in set(queries))
     oov = [q not in train_words for q in queries]
-    print(f"{len(queries)} queries ({sum(oov)} OOV): {' '.join(queries[:10])} …")
+    print(f"{len(queries)} queries ({sum(oov)} OOV): {' '.join(queries[:10])} …; {len(held_out)} held-out terms")
 
     ws = open_workspace(args.ws)
     catalog = open_workspace_catalog(ws)
@@ -139,46 +168,67 @@ def main() -> None:
     # The benchmark scores every item of the index, each permitted by its manifest for this research request; who
     # may see which hits (governance/search.py) is tested in tests/recipes/test_kws.py.
     allowed = {i.item_id for i in idx.items}
-    gram, chosen, texts = idx.load(store, allowed)
+    _, chosen, texts = idx.load(store, allowed)
     utts = [i.external_id for i in chosen]
     speech_s = sum(i.frames for i in chosen) * idx.doc["frame_s"]
     refs = [set(words_of(dev_refs[u])) for u in utts]
-    truth = np.array([[q in r for r in refs] for q in queries])
+    terms = queries + held_out
+    truth = np.array([[q in r for r in refs] for q in terms])
     hyps = [set(t.split()) for t in texts]
-    text = np.array([[1.0 if q in h else 0.0 for h in hyps] for q in queries])
-    post = np.zeros((len(queries), len(utts)))
+    text = np.array([[1.0 if q in h else 0.0 for h in hyps] for q in terms])
+    feats = np.zeros((len(terms), len(utts), len(FEATURES)))
     t1 = time.perf_counter()
-    for k, q in enumerate(queries):
-        for h in gram.search(idx.units_of(q), per_item=1, floor=1e-6):
-            post[k, h.item] = max(post[k, h.item], h.score)
+    for k, q in enumerate(terms):
+        feats[k] = idx.term_features(store, allowed, q)[1]
+        print(f"\rscored {k + 1}/{len(terms)} terms", end="", flush=True)
+    print()
     search_s = time.perf_counter() - t1
+    test, held = slice(0, len(queries)), slice(len(queries), len(terms))
+    cal = fit_calibration(feats[held].reshape(-1, len(FEATURES)), truth[held].ravel(),
+                          note=f"{args.model}: {len(held_out)} held-out Mboshi dev words")
+    (folder / "calibration.json").write_text(json.dumps(cal.to_json(), indent=1), encoding="utf-8")
+    print("calibration (held-out terms):", cal.to_json())
+    conf = np.exp(feats[..., 0]) * (feats[..., 0] > np.log(LOG_FLOOR) + 1e-9)  # the first scoring: confidence
+    prob = cal.prob(feats.reshape(-1, len(FEATURES))).reshape(len(terms), len(utts))
+    normed = np.stack([kst(p, speech_s) for p in prob])
+    systems = {"confidence": conf, "calibrated": prob, "calibrated_kst": normed}
+    thresholds = {nm: mtwv(s[held], truth[held], speech_s)[1] for nm, s in systems.items()}
     oov_m = np.array(oov)
-    rows = [report("all", post, text, truth, speech_s)]
-    if oov_m.any():
-        rows.append(report("OOV", post[oov_m], text[oov_m], truth[oov_m], speech_s))
-    if (~oov_m).any():
-        rows.append(report("in-vocabulary", post[~oov_m], text[~oov_m], truth[~oov_m], speech_s))
+    sl = {k: (v[test]) for k, v in systems.items()}
+    rows = [report("all", sl, text[test], truth[test], speech_s, thresholds),
+            report("held-out terms (calibration)", {k: v[held] for k, v in systems.items()}, text[held],
+                   truth[held], speech_s, thresholds)]
+    for name, m in (("OOV", oov_m), ("in-vocabulary", ~oov_m)):
+        if m.any():
+            rows.append(report(name, {k: v[m] for k, v in sl.items()}, text[test][m], truth[test][m], speech_s,
+                               thresholds))
     from hearthkit.evaluate.metrics import bootstrap_ci, score
 
     recs = [{"reference": " ".join(words_of(dev_refs[u])), "hypothesis": t} for u, t in zip(utts, texts, strict=True)]
     cer = (score(recs, "cer"), *bootstrap_ci(recs, "cer"))
     print(f"1-best CER of the indexed model on these utterances: {cer[0]:.3f} [{cer[1]:.3f}, {cer[2]:.3f}]")
     result = {"model": args.model, "utterances": len(utts), "cer_1best": cer, "speech_s": round(speech_s, 1),
-              "queries": queries,
+              "queries": queries, "held_out": held_out, "calibration": cal.to_json(),
               "oov": [q for q, o in zip(queries, oov, strict=True) if o], "index_build_s": round(build_s, 1),
-              "search_s_per_query": round(search_s / len(queries), 4), "results": rows}
+              "search_s_per_term": round(search_s / len(terms), 4), "results": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(args.out.with_suffix(".npz"), posterior=post, text=text, truth=truth)
+    np.savez_compressed(args.out.with_suffix(".npz"), features=feats, text=text, truth=truth)
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False), encoding="utf-8")
     for r in rows:
-        p, t = r["posterior"], r["text_1best"]
-        print(f"{r['queries']:>14} ({r['n']:3d} q): posterior MTWV {p['mtwv']:.3f} (t={p['threshold']:.3f}; R "
-              f"{p['recall_at_mtwv']:.3f} P {p['precision_at_mtwv']:.3f}; at 0.5: R {p['recall_at_0.5']:.3f} P "
-              f"{p['precision_at_0.5']:.3f}) | 1-best text TWV {t['twv']:.3f} (R {t['recall']:.3f} P "
-              f"{t['precision']:.3f}) | posterior at text's recall: R {r['matched_recall']['recall']:.3f} "
-              f"P {r['matched_recall']['precision']:.3f} TWV {r['matched_recall']['twv']:.3f}")
+        t = r["text_1best"]
+        print(f"{r['queries']} ({r['n']} q): 1-best text TWV {t['twv']:.3f} (R {t['recall']:.3f} P "
+              f"{t['precision']:.3f})")
+        for nm in systems:
+            p = r[nm]
+            extra = (f" ATWV {p['atwv']:.3f} (R {p['recall_at_atwv']:.3f} P {p['precision_at_atwv']:.3f})"
+                     if "atwv" in p else "")
+            pr = p["precision_at_text_recall"]
+            rr = p["recall_at_text_precision"]
+            print(f"   {nm:>15}: MTWV {p['mtwv']:.3f} (t={p['threshold']:.3f}; R {p['recall_at_mtwv']:.3f} P "
+                  f"{p['precision_at_mtwv']:.3f}){extra}; P at text's R "
+                  f"{'-' if pr is None else f'{pr:.3f}'}; R at text's P {'-' if rr is None else f'{rr:.3f}'}")
     print(f"{len(utts)} utterances, {speech_s:.0f} s; index build {build_s:.0f} s; "
-          f"{search_s / len(queries) * 1000:.1f} ms per query")
+          f"{search_s / len(terms) * 1000:.1f} ms per term")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import pytest
 from hearthkit.recipes.kws.score import Posteriorgram
 from tests.conftest import hearth
 
-UNITS = [" ", "a", "b", "k", "o", "t"]
+UNITS = [" ", "a", "b", "k", "o", "t", "e"]  # "e" is never spoken: a rival unit
 ID = {c: i + 1 for i, c in enumerate(UNITS)}
 
 
@@ -58,6 +58,121 @@ def test_a_doubtful_posterior_ranks_below_a_sure_one_and_text_search_would_miss_
     gram = Posteriorgram([sure, doubtful, _gram("bab")], ID[" "], len(UNITS) + 1)
     hits = gram.search(_units("toka"), floor=0.2)
     assert [h.item for h in hits] == [0, 1] and hits[0].score > hits[1].score > 0.5
+
+
+def _doubted(text: str, lo: int, hi: int, rival: str = "e") -> np.ndarray:
+    """Log-posteriors spelling TEXT where every unit of TEXT[lo:hi] (spaces too) is 0.5 nats below RIVAL: the
+    1-best writes RIVAL there, the posterior still holds the spoken unit."""
+    rows = _gram(text)
+    for k in range(lo, hi):
+        row = rows[2 * k]
+        row[ID[rival]], row[ID[text[k]]] = -0.02, -0.52
+    return rows
+
+
+def test_confidence_is_per_unit_so_a_short_and_a_long_term_said_as_surely_score_alike():
+    from hearthkit.recipes.kws.score import Posteriorgram
+
+    # "ab" and "tokab", each said once with every unit (and the spaces around it) equally doubted.
+    gram = Posteriorgram([_doubted("ba ab ba", 2, 6), _doubted("ba tokab ba", 2, 9)], ID[" "], len(UNITS) + 1)
+    short = max(gram.search(_units("ab"), per_item=1, floor=0.01), key=lambda h: h.score)
+    long = max(gram.search(_units("tokab"), per_item=1, floor=0.01), key=lambda h: h.score)
+    assert (short.item, short.start, short.end) == (0, 6, 10) and (long.item, long.start, long.end) == (1, 6, 16)
+    # The path costs differ 4 to 7 units' worth (e^-2 vs e^-3.5 as probabilities); per unit they are the same.
+    assert short.score == pytest.approx(np.exp(-0.5), abs=1e-3) and long.score == pytest.approx(short.score, abs=1e-3)
+
+
+def _small_index(tmp_path: Path, items: dict[str, tuple[str, np.ndarray]]):
+    """A spoken-term index of ITEMS (name -> (1-best, log-posteriors)) in a real store: (index, store, entries)."""
+    from hearthkit.recipes.kws.index import SpokenIndex, _pack
+    from hearthkit.store.vault import Store
+
+    store = Store(tmp_path / "store", tmp_path / "keys")
+    docs = [{"item_id": k + 1, "external_id": name, "obj": store.put(_pack(lp, text, name, [(text, 0.0)])),
+             "frames": len(lp)} for k, (name, (text, lp)) in enumerate(items.items())]
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    (folder / "index.json").write_text(json.dumps({"name": "t", "units": UNITS, "frame_s": 0.04, "items": docs}))
+    return SpokenIndex(folder), store, docs
+
+
+def test_a_spoken_term_scores_above_the_same_term_absent_even_when_no_transcript_writes_it(tmp_path):
+    from hearthkit.recipes.kws.score import DEFAULT_CALIBRATION, kst
+
+    # Three items: "toka" said surely, "toka" said but the 1-best (and every n-best reading) writes "koka" -- the
+    # case of a word the model never saw in training, found from its characters -- and an item without it.
+    idx, store, docs = _small_index(tmp_path, {"sure": ("ba toka", _gram("ba toka")),
+                                               "doubt": ("ba koka", _gram("ba koka", doubt={6: "t"})),
+                                               "absent": ("ba bat", _gram("ba bat"))})
+    chosen, x, best = idx.term_features(store, {1, 2, 3}, "toka")
+    p = DEFAULT_CALIBRATION.prob(x)
+    assert [c.external_id for c in chosen] == ["sure", "doubt", "absent"]
+    assert x[1, 1] == 0 and x[1, 2] == 0  # no reading writes it in the doubted item: the score is the posterior's
+    assert p[0] > p[1] > 100 * p[2]
+    assert best[2] is None or best[2].score < 0.01  # the absent item's best keyword path is a poor one
+    hits = idx.search(store, {1, 2, 3}, "toka", floor=0.01)
+    assert [h["item"] for h in hits] == ["sure", "doubt"]  # and it is no hit
+    assert hits[0]["start_s"] == pytest.approx(6 * 0.04) and hits[0]["score"] == pytest.approx(p[0], abs=1e-4)
+    # Its KST score weighs the term's expected count against the seconds searched (here 1.6 s: a false alarm
+    # outweighs a hit, so neither is worth reporting under NIST's costs).
+    assert hits[0]["kst"] == pytest.approx(kst(p, 0.04 * sum(d["frames"] for d in docs))[0], abs=1e-4)
+    assert hits[0]["kst"] < 0.5
+
+
+def test_only_the_items_a_searcher_may_access_are_opened_and_normalised_over(tmp_path):
+    from hearthkit.store.cas import IntegrityError
+
+    # The access filter (governance/search.py) hands the index the allowed item ids; the rest is never opened:
+    # with the third item's object gone from the store, a search of the first two still runs, and its scores
+    # (KST's expected count included) are those of an index that never held the third.
+    items = {"a": ("ba toka", _gram("ba toka")), "b": ("toka", _gram("toka")), "c": ("toka ba", _gram("toka ba"))}
+    idx, store, docs = _small_index(tmp_path / "full", items)
+    (tmp_path / "full" / "store" / docs[2]["obj"][:2] / docs[2]["obj"][2:]).unlink()
+    two, store2, _ = _small_index(tmp_path / "two", {k: items[k] for k in ("a", "b")})
+    hits = idx.search(store, {1, 2}, "toka", floor=0.0)
+    assert hits == two.search(store2, {1, 2}, "toka", floor=0.0) and {h["item"] for h in hits} == {"a", "b"}
+    with pytest.raises(IntegrityError, match="missing"):  # the object is truly gone: asking for it fails
+        idx.search(store, {1, 2, 3}, "toka")
+
+
+def test_keyword_specific_thresholds_make_one_threshold_serve_rare_and_common_terms():
+    from hearthkit.recipes.kws.score import BETA, kst
+
+    trials = 1000.0
+    # The same probability 0.6 in one item: a term expected about once is worth detecting, a term expected about
+    # ten times is not (its false alarms cost as much, its hits are worth a tenth each).
+    rare = kst(np.array([0.6, 0.2, 0.2]), trials)
+    common = kst(np.array([0.6] + [0.95] * 10), trials)
+    assert rare[0] > 0.5 > common[0]
+    # 0.5 is exactly each term's Bayes threshold beta N / (T + (beta - 1) N), N the expected count.
+    p = np.array([0.3, 0.2, 0.5])
+    n = p.sum()
+    thr = BETA * n / (trials + (BETA - 1) * n)
+    assert kst(np.array([thr, 0.2, 0.5 - (thr - 0.3)]), trials)[0] == pytest.approx(0.5, abs=1e-6)
+    # and it keeps each term's ranking
+    q = np.array([0.1, 0.7, 0.4, 0.9])
+    assert list(np.argsort(kst(q, trials))) == list(np.argsort(q))
+
+
+def test_calibration_is_fitted_from_held_out_truth_and_a_stale_file_is_one_clear_line(tmp_path):
+    from hearthkit.errors import HearthError
+    from hearthkit.recipes.kws.index import SpokenIndex
+    from hearthkit.recipes.kws.score import DEFAULT_CALIBRATION, FEATURES, Calibration, fit_calibration
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(FEATURES)))
+    y = (x[:, 1] + 0.3 * rng.normal(size=400)) > 0  # only the n-best posterior column carries the truth
+    cal = fit_calibration(x, y)
+    assert cal.weights[1] > 3 * max(abs(w) for k, w in enumerate(cal.weights) if k != 1)
+    assert Calibration.from_json(json.loads(json.dumps(cal.to_json()))) == cal
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    (folder / "index.json").write_text(json.dumps({"name": "t", "units": UNITS, "items": []}))
+    assert SpokenIndex(folder).calibration() == DEFAULT_CALIBRATION  # none fitted for this index
+    (folder / "calibration.json").write_text(json.dumps({"features": ["old"], "weights": [1], "bias": 0}))
+    with pytest.raises(HearthError) as e:
+        SpokenIndex(folder).calibration()
+    assert "calibration.json" in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.fixture
@@ -118,9 +233,16 @@ def test_index_is_governed_and_sealed_and_a_searcher_outside_the_protocol_gets_n
     mere, rangi, nobody = search("mere"), search("rangi"), search(None)
     assert {h["item"] for h in mere} & inside
     assert not {h["item"] for h in rangi} & inside
-    # Nothing of the protocol's items reaches rangi, not even a count or a changed score: his hits are exactly
-    # mere's hits outside the protocol.
-    assert rangi == [h for h in mere if h["item"] not in inside] and rangi
+    assert {h["item"] for h in rangi} == {h["item"] for h in mere} - inside and rangi
+    # Nothing of the protocol's items reaches rangi, not even a count or a changed score: the per-term
+    # normalisation (KST) runs over his items only, so his hits are exactly a search of the items outside it.
+    from hearthkit.recipes.kws.index import SpokenIndex
+    from hearthkit.store.vault import workspace_store
+    from hearthkit.workspace import open_workspace
+
+    idx = SpokenIndex(ws / "indexes" / "korero")
+    outside = {i.item_id for i in idx.items if i.external_id not in inside}
+    assert rangi == idx.search(workspace_store(open_workspace(ws)), outside, "a", limit=100000, floor=0.0)
     assert nobody == []  # the collection is for its community: an anonymous searcher finds nothing at all
     # The build and each search are audited: who, which index, how many items (the searcher's own), never the term.
     events = json.loads(hearth("audit", "log", "--kind", "data_access", "--json", ws=ws).stdout)["events"]

@@ -1,13 +1,14 @@
-"""A spoken-term index of one collection: the CTC posteriorgram and 1-best of every item, built by a governed run.
+"""A spoken-term index of one collection: the CTC posteriorgram, 1-best and n-best of every item, built by a
+governed run.
 
 Building: the policy computes a manifest for the request (purpose, requester, collection) exactly as for training;
 the governed reader reads only its items (hash-verified, each read logged); the asr model is a governed use. Each
-item's posteriorgram (float16 log-probabilities, 40 ms frames) and 1-best are one store object: the collection's
-words in another form, so a restricted collection's objects are sealed with its data key like its audio.
+item's posteriorgram (float16 log-probabilities, 40 ms frames), 1-best and n-best are one store object: the
+collection's words in another form, so a restricted collection's objects are sealed with its data key like its audio.
 `index.json` (written last, atomically) names the objects; without it there is no index.
 
 Searching: the searcher's access is decided in the catalog query first (governance/search.py); only the items they
-may access are opened and scored.
+may access are opened, scored and normalised over (score.py: calibrated probability, then KST).
 """
 
 from __future__ import annotations
@@ -26,7 +27,16 @@ from sqlalchemy import select
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Collection
 from hearthkit.errors import HearthError
-from hearthkit.recipes.kws.score import Posteriorgram
+from hearthkit.recipes.kws.score import (
+    DEFAULT_CALIBRATION,
+    LOG_FLOOR,
+    Calibration,
+    Hit,
+    Posteriorgram,
+    kst,
+    nbest_posterior,
+    term_features,
+)
 
 FRAME_S = 0.04  # the asr model's output frame (two stride-2 convolutions over 10 ms features)
 FORMAT = 1
@@ -44,20 +54,30 @@ class IndexedItem:
     offset_s: float = 0.0
 
 
-def _pack(logp: np.ndarray, text: str, item: str) -> bytes:
+def _pack(logp: np.ndarray, text: str, item: str, nbest: list[tuple[str, float]] | None = None) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, logp=logp.astype(np.float16), text=np.array(text), item=np.array(item))
+    nbest = nbest or [(text, 0.0)]
+    np.savez(buf, logp=logp.astype(np.float16), text=np.array(text), item=np.array(item),
+             nbest_text=np.array([t for t, _ in nbest]), nbest_score=np.array([s for _, s in nbest], np.float64))
     return buf.getvalue()
 
 
-def _unpack(data: bytes) -> tuple[np.ndarray, str]:
+def _unpack(data: bytes) -> tuple[np.ndarray, str, list[tuple[str, float]]]:
+    """(log-posteriors, 1-best, n-best with log scores); an index built before n-best was kept has its 1-best."""
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
-        return z["logp"].astype(np.float32), str(z["text"])
+        text = str(z["text"])
+        if "nbest_text" in z.files:
+            nbest = [(str(t), float(s)) for t, s in zip(z["nbest_text"], z["nbest_score"], strict=True)]
+        else:
+            nbest = [(text, 0.0)]
+        return z["logp"].astype(np.float32), text, nbest
 
 
 @torch.no_grad()
-def item_posteriors(loaded, wavs: list[np.ndarray], beam: int | None = None) -> list[tuple[np.ndarray, str]]:
-    """(log-posteriors (T, V), 1-best text) of each 16 kHz waveform, decoded as the model's config says."""
+def item_posteriors(loaded, wavs: list[np.ndarray], beam: int | None = None
+                    ) -> list[tuple[np.ndarray, str, list[tuple[str, float]]]]:
+    """(log-posteriors (T, V), 1-best text, the beam's n-best with log scores) of each 16 kHz waveform, decoded as
+    the model's config says (the n-best is the final beam: its posterior mass per term is a search feature)."""
     from hearthkit.data.features import log_mel
     from hearthkit.recipes.asr import decode as ctc
     from hearthkit.recipes.asr.recipe import load_scorer
@@ -75,10 +95,12 @@ def item_posteriors(loaded, wavs: list[np.ndarray], beam: int | None = None) -> 
         lp = logp[0, : int(lens[0])]
         if width == 1:
             text = tok.decode(ctc.greedy(lp))
+            nbest = [(text, 0.0)]
         else:
-            text = ctc.prefix_beam_search(lp, tok.piece, width, scorer, dec.lm.weight,
+            nbest = ctc.prefix_beam_nbest(lp, tok.piece, width, width, scorer, dec.lm.weight,
                                           dec.lm.bonus if scorer is not None else 0.0)
-        out.append((lp.float().numpy(), text))
+            text = nbest[0][0]
+        out.append((lp.float().numpy(), text, nbest))
     return out
 
 
@@ -131,8 +153,8 @@ def build_index(catalog: Catalog, ws, name: str, collection: str, served, purpos
     items: list[IndexedItem] = []
     for k, e in enumerate(entries):
         wav = decode(reader.read(e["content_hash"]), 16000)
-        [(lp, text)] = item_posteriors(loaded, [wav], beam)
-        digest = store.put(_pack(lp, text, e["external_id"]), seal_for=seal_for)
+        [(lp, text, nbest)] = item_posteriors(loaded, [wav], beam)
+        digest = store.put(_pack(lp, text, e["external_id"], nbest), seal_for=seal_for)
         meta = e.get("meta") or {}
         items.append(IndexedItem(e["item_id"], e["external_id"], digest, len(lp), meta.get("source_recording"),
                                  float(meta.get("start_s") or 0.0)))
@@ -167,6 +189,7 @@ class SpokenIndex:
         self.folder = folder
         self.index = {c: i + 1 for i, c in enumerate(self.units)}
         self._loaded: tuple[frozenset[int], Posteriorgram, list[IndexedItem], list[str]] | None = None
+        self._nbests: list[list[tuple[str, float]]] = []
 
     def units_of(self, term: str) -> list[int]:
         """Unit ids of TERM, normalised as the model writes; a character it has no unit for is one clear line."""
@@ -186,28 +209,69 @@ class SpokenIndex:
         key = frozenset(allowed)
         if self._loaded is None or self._loaded[0] != key:
             chosen = [i for i in self.items if i.item_id in allowed]
-            logps, texts = [], []
+            logps, texts, nbests = [], [], []
             for i in chosen:
-                lp, text = _unpack(store.get(i.obj))
+                lp, text, nbest = _unpack(store.get(i.obj))
                 logps.append(lp)
                 texts.append(text)
+                nbests.append(nbest)
             space = self.index.get(" ")
             self._loaded = (key, Posteriorgram(logps, space, len(self.units) + 1), chosen, texts)
+            self._nbests = nbests
         return self._loaded[1], self._loaded[2], self._loaded[3]
 
-    def search(self, store, allowed: set[int], term: str, limit: int = 20, per_item: int = 3,
-               floor: float = 0.01) -> list[dict]:
-        """Hits of TERM among the ALLOWED items, best first: item, times (in the item and its recording), score."""
+    def calibration(self) -> Calibration:
+        """The index's own calibration (calibration.json beside it, fitted on held-out terms) or the default."""
+        path = self.folder / "calibration.json"
+        if not path.is_file():
+            return DEFAULT_CALIBRATION
+        try:
+            return Calibration.from_json(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as e:
+            raise HearthError(f"{path}: not a usable calibration ({e}); delete it or fit it again") from None
+
+    def term_features(self, store, allowed: set[int], term: str) -> tuple[list[IndexedItem], np.ndarray, list]:
+        """Every ALLOWED item's feature row for TERM (score.FEATURES) and its best keyword hit (None: no path).
+
+        Only the allowed items are opened: the features, and every normalisation over them, never see an item the
+        searcher may not access."""
+        from hearthkit.recipes.asr.tokenizer import CharTokenizer
+
         units = self.units_of(term)
-        gram, chosen, _ = self.load(store, allowed)
+        norm = CharTokenizer.normalise(term)
+        gram, chosen, texts = self.load(store, allowed)
+        best: list[Hit | None] = [None] * len(chosen)
+        conf = np.zeros(len(chosen))
+        for h in gram.search(units, per_item=1, floor=LOG_FLOOR):  # keyword-local max: one hit per item
+            best[h.item], conf[h.item] = h, h.score
+        nb = np.array([nbest_posterior(n, norm) for n in self._nbests])
+        one = np.array([f" {norm} " in f" {t} " for t in texts], np.float64)
+        return chosen, term_features(conf, nb, one, len(units)), best
+
+    def search(self, store, allowed: set[int], term: str, limit: int = 20, floor: float = 0.01) -> list[dict]:
+        """Hits of TERM among the ALLOWED items, best first, one per item scoring at least FLOOR: item, times (in the
+        item and its recording), score (the calibrated probability that the item holds the term) and kst (that
+        probability moved by the term's own threshold: at least 0.5 is worth detecting under NIST's costs, whatever
+        the term; over a small collection few terms reach it, since a false alarm weighs more there)."""
+        chosen, x, best = self.term_features(store, allowed, term)
+        if not chosen:
+            return []
+        p = self.calibration().prob(x)
         frame = float(self.doc.get("frame_s", FRAME_S))
+        trials = sum(i.frames for i in chosen) * frame  # NIST's trials: seconds of speech searched
+        score = kst(p, trials)
         out = []
-        for h in gram.search(units, per_item=per_item, floor=floor)[:limit]:
-            it = chosen[h.item]
+        for k in np.argsort(-p, kind="stable"):  # within one term KST keeps the order of p
+            h = best[k]
+            if h is None or p[k] < floor:
+                continue
+            it = chosen[k]
             start, end = round(h.start * frame, 2), round(h.end * frame, 2)
             out.append({"item_id": it.item_id, "item": it.external_id, "start_s": start, "end_s": end,
                         "recording": it.source, "recording_start_s": round(it.offset_s + start, 2),
-                        "score": round(h.score, 4)})
+                        "score": round(float(p[k]), 4), "kst": round(float(score[k]), 4)})
+            if len(out) >= limit:
+                break
         return out
 
     def text_search(self, store, allowed: set[int], term: str) -> list[dict]:

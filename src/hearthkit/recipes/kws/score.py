@@ -126,3 +126,106 @@ class Posteriorgram:
             prev_start.append(start)
             prev_entry = entry
         return prev_alpha[-1], prev_start[-1], prev_entry if space is not None else frames + 1
+
+
+# --- Scores that one threshold can serve across terms -----------------------------------------------------------
+#
+# The keyword path score above is comparable within a term (same path length) but not across terms: a long word's
+# errors accumulate, a short word matches by chance, and a term said twice in an archive needs a lower threshold
+# than one said forty times for the same term-weighted value. Three steps make one global threshold meaningful:
+# (1) per item one hit, its confidence the per-unit geometric mean above (length-normalised, keyword-local
+# max-pooling); (2) a calibrated probability that the item holds the term, from that confidence, the posterior
+# mass of the term in the item's CTC n-best (the decoder's LM sees the whole utterance) and the term's length,
+# with weights fitted on queries held out from any evaluation; (3) keyword-specific thresholding (KST, as in NIST
+# spoken-term detection): the Bayes threshold of term-weighted value depends on how often the term occurs, so each
+# probability is moved by that term's threshold, estimated from the expected count over the searched items.
+
+BETA = 999.9  # NIST's term-weighted value cost of a false alarm (P_target 1e-4, cost ratio 0.1)
+FEATURES = ("log_confidence", "nbest_posterior", "in_1best", "n_chars")
+LOG_FLOOR = 1e-6  # confidence of an item with no keyword path above the floor
+
+
+def nbest_posterior(hyps: list[tuple[str, float]], term: str) -> float:
+    """Posterior mass of the n-best readings HYPS ((text, log score), any order) that hold TERM as whole words."""
+    if not hyps or not term:
+        return 0.0
+    scores = np.array([s for _, s in hyps], np.float64)
+    w = np.exp(scores - scores.max())
+    w /= w.sum()
+    pad = f" {term} "
+    return float(sum(wi for wi, (text, _) in zip(w, hyps, strict=True) if pad in f" {text} "))
+
+
+def term_features(confidence: np.ndarray, nbest: np.ndarray, in_1best: np.ndarray, n_chars: int) -> np.ndarray:
+    """The (items, 4) feature rows of one term over the items searched, in FEATURES order."""
+    conf = np.maximum(np.asarray(confidence, np.float64), LOG_FLOOR)
+    n = np.full(len(conf), float(n_chars))
+    return np.stack([np.log(conf), np.asarray(nbest, np.float64), np.asarray(in_1best, np.float64), n], 1)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Logistic weights (FEATURES order) and bias turning an item's features into P(item holds the term)."""
+
+    weights: tuple[float, ...]
+    bias: float
+    fitted_on: str = ""
+
+    def prob(self, x: np.ndarray) -> np.ndarray:
+        """P(holds the term) of each feature row of X."""
+        z = np.asarray(x, np.float64) @ np.asarray(self.weights) + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+
+    def to_json(self) -> dict:
+        """A JSON-ready form (stored beside an index)."""
+        return {"features": list(FEATURES), "weights": list(self.weights), "bias": self.bias,
+                "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_json(cls, doc: dict) -> Calibration:
+        """The calibration stored by to_json; other features are refused (a stale file)."""
+        if list(doc.get("features", [])) != list(FEATURES):
+            raise ValueError(f"calibration features {doc.get('features')} are not {list(FEATURES)}")
+        return cls(tuple(float(w) for w in doc["weights"]), float(doc["bias"]), str(doc.get("fitted_on", "")))
+
+
+# Fitted by bench/kws_mboshi.py on the 196 held-out Mboshi dev words (never the 100 evaluation queries) with the
+# 450-step Conformer-CTC (CER 0.53), rounded; an index with its own calibration.json uses that instead.
+DEFAULT_CALIBRATION = Calibration((3.80, 0.19, 1.46, 0.215), -1.65,
+                                  "196 held-out Mboshi dev words, 450-step Conformer-CTC (CER 0.53)")
+
+
+def fit_calibration(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 50, note: str = "") -> Calibration:
+    """Logistic regression of Y (0/1) on the feature rows X by Newton steps with a small L2 penalty."""
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    a = np.hstack([x, np.ones((len(x), 1))])
+    w = np.zeros(a.shape[1])
+    reg = np.eye(a.shape[1]) * l2
+    reg[-1, -1] = 0.0  # the bias is not shrunk
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-np.clip(a @ w, -40, 40)))
+        grad = a.T @ (p - y) + reg @ w
+        hess = (a * (p * (1 - p))[:, None]).T @ a + reg
+        step = np.linalg.solve(hess + 1e-9 * np.eye(len(w)), grad)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return Calibration(tuple(float(v) for v in w[:-1]), float(w[-1]), note)
+
+
+def kst(p: np.ndarray, trials: float, beta: float = BETA) -> np.ndarray:
+    """Keyword-specific thresholding of one term's item probabilities P over TRIALS (seconds of speech searched).
+
+    The term-weighted value gains 1/N for a hit and loses beta/(trials - N) for a false alarm, so detecting is
+    worth it when p > beta N / (trials + (beta - 1) N), N the term's true count, estimated by the sum of P. Each
+    logit is moved by that threshold's logit: after it, 0.5 is every term's own threshold.
+    """
+    p = np.clip(np.asarray(p, np.float64), 1e-9, 1 - 1e-9)
+    if not len(p):
+        return p
+    n = max(float(p.sum()), 1e-3)
+    thr = beta * n / (max(trials, n + 1.0) + (beta - 1.0) * n)
+    thr = min(max(thr, 1e-9), 1 - 1e-9)
+    z = np.log(p / (1 - p)) - np.log(thr / (1 - thr))
+    return 1.0 / (1.0 + np.exp(-z))
