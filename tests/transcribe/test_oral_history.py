@@ -198,3 +198,70 @@ def test_vtt_and_html_escape_the_words_and_keep_both_lines():
     assert "<script>alert" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in page
     assert "Kōrero &lt;1&gt;" in page and 'src="my%20rec%231.wav"' in page
     assert page.count("<li ") == 2 and 'data-start="0.500" data-end="1.250"' in page
+
+
+@pytest.fixture(scope="module")
+def two_voices(tiny_speech_archive, tmp_path_factory) -> tuple[Path, list[tuple[float, float, str]]]:
+    """Six espeak-ng utterances, a male (hemi) and a female (mere) voice taking turns, with 1-2 s pauses over faint
+    noise; and the truth (start, end, speaker)."""
+    rng = random.Random(5)
+    parts, truth, t = [], [], 0.0
+    for i in range(3):
+        for who in ("hemi", "mere"):
+            x, _ = sf.read(tiny_speech_archive / f"{who}_{i:04d}.wav", dtype="float32")
+            loud = np.flatnonzero(np.abs(x) > 0.01)
+            x = x[loud[0]:loud[-1] + 1]
+            pause = rng.uniform(1.0, 2.0)
+            parts += [np.zeros(int(pause * SR), np.float32), x]
+            start = t + int(pause * SR) / SR
+            t = start + len(x) / SR
+            truth.append((start, t, who))
+    audio = np.concatenate(parts + [np.zeros(SR, np.float32)])
+    audio += np.random.default_rng(1).normal(0, 0.002, len(audio)).astype(np.float32)
+    path = tmp_path_factory.mktemp("voices") / "turns.wav"
+    sf.write(path, audio, SR, subtype="PCM_16")
+    return path, truth
+
+
+def _same_partition(labels: list[str | None], truth: list[str]) -> bool:
+    """LABELS group the segments exactly as TRUTH does (whatever the names)."""
+    return len(set(labels)) == len(set(truth)) == len(set(zip(labels, truth, strict=True)))
+
+
+def test_diarisation_tells_two_voices_apart_with_and_without_their_number(two_voices):
+    from hearthkit.errors import HearthError
+    from hearthkit.transcribe.diarise import diarise
+
+    path, truth = two_voices
+    spans = [(a, z) for a, z, _ in truth]
+    who = [w for *_, w in truth]
+    given = diarise(path, spans, speakers=2)
+    assert _same_partition(given, who) and given[0] == "speaker-1"  # numbered by first appearance
+    assert _same_partition(diarise(path, spans), who)  # the distance cut finds the two as well
+    assert diarise(path, spans[:1]) == ["speaker-1"]
+    with pytest.raises(HearthError, match="only 6 speech segments"):
+        diarise(path, spans, speakers=7)
+
+
+def test_oral_history_with_diarise_writes_one_elan_tier_per_speaker(tiny_asr_model, two_voices, tmp_path):
+    import pympi
+
+    from hearthkit.transcribe.long import load_model
+    from hearthkit.transcribe.oralhistory import make_oral_history
+
+    ws, _, _ = tiny_asr_model
+    path, truth = two_voices
+    res = make_oral_history(load_model(ws / "models" / "tiny-asr", beam=1), path, tmp_path / "oral",
+                            _glossary, "en", vad="silero", diarise=True, speakers=2)
+    assert len(res.segments) == len(truth)
+    assert _same_partition([s.speaker for s in res.segments], [w for *_, w in truth])
+    eaf = pympi.Elan.Eaf(str(tmp_path / "oral" / "turns.eaf"))
+    assert set(eaf.get_tier_names()) == {"transcription@speaker-1", "transcription@speaker-2",
+                                         "translation-en@speaker-1", "translation-en@speaker-2"}
+    for spk in ("speaker-1", "speaker-2"):
+        tier = f"transcription@{spk}"
+        assert eaf.tiers[tier][2]["PARTICIPANT"] == spk
+        mine = sorted((a, b) for a, b, _ in eaf.get_annotation_data_for_tier(tier))
+        assert mine == [(round(s.start * 1000), round(s.end * 1000)) for s in res.segments if s.speaker == spk]
+        assert eaf.tiers[f"translation-en@{spk}"][2]["PARENT_REF"] == tier
+    assert "Speakers: 2 told apart" in (tmp_path / "oral" / "turns.html").read_text(encoding="utf-8")

@@ -29,6 +29,10 @@ def oral_history(
     min_pause: Annotated[float, typer.Option(help="Shortest pause (s) that ends a segment.")] = 0.3,
     overwrite: Annotated[bool, typer.Option(help="Replace files already in --out (they may hold "
                                                  "corrections).")] = False,
+    diarise: Annotated[bool, typer.Option(help="Tell speakers apart (a simple voice clustering; a draft to "
+                                               "check): one ELAN tier per speaker.")] = False,
+    speakers: Annotated[int | None, typer.Option(min=1, help="How many speakers, when known (with --diarise; "
+                                                             "otherwise guessed, and one voice may be split).")] = None,
     purpose: PurposeOpt = "community_use",
     requester: RequesterOpt = None,
     workspace: WorkspaceOpt = None,
@@ -37,13 +41,15 @@ def oral_history(
     from hearthkit.errors import HearthError
     from hearthkit.lineage.serving import record_use, resolve_use
     from hearthkit.transcribe.long import load_model
-    from hearthkit.transcribe.oralhistory import NO_SPEAKERS, make_oral_history, outputs
+    from hearthkit.transcribe.oralhistory import NO_SPEAKERS, SPEAKERS, make_oral_history, outputs
     from hearthkit.transcribe.vad import VADConfig
 
     if mt and st:
         raise HearthError("--mt and --st: choose one translation model")
     if (mt or st) and not to:
         raise HearthError("--to is required with --mt/--st: the language of the translation (e.g. --to fr)")
+    if speakers is not None and not diarise:
+        raise HearthError("--speakers needs --diarise (speakers are told apart only when asked)")
     if vad not in ("silero", "energy"):
         raise HearthError(f"--vad {vad!r}: choose silero or energy")
     if not recording.is_file():
@@ -84,6 +90,7 @@ def oral_history(
         task = bar.add_task("reading", total=1)
         result = make_oral_history(lm, recording, out, translator, to, vad,
                                    VADConfig(min_pause_s=min_pause, max_segment_s=max_segment), overwrite=overwrite,
+                                   diarise=diarise, speakers=speakers,
                                    progress=lambda what, done, total: bar.update(task, description=what,
                                                                                  completed=done, total=total))
     n = len(result.segments)
@@ -94,5 +101,6 @@ def oral_history(
     for p in result.files.values():
         console.print(f"wrote {p}", highlight=False)
     console.print(f"{n} segments ({vad} VAD), {result.duration_s:.1f} s of audio in {result.seconds['total']:.1f} s: "
-                  f"real-time factor {result.seconds['total'] / max(result.duration_s, 1e-9):.3f}. {NO_SPEAKERS}",
+                  f"real-time factor {result.seconds['total'] / max(result.duration_s, 1e-9):.3f}. "
+                  f"{SPEAKERS.format(n=len({s.speaker for s in result.segments})) if diarise else NO_SPEAKERS}",
                   highlight=False)

@@ -2,8 +2,9 @@
 
 The files are what a community works with: an ELAN document with time-aligned transcription and translation tiers
 (re-imported after correction as training data for both models, ingest/elan.py), WebVTT with both lines per cue,
-and a one-page HTML reader that plays the stretch of audio of the line clicked. No speaker tier: hearthkit has no
-diarisation yet, so every segment is on one tier and the files say so.
+and a one-page HTML reader that plays the stretch of audio of the line clicked. Speakers: with `diarise`, a simple
+voice clustering (transcribe/diarise.py) labels each segment and ELAN gets one tier per speaker (a draft to check);
+without it every segment is on one tier and the files say so.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from hearthkit.transcribe.vad import VADConfig
 
 Progress = Callable[[str, float, float], None]
 Translator = Callable[[list[Segment]], list[str]]  # segments (times and transcript) -> one translation each
-NO_SPEAKERS = "No speaker tier: hearthkit has no speaker diarisation yet; all lines are on one tier."
+NO_SPEAKERS = "No speaker tier: speakers were not told apart (--diarise does); all lines are on one tier."
+SPEAKERS = ("Speakers: {n} told apart by a simple voice clustering (pitch and spectral envelope per segment); "
+            "a draft, check each line's speaker.")
 
 
 @dataclass
@@ -81,11 +84,13 @@ def outputs(recording: Path, out: Path) -> dict[str, Path]:
 def make_oral_history(lm, recording: Path, out: Path, translator: Translator | None = None,
                       lang: str | None = None, vad: str = "silero", cfg: VADConfig | None = None,
                       batch_size: int = 16, overwrite: bool = False,
-                      progress: Progress | None = None) -> OralHistory:
+                      progress: Progress | None = None, diarise: bool = False,
+                      speakers: int | None = None) -> OralHistory:
     """Segment, transcribe and (with TRANSLATOR, into LANG) translate RECORDING; write ELAN, WebVTT and HTML to OUT.
 
     Refuses, before any work, to replace files already in OUT (they may hold a community's corrections) unless
-    OVERWRITE; a recording with no speech is one line and writes nothing.
+    OVERWRITE; a recording with no speech is one line and writes nothing. DIARISE labels each segment's speaker
+    (SPEAKERS of them when given, else as many as the voices' distances suggest).
     """
     if not recording.is_file():
         raise HearthError(f"{recording}: no such recording")
@@ -106,6 +111,15 @@ def make_oral_history(lm, recording: Path, out: Path, translator: Translator | N
     t1 = time.perf_counter()
     segments = transcribe_spans(lm, recording, spans, batch_size, progress, duration)
     clock["transcribe"] = time.perf_counter() - t1
+    if diarise:
+        from hearthkit.transcribe.diarise import diarise as who_spoke
+
+        t3 = time.perf_counter()
+        if progress:
+            progress("telling speakers apart", 0, 1)
+        labels = who_spoke(recording, spans, speakers)
+        segments = [Segment(s.start, s.end, s.text, who) for s, who in zip(segments, labels, strict=True)]
+        clock["diarise"] = time.perf_counter() - t3
     if translator is not None:
         t2 = time.perf_counter()
         if progress:
@@ -114,7 +128,8 @@ def make_oral_history(lm, recording: Path, out: Path, translator: Translator | N
         clock["translate"] = time.perf_counter() - t2
     out.mkdir(parents=True, exist_ok=True)
     audio_src = os.path.relpath(recording.resolve(), out.resolve())
-    note = NO_SPEAKERS + (f" Translation: {lang}." if translator is not None else " Not translated.")
+    told = SPEAKERS.format(n=len({s.speaker for s in segments})) if diarise else NO_SPEAKERS
+    note = told + (f" Translation: {lang}." if translator is not None else " Not translated.")
     write_atomic(files["eaf"], to_eaf(segments, recording, translation_lang=lang if translator else None))
     write_atomic(files["vtt"], to_vtt(segments))
     write_atomic(files["html"], to_html(segments, audio_src, recording.stem, note))
