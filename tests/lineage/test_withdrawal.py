@@ -13,6 +13,7 @@ from hearthkit.catalog.db import Catalog
 from hearthkit.errors import HearthError
 from hearthkit.lineage.registry import guard
 from hearthkit.workspace import open_workspace
+from tests import in_process
 from tests.conftest import hearth
 
 pytestmark = pytest.mark.slow
@@ -140,8 +141,12 @@ def test_inheritance_refuses_commercial_use(tiny_asr_model, tmp_path: Path) -> N
     assert not [n for n in ("inherit-c", "inherit-d") if (ws.run_dir(n) / "run.json").exists()]
 
 
-def test_protocol_restricted_model_refuses_outsiders(workspace: Path, speech_archive: Path, tmp_path: Path) -> None:
-    """A steward-approved run on tk:women_restricted items: the model is restricted to that protocol's members."""
+def test_protocol_restricted_model_refuses_outsiders(workspace: Path, speech_archive: Path, tmp_path: Path,
+                                                     monkeypatch) -> None:
+    """A steward-approved run on tk:women_restricted items: the model is restricted to that protocol's members.
+
+    W is planned, trained and published by the library calls `hearth train` makes, the trainer in this process
+    (tests/in_process.py); the CLI's torchrun path for governed runs is proven by the withdrawal test above."""
     import re
 
     community = "Te Hapori Tauira (demo community)"
@@ -156,7 +161,9 @@ def test_protocol_restricted_model_refuses_outsiders(workspace: Path, speech_arc
                  ws=workspace).stdout
     rid = int(re.search(r"request (\d+): pending", out).group(1))
     hearth("approve", str(rid), "--by", "aroha", ws=workspace)
-    hearth("train", str(_config(tmp_path, "W", "demo-korero", requester="mere", request_id=rid)), ws=workspace)
+    run = in_process.plan(workspace, _config(tmp_path, "W", "demo-korero", requester="mere", request_id=rid))
+    assert in_process.train_run(run, monkeypatch) == "finished"
+    in_process.publish(workspace, run)
     manifest = json.loads((workspace / "runs/W/manifest.json").read_text())
     assert "mere_0001" in {e["external_id"] for e in manifest["included"]}  # approved: trained on
     card = yaml.safe_load((workspace / "models/W/model_card.md").read_text().split("---")[1])
