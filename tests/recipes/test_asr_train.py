@@ -1,5 +1,7 @@
 """End to end: a tiny Conformer-CTC trained by `hearth train` (real torchrun) on synthetic espeak-ng speech,
-then a second model initialised from it (transfer) whose card records the parent and its data."""
+then a second model initialised from it (transfer) whose card records the parent and its data. The second is
+planned, trained and published by the library calls `hearth train` makes, with the trainer in this process
+(tests/in_process.py); transfer through `hearth train` and torchrun is proven by tests/lineage/test_withdrawal.py."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from tests.conftest import hearth
+from tests import in_process
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +37,7 @@ def test_tiny_conformer_trains_end_to_end(tiny_asr_model):
     assert overall["n"] > 0 and math.isfinite(overall["cer"])
 
 
-def test_transfer_initialises_from_the_parent_and_records_lineage(tiny_asr_model, tmp_path):
+def test_transfer_initialises_from_the_parent_and_records_lineage(tiny_asr_model, tmp_path, monkeypatch):
     ws, _, cfg_path = tiny_asr_model
     parent = ws / "models" / "tiny-asr"
     cfg = yaml.safe_load(cfg_path.read_text())
@@ -46,7 +48,9 @@ def test_transfer_initialises_from_the_parent_and_records_lineage(tiny_asr_model
     cfg["split"] = {"by": "speaker", "test_values": ["mere"]}  # speaker-disjoint: mere is never heard in training
     child_cfg = tmp_path / "child.yaml"
     child_cfg.write_text(yaml.safe_dump(cfg))
-    hearth("train", str(child_cfg), ws=ws, timeout=300)
+    run = in_process.plan(ws, child_cfg)
+    assert in_process.train_run(run, monkeypatch) == "finished"
+    in_process.publish(ws, run)
     child = load_file(str(ws / "models" / "tiny-asr-child" / "model.safetensors"))
     mother = load_file(str(parent / "model.safetensors"))
     # With a vanishing learning rate the child is still its parent: every encoder tensor came from it.
