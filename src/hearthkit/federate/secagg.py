@@ -302,7 +302,7 @@ def _bin(name: str) -> str:
     return str(exe)
 
 
-def _wait_port(host: str, port: int, proc: subprocess.Popen, log: Path, seconds: float = 120) -> None:
+def _wait_port(host: str, port: int, proc: subprocess.Popen, log: Path, seconds: float = 600) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         if proc.poll() is not None:
@@ -320,6 +320,14 @@ def _env(home: Path) -> dict:
     """The environment of Flower's processes: its home here, and its binaries (they start each other by name)."""
     bin_dir = str(Path(sys.executable).parent)
     return {**os.environ, "FLWR_HOME": str(home), "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+
+
+def _exit_on_term() -> None:
+    """SIGTERM ends this process through its `finally` blocks, so the Flower processes it started end with it."""
+    try:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    except ValueError:  # not the main thread: whoever runs us handles signals
+        pass
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -378,6 +386,7 @@ def run(cfg: FederationConfig, folder: Path, say) -> Lineage:
         s = settings(cfg)
         say(f"secure aggregation: SecAgg+ ({s['num_shares']} shares, threshold {s['reconstruction_threshold']}); "
             f"SuperLink on {cfg.address}, log {log}")
+        _exit_on_term()
         with log.open("ab") as out:
             link = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -430,6 +439,7 @@ def join(ws_root: Path, site_config: Path, site: SiteConfig, say, max_wait_s: fl
         cmd.append("--insecure")
     else:
         cmd += ["--root-certificates", str(site.ca)]
+    _exit_on_term()
     proc = subprocess.Popen(cmd, env=_env(home))
     try:
         return proc.wait()
