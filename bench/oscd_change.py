@@ -166,6 +166,24 @@ def validation_tta(ws: Path, run_dir: Path, ttas=(1, 2, 4, 8), last_only: bool =
     return out
 
 
+def held_out_threshold_diagnostic(ws: Path, run_dir: Path) -> dict:
+    """DIAGNOSTIC ONLY, for a run already scored: held-out F1 at every threshold, pooled and per city, to see how
+    much of the validation -> held-out gap the validation-chosen threshold explains. Never used to choose."""
+    from hearthkit.recipes.change.recipe import THRESHOLDS, confusion, f1_of
+
+    cfg, prep, model = _model(run_dir)
+    total, per = np.zeros((len(THRESHOLDS), 4), np.int64), {}
+    for sc in _scenes(ws, run_dir, "test", prep["bands"]):
+        c = confusion(model, sc, prep["stats"], cfg, THRESHOLDS)
+        total += c
+        f = f1_of(c)
+        per[sc.name] = {"best_threshold": float(THRESHOLDS[f.argmax()]), "best_f1": float(f.max())}
+    f = f1_of(total)
+    return {"chosen_threshold": prep["threshold"], "curve": {f"{t:.2f}": float(v) for t, v in zip(THRESHOLDS, f,
+                                                                                                   strict=True)},
+            "best_threshold": float(THRESHOLDS[f.argmax()]), "best_f1": float(f.max()), "per_city": per}
+
+
 def unsupervised(ws: Path, run_dir: Path, bands: list[str]) -> dict:
     """CVA + Otsu and IR-MAD + Otsu per held-out city (no labels, no training), scored like the model."""
     from hearthkit.data import geo
@@ -286,6 +304,8 @@ def main() -> None:
     ap.add_argument("--tta", type=int, default=1, choices=[1, 2, 4, 8])
     ap.add_argument("--tta-ablation", action="store_true", help="With --validation-only: validation F1 for TTA "
                                                                     "1, 2, 4, 8.")
+    ap.add_argument("--threshold-diagnostic", action="store_true", help="For a run already scored: held-out F1 "
+                    "at every threshold (a diagnostic of the validation -> held-out gap, never used to choose).")
     ap.add_argument("--skip-monitor", action="store_true", help="Leave out the `hearth monitor` throughput part.")
     ap.add_argument("--validation-only", action="store_true",
                     help="Ablation: train with --no-eval and report the validation strips only (no held-out read).")
@@ -308,6 +328,13 @@ def main() -> None:
     model_dir = ws / "models" / args.name
     ev_file = model_dir / "evaluation.json"  # --no-eval publishes one with no rows
     evaluated = ev_file.is_file() and json.loads(ev_file.read_text())["rows"]
+    if args.threshold_diagnostic:
+        if not evaluated:
+            raise SystemExit(f"{args.name}: not scored on the held-out cities yet; the diagnostic comes after that")
+        diag = held_out_threshold_diagnostic(ws, run_dir)
+        (out / f"threshold-diagnostic-{args.name}.json").write_text(json.dumps(diag, indent=1))
+        print(json.dumps(diag, indent=1))
+        return
     if evaluated and not args.validation_only:
         train_out = "already evaluated: re-scoring from its evaluation.json (the held-out cities are scored once)"
     elif (model_dir / "model.safetensors").is_file() and not args.validation_only:
