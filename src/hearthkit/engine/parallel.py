@@ -14,6 +14,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from hearthkit.engine.compiling import compile_model
 from hearthkit.engine.config import LaunchConfig, TrainConfig
 
 
@@ -127,8 +128,10 @@ def autocast(train: TrainConfig, device: torch.device) -> contextlib.AbstractCon
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
-def parallelize(model: nn.Module, train: TrainConfig, device: torch.device) -> nn.Module:
-    """Wrap MODEL for data parallelism; the returned module is what the loop calls."""
+def parallelize(model: nn.Module, train: TrainConfig, device: torch.device,
+                dynamic_lengths: bool = True) -> nn.Module:
+    """Wrap MODEL for data parallelism (and torch.compile: engine/compiling.py, DYNAMIC_LENGTHS when the data path
+    marks lengths dynamic); the returned module is what the loop calls."""
     model.to(device)
     if train.parallel == "fsdp2":
         from torch.distributed.device_mesh import init_device_mesh
@@ -148,7 +151,7 @@ def parallelize(model: nn.Module, train: TrainConfig, device: torch.device) -> n
     else:
         wrapped = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
     if train.compile:
-        wrapped = torch.compile(wrapped)
+        wrapped = compile_model(wrapped, dynamic_lengths)
     return wrapped
 
 

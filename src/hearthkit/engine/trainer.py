@@ -181,7 +181,7 @@ def train(run_dir: Path, log_holder: list, exit_process: bool = False) -> str:
     recipe.initialise(model, mcfg, prep)  # e.g. asr's model.init_from: a model folder; a checkpoint overrides both
     n_params = sum(p.numel() for p in model.parameters())
     flops = recipe.flops_per_sample(mcfg, model)
-    model = parallelize(model, t, device)
+    model = parallelize(model, t, device, dynamic_lengths=cfg.data.compile_dynamic)
     # Frozen copy of the starting weights (parent loaded, checkpoint not yet): FedProx pulls towards them.
     proximal = Proximal(unwrap(model), t.proximal_mu) if t.proximal_mu > 0 else None
     opt = build_optimizer(model, t, device)
