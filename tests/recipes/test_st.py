@@ -288,7 +288,8 @@ def test_e2e_decoder_starts_from_an_mt_model_and_inherits_its_labels(tiny_speech
                                                                       workspace: Path, monkeypatch):
     """model.decoder_from: the e2e model takes the mt model's vocabulary, and its embedding, decoder layers and final
     norm are the mt model's before the first step; the mt model's labels (learned from items the e2e run never
-    sees) reach the e2e model, whose card and signed restrictions.json name it. In process, tiny, no evaluation."""
+    sees) reach the e2e model, whose card and signed restrictions.json name it. The mt model is an st cascade
+    trained without an asr model (cascade_input: transcript), scored on gold transcripts. In process, tiny."""
     from hearthkit.recipes import get_recipe
     from hearthkit.recipes.st.transfer import DECODER_PREFIXES
 
@@ -313,9 +314,18 @@ def test_e2e_decoder_starts_from_an_mt_model_and_inherits_its_labels(tiny_speech
                      "seed": 3, "mlflow": False},
            "launch": {"nproc": 1, "threads_per_worker": 1}}
     (tmp_path / "text.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    _in_process(workspace, tmp_path / "text.yaml", monkeypatch)
+    text_run = _in_process(workspace, tmp_path / "text.yaml", monkeypatch)
     root = find_workspace(workspace)
     parent = root.models_dir / "st-text"
+    # A cascade trained without an asr model is scored on the held-out items' own transcripts (the ceiling) and
+    # refuses speech in one line.
+    from hearthkit.evaluate.run import evaluate_run
+    from hearthkit.recipes.st.cascade import translate_segments
+
+    records = evaluate_run(text_run)["records"]
+    assert records and all(r["transcript"] == r["transcript_reference"] and r["transcript"] for r in records)
+    with pytest.raises(Exception, match="trained without an asr model"):
+        translate_segments(parent, [np.zeros(1600, dtype=np.float32)])
 
     # The e2e run: other items (no tk:non_commercial label), its decoder from st-text (one layer of its two).
     e2e = {**cfg, "name": "st-e2e-dec", "request": {**cfg["request"], "collections": ["st-plain"]},
