@@ -116,8 +116,8 @@ class SecureGoverned(Governed):
                 self.lineage.event(r, site.name, "clipped", f"{int(m['clipped'])} values beyond ±"
                                    f"{self.cfg.secure_aggregation.clipping_range:g} were clipped before aggregation")
             contributing.append((client, res, site, m, restrictions, attribution))
-        for f in failures:
-            why = type(f).__name__ if isinstance(f, BaseException) else "failed"
+        # Flower's workflow lists a dropped site once per stage loop; Flower's error names no node: one event each.
+        for why in dict.fromkeys(str(f)[:160] or type(f).__name__ for f in failures):
             self.lineage.event(r, "?", "no_answer", f"a site dropped out of the round ({why}); SecAgg+ removed its "
                                "masks with its neighbours' shares")
         for name, why in lapsed:
