@@ -44,6 +44,7 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = 
     model_section = copy.deepcopy(cfg.model)
     for o in overrides or []:
         apply_override(model_section, o)
+    _authorize_changed_folders(cfg, model_section, catalog)
     try:
         mcfg = recipe.ModelConfig.model_validate(model_section)
     except ValidationError as exc:
@@ -79,6 +80,34 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = 
     rows = disaggregate(records, by or recipe.group_columns(mcfg), recipe.metric_names) if records else []
     return {"records": records, "rows": rows, "gaps": gaps(rows, recipe.metric_names) if rows else {},
             "metrics": recipe.metric_names, "signatures": signatures(recipe.metric_names)}
+
+
+def _authorize_changed_folders(cfg: RunConfig, model_section: dict, catalog: Catalog | None) -> None:
+    """Refuse `--set` of a model folder (init_from, decoder_from) that planning would refuse for the run's purpose.
+
+    Evaluation may attach another folder (a cascade's asr model), and that folder's weights then shape what is
+    decoded: it gets the same purpose check as at planning, and a base (which changes the weights) never changes.
+    """
+    from hearthkit.lineage.folder import OTHER_PARENT_KEYS, authorize_folder
+
+    if model_section.get("base") != cfg.model.get("base"):
+        raise HearthError("--set base: a base model changes the weights, not decoding; train a run with it")
+    changed = [k for k in ("init_from", *OTHER_PARENT_KEYS)
+               if model_section.get(k) and model_section.get(k) != cfg.model.get(k)]
+    if not changed:
+        return
+    if catalog is None:  # most restricted reading: with no catalog to check the folder against, it is not used
+        raise HearthError(f"--set {changed[0]}: a model folder can only be attached with the workspace's catalog "
+                          "to check it against")
+    from hearthkit.catalog.context import workspace_of
+
+    with catalog.session() as s:
+        for k in changed:
+            try:
+                authorize_folder(s, workspace_of(catalog), Path(model_section[k]), cfg.request.purpose,
+                                 cfg.request.requester)
+            except HearthError as exc:
+                raise HearthError(f"--set {k}: {exc}") from None
 
 
 def _items_read(log: Path, offset: int) -> int:
