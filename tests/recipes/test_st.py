@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Item, Model
+from hearthkit.catalog.models import Item, Model, ModelParent
 from hearthkit.recipes.asr.decode import prefix_beam_search
 from hearthkit.recipes.st.decode import ctc_nbest, expected_chrf_pick, posterior
 from hearthkit.store.text import objects_of
@@ -358,6 +358,8 @@ def test_e2e_decoder_starts_from_an_mt_model_and_inherits_its_labels(tiny_speech
         assert any("non_commercial" in r for r in inherited)
         assert set(mt_model.restrictions) <= set(st_model.restrictions)
         assert st_model.parent_id == mt_model.id
+        edges = s.execute(select(ModelParent.parent_id, ModelParent.role).where(ModelParent.model_id == st_model.id))
+        assert [tuple(e) for e in edges] == [(mt_model.id, "decoder_from")]  # withdrawal follows this edge too
     catalog.close()
     signed = json.loads((root.models_dir / "st-e2e-dec" / "restrictions.json").read_text(encoding="utf-8"))
     assert inherited <= set(signed["restrictions"])

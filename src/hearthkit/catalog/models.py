@@ -150,6 +150,15 @@ class Model(Base):
     status_reason: Mapped[str | None] = mapped_column(Text)
 
 
+class ModelParent(Base):
+    """A further parent of a model besides `Model.parent_id` (e.g. the mt model an st decoder started from)."""
+
+    __tablename__ = "model_parents"
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(50), primary_key=True)  # the config key: decoder_from, …
+
+
 class Withdrawal(Base):
     """A recorded withdrawal of consent: one item, a speaker, or a whole collection."""
 

@@ -17,15 +17,10 @@ STATUS_WORDS = {"active": "active", "needs-retrain": "needs retrain", "revoked":
 
 
 def _chain(s: Session, m: Model) -> list[Model]:
-    """M and its parents, nearest first (a cycle stops the walk)."""
-    out, seen = [m], {m.id}
-    while out[-1].parent_id is not None and out[-1].parent_id not in seen:
-        p = s.get(Model, out[-1].parent_id)
-        if p is None:
-            break
-        seen.add(p.id)
-        out.append(p)
-    return out
+    """M and its parents over every parent edge, nearest first."""
+    from hearthkit.lineage.registry import ancestors
+
+    return [m, *ancestors(s, m)]
 
 
 def communities_of(s: Session, m: Model) -> set[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Model, Run
+from hearthkit.catalog.models import Model, ModelParent, Run
 from hearthkit.governance.manifest import Manifest
 from hearthkit.lineage.card import model_card, parent_info, write_card
 from hearthkit.lineage.folder import write_restrictions
@@ -88,6 +88,10 @@ def publish_model(ws: Workspace, catalog: Catalog, run_dir: Path, evaluation: di
         for key, fm in others:
             if model.parent_id is None and fm.model_id is not None:  # no init_from: this one is the parent
                 model.parent_id = fm.model_id
+            if fm.model_id is not None:  # every parent is an edge, so a withdrawal behind it reaches this model
+                s.flush()
+                if s.get(ModelParent, (model.id, fm.model_id, key)) is None:
+                    s.add(ModelParent(model_id=model.id, parent_id=fm.model_id, role=key))
             model.restrictions = sorted(set(model.restrictions) | set(fm.restrictions))
             model.attribution = sorted(set(model.attribution) | set(fm.attribution))
             known = s.get(Model, fm.model_id) if fm.model_id is not None else None

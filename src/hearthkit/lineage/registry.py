@@ -17,14 +17,42 @@ def get_model(s: Session, name: str) -> Model:
     return m
 
 
+def _parent_ids(s: Session, model: Model) -> list[int]:
+    """MODEL's parents: the one it initialised from, then further ones (an st decoder's mt model, …)."""
+    from hearthkit.catalog.models import ModelParent
+
+    ids = [model.parent_id] if model.parent_id is not None else []
+    return ids + [p for p in s.scalars(select(ModelParent.parent_id).where(ModelParent.model_id == model.id)
+                                       .order_by(ModelParent.role)) if p not in ids]
+
+
 def ancestors(s: Session, model: Model) -> list[Model]:
-    """Parent, grandparent, … of MODEL (nearest first)."""
-    chain, seen = [], {model.id}
-    while model.parent_id is not None and model.parent_id not in seen:
-        model = s.get(Model, model.parent_id)
-        seen.add(model.id)
-        chain.append(model)
+    """Parents, grandparents, … of MODEL over every parent edge, nearest first (a cycle stops the walk)."""
+    chain, seen, frontier = [], {model.id}, [model]
+    while frontier:
+        nxt = []
+        for m in frontier:
+            for pid in _parent_ids(s, m):
+                if pid not in seen and (p := s.get(Model, pid)) is not None:
+                    seen.add(pid)
+                    chain.append(p)
+                    nxt.append(p)
+        frontier = nxt
     return chain
+
+
+def descendants(s: Session, model: Model) -> list[Model]:
+    """Every model built on MODEL over any parent edge (transfer, or a further parent such as decoder_from)."""
+    from hearthkit.catalog.models import ModelParent
+
+    seen, frontier = {model.id}, [model.id]
+    while frontier:
+        kids = set(s.scalars(select(Model.id).where(Model.parent_id.in_(frontier))))
+        kids |= set(s.scalars(select(ModelParent.model_id).where(ModelParent.parent_id.in_(frontier))))
+        frontier = [k for k in kids if k not in seen]
+        seen |= kids
+    seen.discard(model.id)
+    return list(s.scalars(select(Model).where(Model.id.in_(seen)).order_by(Model.name))) if seen else []
 
 
 def successor(s: Session, model: Model) -> Model | None:

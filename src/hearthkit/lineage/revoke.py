@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from hearthkit.catalog.db import Catalog
@@ -26,11 +26,10 @@ class Revocation:
 
 
 def _descendants(s: Session, model: Model) -> list[Model]:
-    """Every model whose parent chain includes MODEL (recursive over parent_id)."""
-    tree = select(Model.id).where(Model.parent_id == model.id).cte("tree", recursive=True)
-    tree = tree.union_all(select(Model.id).where(Model.parent_id == tree.c.id))
-    ids = set(s.scalars(select(tree.c.id)))
-    return list(s.scalars(select(Model).where(Model.id.in_(ids)).order_by(Model.name))) if ids else []
+    """Every model built on MODEL, over every parent edge (lineage/registry.py)."""
+    from hearthkit.lineage.registry import descendants
+
+    return descendants(s, model)
 
 
 def require_revoker(s: Session, model: Model, by: str) -> list[str]:

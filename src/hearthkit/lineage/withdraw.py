@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Collection, Consent, Item, Model, Run, RunItem, Withdrawal
+from hearthkit.catalog.models import Collection, Consent, Item, Model, ModelParent, Run, RunItem, Withdrawal
 from hearthkit.errors import HearthError
 from hearthkit.governance import audit
 from hearthkit.governance.stewardship import require_steward
@@ -53,17 +53,21 @@ def impact(s: Session, item_ids) -> list[dict]:
     for m in s.scalars(select(Model).where(Model.run_id.in_(per_run))):
         out[m.id] = {"model": m.name, "run": runs[m.run_id], "affected_items": per_run[m.run_id],
                      "manifest_items": totals[m.run_id], "via": None, "status": m.status}
-    # Descendants inherit the impact through transfer (recursive CTE over parent_id).
-    direct = list(out)
-    tree = select(Model.id, Model.name).where(Model.parent_id.in_(direct)).cte("tree", recursive=True)
-    tree = tree.union_all(select(Model.id, Model.name).where(Model.parent_id == tree.c.id))
-    for mid, _name in s.execute(select(tree.c.id, tree.c.name)).all():
-        if mid not in out:
-            m = s.get(Model, mid)
-            parent = s.get(Model, m.parent_id)
-            out[mid] = {"model": m.name, "run": s.get(Run, m.run_id).name, "affected_items": 0,
-                        "manifest_items": s.scalar(select(func.count()).where(RunItem.run_id == m.run_id)),
-                        "via": parent.name, "status": m.status}
+    # Descendants inherit the impact through every parent edge: transfer (parent_id) and further parents
+    # (model_parents, e.g. an st decoder started from an mt model), breadth first over the model graph.
+    frontier = list(out)
+    while frontier:
+        children = [(m, m.parent_id) for m in s.scalars(select(Model).where(Model.parent_id.in_(frontier)))]
+        children += [(s.get(Model, e.model_id), e.parent_id)
+                     for e in s.scalars(select(ModelParent).where(ModelParent.parent_id.in_(frontier)))]
+        frontier = []
+        for m, via in children:
+            if m.id in out:
+                continue
+            out[m.id] = {"model": m.name, "run": s.get(Run, m.run_id).name, "affected_items": 0,
+                         "manifest_items": s.scalar(select(func.count()).where(RunItem.run_id == m.run_id)),
+                         "via": s.get(Model, via).name, "status": m.status}
+            frontier.append(m.id)
     return sorted(out.values(), key=lambda r: r["model"])
 
 
