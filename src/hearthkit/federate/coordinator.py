@@ -1,11 +1,10 @@
 """The coordinator: Flower's server with its strategies, wrapped so every site update is checked and recorded.
 
-Flower 1.42's deployment engine (SuperLink, SuperNodes, `flwr run` of a packaged ServerApp/ClientApp) needs a
-Flower app project per federation and three kinds of long-running processes per machine; hearthkit instead uses
-Flower's lower-level gRPC server and client that still ship in 1.42 (`flwr.compat.server.app.start_server`,
-`flwr.compat.client.app.start_client`, deprecated there) with Flower's own strategies (FedAvg, FedAdam) and its
-differential-privacy wrapper. The coordinator is one process, each site one process, talking over Flower's gRPC.
-SecAgg+ exists only as a mod of the deployment engine and is therefore not offered here.
+Plain federations use Flower's lower-level gRPC server and client that still ship in 1.42
+(`flwr.compat.server.app.start_server`, `flwr.compat.client.app.start_client`, deprecated there) with Flower's own
+strategies (FedAvg, FedProx, FedAdam) and its differential-privacy wrapper: one coordinator process, one process per
+site. SecAgg+ exists only as a mod of Flower's deployment engine, so `secure_aggregation: true` runs the same
+checked strategy on a SuperLink with one SuperNode per site instead (federate/secagg.py).
 """
 
 from __future__ import annotations
