@@ -164,17 +164,8 @@ class Governed(Strategy):
             if problem is not None:
                 self._refuse(r, site.name, problem)
                 continue
-            prev = [c for c in self.lineage.contributions if c["site"] == site.name]
-            if prev and prev[-1]["manifest"] != m["manifest"]:
-                self.lineage.event(r, site.name, "manifest_changed",
-                                   f"manifest {str(m['manifest'])[:12]}… (was {prev[-1]['manifest'][:12]}…)")
-            self.lineage.contributions.append({
-                "round": r, "site": site.name, "community": site.community, "manifest": str(m["manifest"]),
-                "request": int(m.get("request", 0)), "samples": int(res.num_examples), "items": int(m.get("items", 0)),
-                "restrictions": json.loads(str(m.get("restrictions") or "[]")),
-                "attribution": json.loads(str(m.get("attribution") or "[]")),
-                "seconds": float(m.get("seconds", 0.0)), "device": str(m.get("device", "unknown")),
-                "proximal_mu": float(m.get("proximal_mu", 0.0)), "signed": not self.cfg.insecure})
+            self._record_contribution(r, site, m, res, json.loads(str(m.get("restrictions") or "[]")),
+                                      json.loads(str(m.get("attribution") or "[]")))
             accepted.append((client, res))
         for f in failures:
             why = type(f).__name__ if isinstance(f, BaseException) else "failed"
@@ -208,6 +199,19 @@ class Governed(Strategy):
     def _round_record(self) -> dict:
         s = self.cfg.strategy
         return {"strategy": s.kind, **({"proximal_mu": s.proximal_mu} if s.kind == "fedprox" else {})}
+
+    def _record_contribution(self, r: int, site, m, res, restrictions: list, attribution: list, **extra) -> None:
+        """One accepted site update in the lineage: what it trained on (manifest hash, request), never its items."""
+        prev = [c for c in self.lineage.contributions if c["site"] == site.name]
+        if prev and prev[-1]["manifest"] != m["manifest"]:
+            self.lineage.event(r, site.name, "manifest_changed",
+                               f"manifest {str(m['manifest'])[:12]}… (was {prev[-1]['manifest'][:12]}…)")
+        self.lineage.contributions.append({
+            "round": r, "site": site.name, "community": site.community, "manifest": str(m["manifest"]),
+            "request": int(m.get("request", 0)), "samples": int(res.num_examples), "items": int(m.get("items", 0)),
+            "restrictions": restrictions, "attribution": attribution,
+            "seconds": float(m.get("seconds", 0.0)), "device": str(m.get("device", "unknown")),
+            "proximal_mu": float(m.get("proximal_mu", 0.0)), "signed": not self.cfg.insecure, **extra})
 
     def _refuse(self, r: int, site: str, why: str) -> None:
         self.lineage.event(r, site, "refused", f"update refused: {why}")

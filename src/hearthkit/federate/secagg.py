@@ -134,17 +134,7 @@ class SecureGoverned(Governed):
                                problem or "no site contributed")
         accepted = []
         for client, res, site, m, restrictions, attribution in contributing:
-            prev = [c for c in self.lineage.contributions if c["site"] == site.name]
-            if prev and prev[-1]["manifest"] != m["manifest"]:
-                self.lineage.event(r, site.name, "manifest_changed",
-                                   f"manifest {str(m['manifest'])[:12]}… (was {prev[-1]['manifest'][:12]}…)")
-            self.lineage.contributions.append({
-                "round": r, "site": site.name, "community": site.community, "manifest": str(m["manifest"]),
-                "request": int(m.get("request", 0)), "samples": int(res.num_examples), "items": int(m.get("items", 0)),
-                "restrictions": restrictions, "attribution": attribution,
-                "seconds": float(m.get("seconds", 0.0)), "device": str(m.get("device", "unknown")),
-                "proximal_mu": float(m.get("proximal_mu", 0.0)), "signed": not self.cfg.insecure,
-                "secure_aggregation": True})
+            self._record_contribution(r, site, m, res, restrictions, attribution, secure_aggregation=True)
             accepted.append((client, res))
         # Every reply holds the same securely summed mean: FedAvg returns it, FedAdam steps on it.
         params, metrics = self.inner.aggregate_fit(r, accepted, [])
