@@ -28,21 +28,27 @@ ARCHIVE = {"collection": {"name": "korero-oral", "community": "Te Hapori Tauira"
 @pytest.fixture(scope="module")
 def recording(tiny_speech_archive, tmp_path_factory) -> tuple[Path, list[tuple[float, float, str]]]:
     """About 40 s: eight of the archive's espeak utterances with 1-2 s pauses over faint noise; and the truth."""
-    rng = random.Random(3)
     wavs = sorted(tiny_speech_archive.glob("*.wav"))[:8]
+    clips = [(w, w.with_suffix(".txt").read_text().strip()) for w in wavs]
+    return _stitch(clips, seed=3, noise_seed=0, path=tmp_path_factory.mktemp("oral") / "korero.wav")
+
+
+def _stitch(clips: list[tuple[Path, str]], seed: int, noise_seed: int, path: Path
+            ) -> tuple[Path, list[tuple[float, float, str]]]:
+    """CLIPS (wav, truth label) trimmed of silence, joined by 1-2 s pauses over faint noise, written to PATH."""
+    rng = random.Random(seed)
     parts, truth, t = [], [], 0.0
-    for w in wavs:
-        x, sr = sf.read(w, dtype="float32")
+    for w, label in clips:
+        x, _ = sf.read(w, dtype="float32")
         loud = np.flatnonzero(np.abs(x) > 0.01)
         x = x[loud[0]:loud[-1] + 1]
         pause = rng.uniform(1.0, 2.0)
         parts += [np.zeros(int(pause * SR), np.float32), x]
         start = t + int(pause * SR) / SR
         t = start + len(x) / SR
-        truth.append((start, t, w.with_suffix(".txt").read_text().strip()))
+        truth.append((start, t, label))
     audio = np.concatenate(parts + [np.zeros(SR, np.float32)])
-    audio += np.random.default_rng(0).normal(0, 0.002, len(audio)).astype(np.float32)
-    path = tmp_path_factory.mktemp("oral") / "korero.wav"
+    audio += np.random.default_rng(noise_seed).normal(0, 0.002, len(audio)).astype(np.float32)
     sf.write(path, audio, SR, subtype="PCM_16")
     return path, truth
 
@@ -204,23 +210,8 @@ def test_vtt_and_html_escape_the_words_and_keep_both_lines():
 def two_voices(tiny_speech_archive, tmp_path_factory) -> tuple[Path, list[tuple[float, float, str]]]:
     """Six espeak-ng utterances, a male (hemi) and a female (mere) voice taking turns, with 1-2 s pauses over faint
     noise; and the truth (start, end, speaker)."""
-    rng = random.Random(5)
-    parts, truth, t = [], [], 0.0
-    for i in range(3):
-        for who in ("hemi", "mere"):
-            x, _ = sf.read(tiny_speech_archive / f"{who}_{i:04d}.wav", dtype="float32")
-            loud = np.flatnonzero(np.abs(x) > 0.01)
-            x = x[loud[0]:loud[-1] + 1]
-            pause = rng.uniform(1.0, 2.0)
-            parts += [np.zeros(int(pause * SR), np.float32), x]
-            start = t + int(pause * SR) / SR
-            t = start + len(x) / SR
-            truth.append((start, t, who))
-    audio = np.concatenate(parts + [np.zeros(SR, np.float32)])
-    audio += np.random.default_rng(1).normal(0, 0.002, len(audio)).astype(np.float32)
-    path = tmp_path_factory.mktemp("voices") / "turns.wav"
-    sf.write(path, audio, SR, subtype="PCM_16")
-    return path, truth
+    clips = [(tiny_speech_archive / f"{who}_{i:04d}.wav", who) for i in range(3) for who in ("hemi", "mere")]
+    return _stitch(clips, seed=5, noise_seed=1, path=tmp_path_factory.mktemp("voices") / "turns.wav")
 
 
 def _same_partition(labels: list[str | None], truth: list[str]) -> bool:
