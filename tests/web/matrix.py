@@ -123,6 +123,12 @@ def _search(path: str) -> list[Case]:
     return [Case(lambda w: path + "?q=words", everyone(200)), Case(lambda w: path + "?q=", everyone(200))]
 
 
+def _spoken(path: str) -> list[Case]:
+    """Spoken-term search: signed-in people only; an index that does not exist, or a path, is the same 404."""
+    return [Case(lambda w: path, signed(200)), Case(lambda w: path + "?index=nope&q=a", signed(404)),
+            Case(lambda w: path + "?index=..%2Fnope&q=a", signed(404))]
+
+
 MATRIX: dict[tuple[str, str], list[Case]] = {
     ("GET", "/"): [Case(lambda w: "/", everyone(200))],
     ("GET", "/api/v1/home"): [Case(lambda w: "/api/v1/home", signed(200))],
@@ -153,6 +159,8 @@ MATRIX: dict[tuple[str, str], list[Case]] = {
     ("GET", "/api/v1/items/{item_id}/audio"): _item_cases("/api/v1/items/{id}/audio", _is_audio),
     ("GET", "/search"): _search("/search"),
     ("GET", "/api/v1/search"): _search("/api/v1/search"),
+    ("GET", "/spoken"): _spoken("/spoken"),
+    ("GET", "/api/v1/spoken"): _spoken("/api/v1/spoken"),
     ("POST", "/items/{item_id}/labels"): _steward_write("/items/{id}/labels", _label_form, 303),
     ("POST", "/api/v1/items/{item_id}/labels"): _steward_write("/api/v1/items/{id}/labels", _label_form, 200),
     ("POST", "/items/{item_id}/labels/{label_id}/remove"): _remove_label_cases("/items/{id}/labels/{label}/remove",
