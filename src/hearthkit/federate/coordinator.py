@@ -255,17 +255,22 @@ def _flower_strategy(cfg: FederationConfig, current: list[np.ndarray]):
     return inner
 
 
-def run(cfg: FederationConfig, folder: Path, say) -> Lineage:
-    """Run (or resume, from the last checkpointed round) the federation; write the global model and its card."""
-    from flwr.compat.server.app import start_server
-    from flwr.server import ServerConfig
-
+def open_folder(cfg: FederationConfig, folder: Path) -> int:
+    """FOLDER made ready for federation CFG (another model shape there is refused); its last checkpointed round."""
     folder.mkdir(parents=True, exist_ok=True)
     saved = folder / "federation.json"
     if saved.is_file() and json.loads(saved.read_text())["model"] != cfg.model:
         raise HearthError(f"{folder}: holds federation {cfg.name} with another model shape; use a new folder")
     saved.write_text(cfg.model_dump_json(indent=1))
-    done = last_round(folder)
+    return last_round(folder)
+
+
+def run(cfg: FederationConfig, folder: Path, say) -> Lineage:
+    """Run (or resume, from the last checkpointed round) the federation; write the global model and its card."""
+    from flwr.compat.server.app import start_server
+    from flwr.server import ServerConfig
+
+    done = open_folder(cfg, folder)
     if done >= 0:
         names, current = weights.load(checkpoint_path(folder, done))
         if done > 0:

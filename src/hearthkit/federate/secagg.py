@@ -338,15 +338,10 @@ def _tls_folder(cfg: FederationConfig, folder: Path) -> Path:
 def run(cfg: FederationConfig, folder: Path, say) -> Lineage:
     """Run (or resume) the federation's rounds under SecAgg+: a SuperLink on cfg.address, the app submitted with
     `flwr run`, the sites' SuperNodes doing the rest; then the global model and its card."""
-    from hearthkit.federate.coordinator import _check_address, certificates
+    from hearthkit.federate.coordinator import _check_address, certificates, open_folder
 
     folder = folder.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    saved = folder / "federation.json"
-    if saved.is_file() and json.loads(saved.read_text())["model"] != cfg.model:
-        raise HearthError(f"{folder}: holds federation {cfg.name} with another model shape; use a new folder")
-    saved.write_text(cfg.model_dump_json(indent=1))
-    done = last_round(folder)
+    done = open_folder(cfg, folder)
     if done < 0:
         names, current = initial_weights(cfg)
         weights.save(checkpoint_path(folder, 0), names, current)
