@@ -75,3 +75,16 @@ def publish(ws_root: Path, run_dir: Path, evaluate: bool = True):
         return finish_run(ws, catalog, run_dir, evaluate)
     finally:
         catalog.close()
+
+
+def export(ws_root: Path, name: str, dest: Path) -> None:
+    """`hearth models export NAME DEST` in this process (engine/export.export_model with the workspace's catalog)."""
+    from hearthkit.catalog.context import open_workspace_catalog
+    from hearthkit.engine.export import export_model
+    from hearthkit.workspace import open_workspace
+
+    catalog = open_workspace_catalog(open_workspace(ws_root))
+    try:
+        export_model(catalog, name, dest)
+    finally:
+        catalog.close()

@@ -4,7 +4,6 @@ failure diagnosis, and the training loop itself stopped and resumed."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from hearthkit.engine.faults import diagnose, torchrun_failures
 from hearthkit.engine.metrics import Meter, format_line
 from hearthkit.engine.optim import build_optimizer, build_scheduler, lr_factor
 from hearthkit.errors import HearthError
+
+from .conftest import in_process_env
 
 
 @pytest.fixture
@@ -172,12 +173,7 @@ def test_training_loop_stops_cleanly_and_resumes_exactly(engine_ws: Path, tiny_c
 
     ws = open_workspace(engine_ws)
     catalog = Catalog.open(ws.db_url)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                 "MASTER_PORT": str(port)}.items():
-        monkeypatch.setenv(k, v)
+    in_process_env(monkeypatch)
     dirs = {}
     for name in ("inproc-whole", "inproc-stopped"):
         cfg = load_config(tiny_config(tmp_path, name, train={"grad_accum": 2}, launch={"nproc": 1}))

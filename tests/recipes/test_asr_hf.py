@@ -37,18 +37,6 @@ MODELS = {
 TORCHRUN = "wav2vec2"  # trained by `hearth train` under torchrun; the other in this process
 
 
-def _export(ws: Path, name: str, dest: Path) -> None:
-    from hearthkit.catalog.context import open_workspace_catalog
-    from hearthkit.engine.export import export_model
-    from hearthkit.workspace import open_workspace
-
-    catalog = open_workspace_catalog(open_workspace(ws))
-    try:
-        export_model(catalog, name, dest)
-    finally:
-        catalog.close()
-
-
 @pytest.fixture(scope="module")
 def hf_ws(tiny_speech_archive: Path, tmp_path_factory) -> Path:
     """A workspace with the tiny archive imported and both tiny bases registered by the owner."""
@@ -140,7 +128,7 @@ def test_base_fine_tuned_resumed_exactly_evaluated_exported_and_transcribes(arch
     if arch == TORCHRUN:
         hearth("export", a, str(dest), ws=hf_ws, timeout=300)
     else:  # what `hearth export` runs, without a second interpreter importing transformers
-        _export(hf_ws, a, dest)
+        in_process.export(hf_ws, a, dest)
     _, cfg, prep, model = load_model_dir(folder, "asr")
     wav = torch.randn(16000).numpy() * 0.1
     feats = RECIPE.features(cfg, prep, wav)[None]

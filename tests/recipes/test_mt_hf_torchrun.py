@@ -102,18 +102,6 @@ def register(ws: Path, kind: str, folder: Path, texts: list[str]) -> None:
         catalog.close()
 
 
-def export(ws: Path, name: str, dest: Path) -> None:
-    from hearthkit.catalog.context import open_workspace_catalog
-    from hearthkit.engine.export import export_model
-    from hearthkit.workspace import open_workspace
-
-    catalog = open_workspace_catalog(open_workspace(ws))
-    try:
-        export_model(catalog, name, dest)
-    finally:
-        catalog.close()
-
-
 @pytest.mark.parametrize("kind", list(CASES))
 def test_base_fine_tunes_under_torchrun_resumes_bitwise_and_exports_for_transformers(kind, hf_ws, tmp_path,
                                                                                      monkeypatch, capsys):
@@ -147,7 +135,7 @@ def test_base_fine_tunes_under_torchrun_resumes_bitwise_and_exports_for_transfor
     assert per_group and sum(r["n"] for r in per_group) == next(r for r in rows if r["by"] == "overall")["n"]
 
     dest = tmp_path / "export"
-    export(ws, a_name, dest)
+    in_process.export(ws, a_name, dest)
     compare_with_transformers(kind, ws / "models" / a_name, dest)
 
 
