@@ -41,18 +41,24 @@ def ancestors(s: Session, model: Model) -> list[Model]:
     return chain
 
 
-def descendants(s: Session, model: Model) -> list[Model]:
-    """Every model built on MODEL over any parent edge (transfer, or a further parent such as decoder_from)."""
+def children(s: Session, ids) -> list[tuple[Model, int]]:
+    """Models with a parent among IDS over any parent edge, each with the parent id it was reached by."""
     from hearthkit.catalog.models import ModelParent
 
-    seen, frontier = {model.id}, [model.id]
+    out = [(m, m.parent_id) for m in s.scalars(select(Model).where(Model.parent_id.in_(ids)))]
+    return out + [(s.get(Model, e.model_id), e.parent_id)
+                  for e in s.scalars(select(ModelParent).where(ModelParent.parent_id.in_(ids)))]
+
+
+def descendants(s: Session, model: Model) -> list[Model]:
+    """Every model built on MODEL over any parent edge (transfer, or a further parent such as decoder_from)."""
+    found, frontier = {model.id: model}, [model.id]
     while frontier:
-        kids = set(s.scalars(select(Model.id).where(Model.parent_id.in_(frontier))))
-        kids |= set(s.scalars(select(ModelParent.model_id).where(ModelParent.parent_id.in_(frontier))))
-        frontier = [k for k in kids if k not in seen]
-        seen |= kids
-    seen.discard(model.id)
-    return list(s.scalars(select(Model).where(Model.id.in_(seen)).order_by(Model.name))) if seen else []
+        new = {m.id: m for m, _via in children(s, frontier) if m.id not in found}
+        found.update(new)
+        frontier = list(new)
+    del found[model.id]
+    return sorted(found.values(), key=lambda m: m.name)
 
 
 def successor(s: Session, model: Model) -> Model | None:

@@ -9,10 +9,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Collection, Consent, Item, Model, ModelParent, Run, RunItem, Withdrawal
+from hearthkit.catalog.models import Collection, Consent, Item, Model, Run, RunItem, Withdrawal
 from hearthkit.errors import HearthError
 from hearthkit.governance import audit
 from hearthkit.governance.stewardship import require_steward
+from hearthkit.lineage.registry import children
 from hearthkit.store.text import PRIVATE_META, has_words, objects_of
 from hearthkit.store.vault import Store
 
@@ -57,11 +58,9 @@ def impact(s: Session, item_ids) -> list[dict]:
     # (model_parents, e.g. an st decoder started from an mt model), breadth first over the model graph.
     frontier = list(out)
     while frontier:
-        children = [(m, m.parent_id) for m in s.scalars(select(Model).where(Model.parent_id.in_(frontier)))]
-        children += [(s.get(Model, e.model_id), e.parent_id)
-                     for e in s.scalars(select(ModelParent).where(ModelParent.parent_id.in_(frontier)))]
+        reached = children(s, frontier)
         frontier = []
-        for m, via in children:
+        for m, via in reached:
             if m.id in out:
                 continue
             out[m.id] = {"model": m.name, "run": s.get(Run, m.run_id).name, "affected_items": 0,
