@@ -41,7 +41,7 @@ def hearth(*args: str, ws: Path) -> str:
 
 
 def config(steps: int, path: Path, pos_fraction: float, pos_weight: float, jitter: float, name: str = "oscd-change",
-           normalise: str = "training", tta: int = 1, average_last: int = 1) -> Path:
+           normalise: str = "training", tta: int = 1, average_last: int = 1, sets: list[str] = ()) -> Path:
     import yaml
 
     cfg = {"name": name, "recipe": "change",
@@ -55,6 +55,13 @@ def config(steps: int, path: Path, pos_fraction: float, pos_weight: float, jitte
                      "checkpoint_every": 50 if average_last > 1 else 100, "keep_last": max(2, average_last),
                      "average_last": average_last},
            "launch": {"nproc": 2, "threads_per_worker": 1}}
+    for kv in sets:  # --set model.width=32: any run-config field, YAML-typed, as `hearth train --set` reads it
+        key, _, value = kv.partition("=")
+        *parents, leaf = key.split(".")
+        node = cfg
+        for k in parents:
+            node = node.setdefault(k, {})
+        node[leaf] = yaml.safe_load(value)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
 
@@ -302,6 +309,8 @@ def main() -> None:
                     "checkpoints (every 50 steps) into the final model; --validation-only then also scores the "
                     "last checkpoint alone.")
     ap.add_argument("--tta", type=int, default=1, choices=[1, 2, 4, 8])
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="Any other run-config field, e.g. --set model.width=32 --set model.patch=96.")
     ap.add_argument("--tta-ablation", action="store_true", help="With --validation-only: validation F1 for TTA "
                                                                     "1, 2, 4, 8.")
     ap.add_argument("--threshold-diagnostic", action="store_true", help="For a run already scored: held-out F1 "
@@ -319,7 +328,7 @@ def main() -> None:
         hearth("init", str(ws), ws=ws)
     print(hearth("data", "import-geotiff", str(args.data), "--layout", "oscd", ws=ws))
     cfg = config(args.steps, out / f"{args.name}.yaml", args.pos_fraction, args.pos_weight, args.jitter, args.name,
-                 args.normalise, args.tta, args.average_last)
+                 args.normalise, args.tta, args.average_last, args.set)
     commercial = hearth("plan", str(cfg), "--set", "request.purpose=commercial", ws=ws)
     print(commercial)
     run_dir = ws / "runs" / args.name
@@ -345,7 +354,7 @@ def main() -> None:
     if args.validation_only:  # --no-eval fits nothing: the same best-threshold F1 as `calibrate`, computed here
         wall = time.perf_counter() - t0
         res = {"name": args.name, "steps": args.steps, "normalise": args.normalise, "tta": args.tta,
-               "jitter": args.jitter, "average_last": args.average_last,
+               "jitter": args.jitter, "average_last": args.average_last, "set": args.set,
                "train_wall_s": wall, "log": [json.loads(x) for x in (run_dir / "metrics.jsonl").open()][-1]}
         res["validation"] = validation_tta(ws, run_dir, (1, 2, 4, 8) if args.tta_ablation else (args.tta,))
         if args.average_last > 1:

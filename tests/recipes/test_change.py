@@ -153,3 +153,17 @@ def test_histogram_matching_maps_the_after_date_onto_the_before_date_and_keeps_a
     bright = _scene_from_arrays(2 * before + 500, 2 * after + 500)
     brighter = match_after(np.float32(2 * after + 500), match_table(bright))
     assert np.abs(np.quantile(brighter, 0.5) - 2 * np.quantile(before, 0.5) - 500) < 5.0
+
+
+def test_focal_loss_weighs_easy_pixels_less_than_hard_ones():
+    y = torch.zeros(1, 8, 8)
+    y[0, 0, 0] = 1
+    valid = torch.ones_like(y)
+    easy = torch.where(y > 0, 4.0, -4.0)  # every pixel right and sure
+    hard = easy.clone()
+    hard[0, 0, 0] = -4.0  # the one changed pixel missed
+    bce = [change_loss(x, y, valid, 2.0, 0.0) for x in (easy, hard)]
+    focal = [change_loss(x, y, valid, 2.0, 0.0, focal_gamma=2.0) for x in (easy, hard)]
+    assert focal[0] < bce[0] / 100  # sure, right pixels barely count
+    assert focal[1] / focal[0] > 10 * bce[1] / bce[0]  # so the one miss dominates the focal loss far more
+    assert torch.allclose(change_loss(hard, y, valid, 2.0, 0.0, focal_gamma=0.0), bce[1])  # gamma 0: plain BCE

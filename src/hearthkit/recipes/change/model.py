@@ -70,6 +70,10 @@ class ChangeConfig(BaseModel):
     pos_fraction: float = Field(0.5, ge=0, le=1, description="Share of patches centred on a changed pixel.")
     pos_weight: float = Field(3.0, gt=0, description="BCE weight of changed pixels (heavy imbalance).")
     dice_weight: float = Field(1.0, ge=0, description="Weight of the Dice loss added to BCE.")
+    loss: Literal["bce", "focal"] = Field("bce", description="Pixel loss beside Dice: weighted BCE, or focal "
+                                          "(Lin et al. 2017): the weighted BCE of each pixel times (1 - p_t)^gamma, "
+                                          "so the many easy unchanged pixels weigh less than the hard ones.")
+    focal_gamma: float = Field(2.0, ge=0, description="With loss: focal, the focusing exponent gamma.")
     jitter: float = Field(0.0, ge=0, description="Std of a random per-date, per-band gain and offset (normalised "
                                                  "units) in training: robustness to illumination between dates.")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Bottom strip of each training scene kept out of "

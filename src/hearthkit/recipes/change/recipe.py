@@ -128,9 +128,13 @@ class ChangePatches(torch.utils.data.Dataset):
 
 
 def change_loss(logits: torch.Tensor, y: torch.Tensor, valid: torch.Tensor, pos_weight: float,
-                dice_weight: float) -> torch.Tensor:
-    """Weighted BCE + soft Dice over covered pixels: changed pixels are 0.3-4 % of a scene."""
+                dice_weight: float, focal_gamma: float | None = None) -> torch.Tensor:
+    """Weighted BCE (focal when FOCAL_GAMMA is given) + soft Dice over covered pixels: changed pixels are 0.3-4 %
+    of a scene."""
     bce = F.binary_cross_entropy_with_logits(logits, y, pos_weight=torch.tensor(pos_weight), reduction="none")
+    if focal_gamma is not None:
+        p_t = torch.where(y > 0.5, torch.sigmoid(logits), torch.sigmoid(-logits))  # the true class's probability
+        bce = bce * (1 - p_t).pow(focal_gamma)
     bce = (bce * valid).sum() / valid.sum().clamp(min=1)
     p = torch.sigmoid(logits) * valid
     dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + (y * valid).sum() + 1)
@@ -226,7 +230,8 @@ class ChangeRecipe(BackboneHooks, Recipe):
     def loss(self, model, batch):
         logits = model(batch["x1"], batch["x2"])[:, 0]  # (B, H, W)
         cfg = getattr(model, "module", model).cfg  # DDP wraps the model; the model keeps its config
-        loss = change_loss(logits, batch["mask"], batch["valid"], cfg.pos_weight, cfg.dice_weight)
+        loss = change_loss(logits, batch["mask"], batch["valid"], cfg.pos_weight, cfg.dice_weight,
+                           cfg.focal_gamma if cfg.loss == "focal" else None)
         return loss, {"samples": float(len(logits)), "pixels": float(batch["valid"].sum())}
 
     def calibrate(self, model, cfg: ChangeConfig, prep: dict, entries: list[dict], reader: GovernedReader,
