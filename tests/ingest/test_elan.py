@@ -269,3 +269,54 @@ def test_written_eaf_reads_back(tmp_path):
     (tmp_path / "a.eaf").write_text(to_eaf(segs, tmp_path / "a.wav"))
     anns, _ = read_eaf(tmp_path / "a.eaf")
     assert [(a.start, a.end, a.text, a.speaker) for a in anns] == [(s.start, s.end, s.text, s.speaker) for s in segs]
+
+
+TWO_LANGS = """<?xml version="1.0" encoding="UTF-8"?>
+<ANNOTATION_DOCUMENT AUTHOR="x" FORMAT="3.0" VERSION="3.0">
+ <HEADER MEDIA_FILE="" TIME_UNITS="milliseconds">
+  <MEDIA_DESCRIPTOR MEDIA_URL="file:///x/interview.wav" MIME_TYPE="audio/x-wav" RELATIVE_MEDIA_URL="./interview.wav"/>
+ </HEADER>
+ <TIME_ORDER>
+  <TIME_SLOT TIME_SLOT_ID="ts1" TIME_VALUE="500"/><TIME_SLOT TIME_SLOT_ID="ts2" TIME_VALUE="1500"/>
+ </TIME_ORDER>
+ <TIER TIER_ID="transcription" PARTICIPANT="mere" LINGUISTIC_TYPE_REF="utt">
+  <ANNOTATION><ALIGNABLE_ANNOTATION ANNOTATION_ID="a1" TIME_SLOT_REF1="ts1" TIME_SLOT_REF2="ts2">
+   <ANNOTATION_VALUE>kei te haere</ANNOTATION_VALUE></ALIGNABLE_ANNOTATION></ANNOTATION>
+ </TIER>
+ {tiers}
+ <LINGUISTIC_TYPE LINGUISTIC_TYPE_ID="utt" TIME_ALIGNABLE="true"/>
+ <LINGUISTIC_TYPE LINGUISTIC_TYPE_ID="translation" TIME_ALIGNABLE="false"/>
+</ANNOTATION_DOCUMENT>
+"""
+TIER = """<TIER TIER_ID="translation-{lang}" PARENT_REF="transcription" LINGUISTIC_TYPE_REF="translation">
+  <ANNOTATION><REF_ANNOTATION ANNOTATION_ID="t{lang}" ANNOTATION_REF="a1">
+   <ANNOTATION_VALUE>{text}</ANNOTATION_VALUE></REF_ANNOTATION></ANNOTATION></TIER>"""
+
+
+def test_a_reimport_with_one_language_corrects_it_and_keeps_the_others_and_what_it_replaced(workspace, tmp_path):
+    """An item with fr and en translations, re-imported from a file carrying only a corrected translation-fr: en
+    stays, fr is corrected, the old fr is kept as previous_translations; in a sealed collection, in its sealed
+    text object (the object replaced is erased only because its words all live on in the new one)."""
+    folder = _review_folder(tmp_path)
+    info = yaml.safe_load((folder / "archive.yaml").read_text())
+    info["collection"]["restricted"] = True
+    (folder / "archive.yaml").write_text(yaml.safe_dump(info))
+    eaf = folder / "interview.eaf"
+    both = TIER.format(lang="fr", text="il va") + TIER.format(lang="en", text="he goes")
+    eaf.write_text(TWO_LANGS.replace("{tiers}", both), encoding="utf-8")
+    hearth("data", "import-eaf", str(eaf), ws=workspace)
+    eaf.write_text(TWO_LANGS.replace("{tiers}", TIER.format(lang="fr", text="l'enfant s'en va")), encoding="utf-8")
+    assert "0 segments imported, 1 corrected" in hearth("data", "import-eaf", str(eaf), ws=workspace).stdout
+    ws = open_workspace(workspace)
+    store, catalog = workspace_store(ws), Catalog.open(ws.db_url)
+    with catalog.session() as s:
+        item = s.scalar(select(Item).where(Item.external_id == "interview@500-1500"))
+        text, meta = item_words(store, item)
+    assert text == "kei te haere" and "previous_text" not in meta  # the transcript was not corrected
+    assert meta["translations"] == {"fr": "l'enfant s'en va", "en": "he goes"}
+    assert meta["previous_translations"] == {"fr": "il va"}
+    assert "translations" not in item.meta and "previous_translations" not in item.meta  # sealed, not on the row
+    # The same file again changes nothing; a file with the translations as they are now neither.
+    assert "1 unchanged" in hearth("data", "import-eaf", str(eaf), ws=workspace).stdout
+    sealed_files = [p for p in (ws.store_dir / "sealed").rglob("*") if p.is_file()]
+    assert len(sealed_files) == 1 + 1  # the segment's audio and its one words object

@@ -87,6 +87,28 @@ def cut(recording: bytes, start: float, end: float) -> tuple[bytes, int, float]:
     return buf.getvalue(), sr, len(wav) / sr
 
 
+def corrected_words(text: str | None, meta: dict, new_text: str, new_tr: dict | None) -> dict | None:
+    """META after a re-import corrects TEXT to NEW_TEXT and the translations NEW_TR names; None when nothing changed.
+
+    Translations merge by language: a file that carries only some languages (an ELAN file with `translation-fr`
+    alone) corrects those and leaves the others as they were. What a correction replaces is kept beside it
+    (`previous_text`, `previous_translations` by language), so no stored word is lost.
+    """
+    old_tr = meta.get("translations") if isinstance(meta.get("translations"), dict) else {}
+    merged = {**old_tr, **(new_tr or {})}
+    if text == new_text and merged == old_tr:
+        return None
+    words = dict(meta)
+    if text != new_text:
+        words["previous_text"] = text
+    changed = {lang: old_tr[lang] for lang in old_tr if merged[lang] != old_tr[lang]}
+    if changed:
+        words["previous_translations"] = {**(meta.get("previous_translations") or {}), **changed}
+    if merged:
+        words["translations"] = merged
+    return words
+
+
 def import_annotations(catalog: Catalog, store: Store, info: ArchiveInfo, annotations: list[Annotation],
                        audio: Path, source: Path, default_speaker: str | None = None,
                        meta: dict | None = None) -> SegmentReport:
@@ -146,13 +168,10 @@ def import_annotations(catalog: Catalog, store: Store, info: ArchiveInfo, annota
             old = have.get(p.external_id)
             if old is not None and old.content_hash == p.digest:
                 text, old_meta = item_words(imp.store, old)
-                new_tr = p.meta.get("translations")
-                if text != p.text or (new_tr is not None and new_tr != old_meta.get("translations")):
+                words = corrected_words(text, old_meta, p.text, p.meta.get("translations"))
+                if words is not None:
                     if SEALED_TEXT in (old.meta or {}):
-                        replaced.append(old.meta[SEALED_TEXT])
-                    words = {**old_meta, "previous_text": text}
-                    if new_tr is not None:  # a corrected translation replaces the old one
-                        words["translations"] = new_tr
+                        replaced.append(old.meta[SEALED_TEXT])  # its words all live on in WORDS
                     set_item_words(old, p.text, words, imp.store, imp.seal_for)
                     report.corrected += 1
                 else:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 
 SEALED_TEXT = "sealed_text"  # Item.meta key: SHA-256 of the item's sealed text object
-PRIVATE_META = ("translations", "tiers", "previous_text")  # meta entries that are the item's words
+# Meta entries that are the item's words (the previous_* ones: what a correction replaced, kept, never dropped).
+PRIVATE_META = ("translations", "tiers", "previous_text", "previous_translations")
 
 
 def pack(item: str, text: str | None, meta: dict) -> tuple[bytes, dict]:
