@@ -44,11 +44,14 @@ def translation_of(reader: GovernedReader, entry: dict, lang: str) -> str | None
     return text if isinstance(text, str) and text.strip() else None
 
 
-def left_out(entries: list[dict], kept: list[dict], lang: str, manifest: Manifest | None) -> list[dict]:
-    """Items of the request not learned from, with the reason: the policy's, or having no LANG translation."""
+def left_out(entries: list[dict], kept: list[dict], lang: str, manifest: Manifest | None,
+             reasons: dict[int, str] | None = None) -> list[dict]:
+    """Items of the request not learned from, with the reason: the policy's, REASONS' (by item id), or having no LANG
+    translation."""
     have = {e["item_id"] for e in kept}
+    why = reasons or {}
     out = [{"external_id": e["external_id"], "collection": e.get("collection"),
-            "reason": f"no {lang} translation"} for e in entries if e["item_id"] not in have]
+            "reason": why.get(e["item_id"], f"no {lang} translation")} for e in entries if e["item_id"] not in have]
     out += [{"external_id": x["external_id"], "collection": x["collection"], "reason": x["reason"]}
             for x in (manifest.excluded if manifest else [])]
     return out
@@ -150,17 +153,27 @@ class STRecipe(Recipe):
         self._check_parent(cfg)
         tcfg = text_config(cfg)
         kept, targets, sources = [], [], []
+        reasons: dict[int, str] = {}
         for e in train_entries:
             text = translation_of(reader, e, cfg.target)
-            if text is not None:
-                kept.append(e)
-                targets.append(text)
-                sources.append(CharTokenizer.normalise(reader.text(e)))
+            if text is None:
+                continue
+            source = CharTokenizer.normalise(reader.text(e))
+            if cfg.mode == "cascade" and not source:  # the text model learns transcript -> translation
+                reasons[e["item_id"]] = "no transcript"
+                continue
+            kept.append(e)
+            targets.append(text)
+            sources.append(source)
+        if not kept and reasons:
+            raise HearthError(f"no training item has both a transcript and a {cfg.target!r} translation; a cascade "
+                              "learns transcript -> translation (an e2e model learns from the audio alone)")
         if not kept:
             raise HearthError(f"no training item has a {cfg.target!r} translation; import them with archive.yaml "
                               f"layout.translations: {{{cfg.target}: SUFFIX}}, or set model.target")
         out.mkdir(parents=True, exist_ok=True)
-        (out / "left_out.json").write_text(json.dumps(left_out(train_entries, kept, cfg.target, manifest), indent=1,
+        (out / "left_out.json").write_text(json.dumps(left_out(train_entries, kept, cfg.target, manifest, reasons),
+                                                      indent=1,
                                                       ensure_ascii=False), encoding="utf-8")
         hashes = [e["content_hash"] for e in kept]
         prep: dict = {}
