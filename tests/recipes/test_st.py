@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 import yaml
 from safetensors.torch import load_file
@@ -176,6 +177,21 @@ def test_cascade_hands_nbest_transcripts_to_the_translator(st_ws: Path, tmp_path
     assert translate_segments(folder, ["he kōrero", ""]) == translate_segments(loaded, ["he kōrero", ""])
     with pytest.raises(Exception, match="either waveforms or transcripts"):
         translate_segments(loaded, [np.zeros(1600, dtype=np.float32), "text"])
+
+    # `hearth oral-history --st`: a --to the model does not translate into is refused before any audio is read,
+    # in one line, nothing written; without --to the model's own target (xx) is the translation's language.
+    rec = tmp_path / "two.wav"
+    gap = np.zeros(16000, dtype=np.float32)
+    sf.write(rec, np.concatenate([gap, *[x for w in two_waves(root) for x in (w, gap)]]), 16000, subtype="PCM_16")
+    use = ["--asr", "tiny-asr", "--st", "st-cascade", "--purpose", "research", "--requester", "tester", "--vad",
+           "energy", "--beam", "1"]
+    bad = hearth("oral-history", str(rec), *use, "--to", "fr", "--out", str(tmp_path / "bad"), ws=st_ws,
+                 check=False)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "--to fr: st model st-cascade translates into xx, not fr" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    hearth("oral-history", str(rec), *use, "--out", str(tmp_path / "oral"), ws=st_ws)
+    assert '"translation-xx"' in (tmp_path / "oral" / "two.eaf").read_text(encoding="utf-8")
 
 
 def store_objects(ws: Path) -> set[str]:
@@ -379,3 +395,26 @@ def test_e2e_decoder_starts_from_an_mt_model_and_inherits_its_labels(tiny_speech
     catalog.close()
     assert "\n" not in str(refused.value) and str(tmp_path / "labelled") in str(refused.value)
     assert not (root.run_dir("st-e2e-bad") / "run.json").exists()
+
+
+def test_a_cascade_lists_an_item_with_a_translation_but_no_transcript_as_left_out(tmp_path: Path):
+    """The cascade's text model learns transcript -> translation: an item with a translation but no transcript is not
+    learned from, and prep/left_out.json says so (as it says why every other item was left out)."""
+    from hearthkit.data.loader import GovernedReader
+    from hearthkit.recipes.st.recipe import RECIPE as ST
+    from hearthkit.store.vault import Store
+
+    said = ["kei te haere te tamaiti", "he pai te whare", "", "kia ora koutou katoa", "ka kite ano", "tēnā koe e hoa"]
+    entries = [{"item_id": i + 1, "external_id": f"rec{i}", "collection": "demo-st", "content_hash": f"{i + 1:064x}",
+                "text": t, "meta": {"translations": {"xx": toy_translation(t or "he kōrero anō")}}}
+               for i, t in enumerate(said)]
+    entries.append({"item_id": 99, "external_id": "rec-untranslated", "collection": "demo-st",
+                    "content_hash": f"{99:064x}", "text": "kāore he whakamāori", "meta": {}})
+    cfg = ST.ModelConfig.model_validate({"mode": "cascade", "target": "xx", "cascade_input": "transcript",
+                                         "text": {**TEXT, "vocab_size": 40}})
+    reader = GovernedReader(Store(tmp_path / "store", tmp_path / "keys"), entries)  # no audio is read here
+    prep = ST.prepare(cfg, entries, tmp_path / "prep", reader=reader)
+    gone = json.loads((tmp_path / "prep" / "left_out.json").read_text(encoding="utf-8"))
+    assert gone == [{"external_id": "rec2", "collection": "demo-st", "reason": "no transcript"},
+                    {"external_id": "rec-untranslated", "collection": "demo-st", "reason": "no xx translation"}]
+    assert len(ST.dataset(cfg, prep, entries, reader, train=True)) == len([t for t in said if t])

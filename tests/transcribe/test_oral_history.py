@@ -256,3 +256,33 @@ def test_oral_history_with_diarise_writes_one_elan_tier_per_speaker(tiny_asr_mod
         assert mine == [(round(s.start * 1000), round(s.end * 1000)) for s in res.segments if s.speaker == spk]
         assert eaf.tiers[f"translation-en@{spk}"][2]["PARENT_REF"] == tier
     assert "Speakers: 2 told apart" in (tmp_path / "oral" / "turns.html").read_text(encoding="utf-8")
+
+
+def test_an_out_that_is_a_file_is_one_line_before_any_work(recording, tmp_path):
+    from hearthkit.errors import HearthError
+    from hearthkit.transcribe.oralhistory import make_oral_history
+
+    path, _ = recording
+    taken = tmp_path / "notes.txt"
+    taken.write_text("a steward's notes", encoding="utf-8")
+    for out in (taken, taken / "oral"):  # the file itself, or a folder that would have to be made inside it
+        # No model is needed: the refusal comes before the recording is read (lm is never touched).
+        with pytest.raises(HearthError) as e:
+            make_oral_history(None, path, out, vad="energy")
+        assert "is a file, not a folder" in str(e.value) and "nothing was written" in str(e.value)
+        assert "\n" not in str(e.value)
+    assert taken.read_text(encoding="utf-8") == "a steward's notes"
+
+
+def test_the_translation_language_is_the_models_and_a_mismatch_is_one_line():
+    from hearthkit.errors import HearthError
+    from hearthkit.transcribe.oralhistory import translation_language
+
+    assert translation_language("st", "mboshi-st", ["fr"], None) == "fr"  # default: the model's target
+    assert translation_language("mt", "m", ["en", "fr"], "fr") == "fr"
+    for kind, targets, to, says in (("st", ["fr"], "en", "--to en: st model m translates into fr, not en"),
+                                    ("mt", ["en", "fr"], None, "--to is needed: mt model m translates into en, fr"),
+                                    ("mt", ["fr"], "xx", "translates into fr, not xx")):
+        with pytest.raises(HearthError) as e:
+            translation_language(kind, "m", targets, to)
+        assert says in str(e.value) and "nothing was written" in str(e.value) and "\n" not in str(e.value)

@@ -20,7 +20,8 @@ def oral_history(
     out: Annotated[Path, typer.Option(help="Output folder for the .eaf, .vtt and .html files.")],
     mt: Annotated[str | None, typer.Option(help="mt model translating the transcript (cascade).")] = None,
     st: Annotated[str | None, typer.Option(help="st model translating the speech (needs the st recipe).")] = None,
-    to: Annotated[str | None, typer.Option(help="Language of the translation (e.g. fr).")] = None,
+    to: Annotated[str | None, typer.Option(help="Language of the translation (e.g. fr); default: the "
+                                                "translation model's own, when it has one.")] = None,
     vad: Annotated[str, typer.Option(help="Voice-activity detector: silero (model in its wheel) or "
                                           "energy.")] = "silero",
     beam: Annotated[int | None, typer.Option(help="asr beam width (default: the model's; 1 = greedy).")] = None,
@@ -41,50 +42,43 @@ def oral_history(
     from hearthkit.errors import HearthError
     from hearthkit.lineage.serving import record_use, resolve_use
     from hearthkit.transcribe.long import load_model
-    from hearthkit.transcribe.oralhistory import NO_SPEAKERS, SPEAKERS, make_oral_history, outputs
+    from hearthkit.transcribe.oralhistory import (
+        NO_SPEAKERS,
+        SPEAKERS,
+        check_outputs,
+        make_oral_history,
+        mt_translator,
+        st_translator,
+    )
     from hearthkit.transcribe.vad import VADConfig
 
     if mt and st:
         raise HearthError("--mt and --st: choose one translation model")
-    if (mt or st) and not to:
-        raise HearthError("--to is required with --mt/--st: the language of the translation (e.g. --to fr)")
+    if to and not (mt or st):
+        raise HearthError(f"--to {to} needs a translation model: pass --mt M or --st M")
     if speakers is not None and not diarise:
         raise HearthError("--speakers needs --diarise (speakers are told apart only when asked)")
     if vad not in ("silero", "energy"):
         raise HearthError(f"--vad {vad!r}: choose silero or energy")
     if not recording.is_file():
         raise HearthError(f"{recording}: no such recording")
-    have = [p for p in outputs(recording, out).values() if p.exists()]
-    if have and not overwrite:  # before any model loads: a community's corrections are never overwritten by default
-        raise HearthError(f"{have[0]} already exists (it may hold corrections); choose another --out or pass "
-                          "--overwrite; nothing was written")
+    check_outputs(recording, out, overwrite)  # before any model loads: corrections are never overwritten by default
     import torch
 
     torch.set_num_threads(threads)
     _, catalog = open_catalog(workspace)
     served = resolve_use(catalog, asr, "transcribe", requester, purpose)  # status, inherited labels, protocols
-    lm = load_model(served.folder, beam)
     translator, translated_by = None, None
-    if mt:
-        from hearthkit.recipes.load import load_model_dir
-
+    if mt:  # the translation language is checked here, before any audio is read
         tserved = resolve_use(catalog, mt, "translate", requester, purpose)
-        recipe, tcfg, prep, net = load_model_dir(tserved.folder, "mt")
+        translator, to = mt_translator(tserved.folder, tserved.name, to)
         translated_by = tserved.name
-
-        def translator(segments: list) -> list[str]:
-            return recipe.translate(net, tcfg, prep, [s.text for s in segments], to, None)
     elif st:
-        from hearthkit.recipes.load import open_model, resolve_model
-        from hearthkit.recipes.st.cascade import translate_segments
-        from hearthkit.transcribe.long import read_span
+        from hearthkit.recipes.load import resolve_model
 
         folder = resolve_model(st, workspace, purpose, requester)  # status, inherited labels, protocols
-        st_model = open_model(folder, "st")
-        translated_by = st_model.name
-
-        def translator(segments: list) -> list[str]:  # speech translation: the st model hears each segment
-            return translate_segments(st_model, [read_span(recording, s.start, s.end) for s in segments])
+        translator, to, translated_by = st_translator(folder, recording, to)
+    lm = load_model(served.folder, beam)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
                   TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("reading", total=1)

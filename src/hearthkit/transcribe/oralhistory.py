@@ -81,6 +81,68 @@ def outputs(recording: Path, out: Path) -> dict[str, Path]:
     return {f: out / f"{recording.stem}.{f}" for f in ("eaf", "vtt", "html")}
 
 
+def check_outputs(recording: Path, out: Path, overwrite: bool = False) -> dict[str, Path]:
+    """The files to write into OUT, or one line when OUT cannot hold them or would replace files (before any work)."""
+    for folder in (out, *out.parents):  # the nearest existing ancestor must be a folder, or mkdir fails later
+        if folder.exists():
+            if not folder.is_dir():
+                raise HearthError(f"--out {out}: {folder} is a file, not a folder; choose a folder for the .eaf, "
+                                  ".vtt and .html files; nothing was written")
+            break
+    files = outputs(recording, out)
+    have = [p for p in files.values() if p.exists()]
+    if have and not overwrite:
+        raise HearthError(f"{have[0]} already exists (it may hold corrections); choose another --out or pass "
+                          "--overwrite; nothing was written")
+    return files
+
+
+def translation_language(kind: str, name: str, targets: list[str], to: str | None) -> str:
+    """The language to translate into: TO when model NAME (of KIND) translates into it, else its only target when TO
+    is not given; otherwise one line (checked before any audio is read, so nothing is written)."""
+    known = ", ".join(targets) or "no language"
+    if to is None:
+        if len(targets) == 1:
+            return targets[0]
+        raise HearthError(f"--to is needed: {kind} model {name} translates into {known}; choose one with --to; "
+                          "nothing was written")
+    if to not in targets:
+        raise HearthError(f"--to {to}: {kind} model {name} translates into {known}, not {to}; pass --to "
+                          f"{targets[0] if targets else 'LANG'} or use a model that translates into {to}; "
+                          "nothing was written")
+    return to
+
+
+def mt_translator(folder: Path, name: str, to: str | None) -> tuple[Translator, str]:
+    """A translator of transcripts by the mt model in FOLDER and its language (TO, checked; default its only one)."""
+    from hearthkit.recipes.load import load_model_dir
+    from hearthkit.recipes.mt.recipe import directions
+
+    recipe, cfg, prep, net = load_model_dir(folder, "mt")
+    lang = translation_language("mt", name, sorted({t for _, t in directions(cfg)}), to)
+
+    def translator(segments: list[Segment]) -> list[str]:
+        return recipe.translate(net, cfg, prep, [s.text for s in segments], lang, None)
+
+    return translator, lang
+
+
+def st_translator(folder: Path, recording: Path, to: str | None) -> tuple[Translator, str, str]:
+    """A translator of RECORDING's segments by the st model in FOLDER (it hears each segment), its language (TO,
+    checked against the model's `target`; default that target) and the model's name."""
+    from hearthkit.recipes.load import open_model
+    from hearthkit.recipes.st.cascade import translate_segments
+    from hearthkit.transcribe.long import read_span
+
+    model = open_model(folder, "st")
+    lang = translation_language("st", model.name, [model.cfg.target], to)
+
+    def translator(segments: list[Segment]) -> list[str]:
+        return translate_segments(model, [read_span(recording, s.start, s.end) for s in segments])
+
+    return translator, lang, model.name
+
+
 def make_oral_history(lm, recording: Path, out: Path, translator: Translator | None = None,
                       lang: str | None = None, vad: str = "silero", cfg: VADConfig | None = None,
                       batch_size: int = 16, overwrite: bool = False,
@@ -96,11 +158,7 @@ def make_oral_history(lm, recording: Path, out: Path, translator: Translator | N
         raise HearthError(f"{recording}: no such recording")
     if translator is not None and not lang:
         raise HearthError("a translation needs its language: pass --to LANG (e.g. --to fr)")
-    files = outputs(recording, out)
-    have = [p for p in files.values() if p.exists()]
-    if have and not overwrite:
-        raise HearthError(f"{have[0]} already exists (it may hold corrections); choose another --out or pass "
-                          "--overwrite; nothing was written")
+    files = check_outputs(recording, out, overwrite)
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
     spans, duration = speech_spans(recording, vad, cfg, progress)
