@@ -257,3 +257,104 @@ def test_search_refuses_a_term_the_model_cannot_spell_and_a_missing_index(tiny_a
     ws, _, _ = tiny_asr_model
     bad = hearth("search", "whare", "--index", str(tmp_path / "nowhere"), ws=ws, check=False)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "no spoken-term index" in bad.stderr
+
+
+def test_an_index_built_while_its_collection_was_open_is_sealed_with_it(tiny_asr_model, tiny_speech_archive,
+                                                                        tmp_path: Path):
+    """An index of an open collection is in the clear; when a steward later places items under a protocol (which
+    seals the collection), every object of the index is sealed with it, its manifest keeps no words in the clear,
+    and a search still shows only what the searcher may access. An index that is still in the clear while its
+    collection is sealed (or whose sealing was cut short) is refused in one line. The index also carries the asr
+    model's own labels (tiny-asr's tk:non_commercial), not only those of the items it indexes (none here)."""
+    import csv
+
+    import soundfile as sf
+    import yaml
+
+    from hearthkit.catalog.context import open_workspace_catalog
+    from hearthkit.errors import HearthError
+    from hearthkit.governance import stewardship as st
+    from hearthkit.governance.search import spoken_search, viewer_for
+    from hearthkit.ingest.speech_folder import import_speech_folder
+    from hearthkit.lineage.serving import resolve_use
+    from hearthkit.recipes.kws.index import build_index
+    from hearthkit.store.vault import workspace_store
+    from hearthkit.workspace import open_workspace
+
+    ws, _, _ = tiny_asr_model
+    shutil.copytree(ws, tmp_path / "ws")
+    if (ws.parent / "ws.keys").exists():
+        shutil.copytree(ws.parent / "ws.keys", tmp_path / "ws.keys")
+    # An open copy of two consenting voices' first recordings, without labels.
+    archive = tmp_path / "open"
+    archive.mkdir()
+    with (tiny_speech_archive / "metadata.csv").open(encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["speaker"] in ("mere", "hemi") and r["sentence"] < "s0004"]
+    for r in rows:
+        r["labels"] = ""
+        for p in tiny_speech_archive.glob(f"{Path(r['file']).stem}.*"):
+            shutil.copy(p, archive / p.name)
+        # Other bytes than demo-korero's (a recording a sealed collection holds stays sealed wherever it is imported).
+        x, sr = sf.read(archive / r["file"], dtype="float32")
+        sf.write(archive / r["file"], 0.9 * x, sr, subtype="PCM_16")
+    with (archive / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    info = yaml.safe_load((tiny_speech_archive / "archive.yaml").read_text(encoding="utf-8"))
+    info["collection"]["name"] = "korero-open"
+    (archive / "archive.yaml").write_text(yaml.safe_dump(info, allow_unicode=True), encoding="utf-8")
+
+    w = open_workspace(tmp_path / "ws")
+    catalog, store = open_workspace_catalog(w), workspace_store(w)
+    try:
+        assert import_speech_folder(catalog, store, archive, False).imported
+        community = info["collection"]["community"]
+        st.add_person(catalog, "aroha", community, "steward", owner=w.owner)
+        for who in ("mere", "rangi"):
+            st.add_person(catalog, who, community, "member", by="aroha")
+        st.create_protocol(catalog, "wahine", community, "aroha")
+        st.add_protocol_member(catalog, "wahine", "mere", "aroha")
+        served = resolve_use(catalog, "tiny-asr", "transcribe", "mere", "language_revitalization")
+        doc = build_index(catalog, w, "open", "korero-open", served, "language_revitalization", "mere", beam=1)
+        folder = w.root / "indexes" / "open"
+        assert doc["sealed"] is False and all(store.plain.has(i["obj"]) for i in doc["items"])  # open: in the clear
+        assert "tk:non_commercial" in doc["restrictions"] and "tk:non_commercial" in served.restrictions
+        said = (tiny_speech_archive / f"{Path(rows[0]['file']).stem}.txt").read_text(encoding="utf-8")
+        words = [said.strip()]
+        assert words[0] in (folder / "manifest.json").read_text(encoding="utf-8")  # its manifest holds transcripts
+        stale = w.root / "indexes" / "stale"
+        shutil.copytree(folder, stale)  # an index the sealing below never sees: it stays as it was built
+        (stale / "index.json").write_text((folder / "index.json").read_text().replace('"collection": "korero-open"',
+                                                                                    '"collection": "elsewhere"'))
+
+        inside = sorted(r["file"][:-4] for r in rows if r["speaker"] == "mere")
+        st.assign_protocol(catalog, "wahine", "korero-open", inside, "aroha", store=store)  # seals the collection
+
+        sealed = json.loads((folder / "index.json").read_text(encoding="utf-8"))
+        assert sealed["sealed"] is True and "sealing" not in sealed
+        for i in sealed["items"]:
+            assert store.sealed.has(i["obj"]) and not store.plain.has(i["obj"])
+            assert b"logp" not in (w.store_dir / "sealed" / i["obj"][:2] / i["obj"][2:]).read_bytes()
+        assert words[0] not in (folder / "manifest.json").read_text(encoding="utf-8")  # no words left in the clear
+        assert store.is_sealed(sealed["manifest_object"]) and words[0] in store.get(sealed["manifest_object"]).decode()
+
+        def search(who: str) -> set[str]:
+            return {h["item"] for h in spoken_search(w, catalog, "open", "a", viewer_for(catalog, who), who,
+                                                     limit=1000, floor=0.0)}
+
+        assert search("mere") & set(inside)
+        assert search("rangi") and not search("rangi") & set(inside)  # outside the protocol: nothing of its items
+
+        # The copy it could not see names collection `elsewhere`: point it back, and it is in the clear while its
+        # collection is sealed; one interrupted mid-sealing likewise. Both are refused in one line.
+        (stale / "index.json").write_text((folder / "index.json").read_text().replace('"sealed": true',
+                                                                                    '"sealed": false'))
+        for name, says in (("stale", "built while the collection was open"), ("open", "sealing was interrupted")):
+            if name == "open":
+                (folder / "index.json").write_text(json.dumps({**sealed, "sealing": True}))
+            with pytest.raises(HearthError) as e:
+                spoken_search(w, catalog, name, "a", viewer_for(catalog, "mere"), "mere")
+            assert says in str(e.value) and "hearth keys seal" in str(e.value) and "\n" not in str(e.value)
+    finally:
+        catalog.close()

@@ -62,6 +62,7 @@ def spoken_search(ws, catalog: Catalog, index: str, term: str, viewer: Viewer, s
     from hearthkit.store.vault import workspace_store
 
     idx = open_index(ws, index)
+    idx.check_sealed(catalog, workspace_store(ws))
     idx.units_of(term)
     allowed = searchable(catalog, viewer, [i.item_id for i in idx.items])
     hits = idx.search(workspace_store(ws), allowed, term, limit=limit, floor=floor) if allowed else []

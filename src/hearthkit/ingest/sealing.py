@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from sqlalchemy import or_, select
 
@@ -82,7 +83,29 @@ def seal_collection(catalog: Catalog, store: Store, name: str) -> tuple[int, int
                 texts += 1
     if texts:
         catalog.scrub()  # no copy of the old rows may stay in free pages or the write-ahead log
+    indexes = indexes_folder(store)
+    if indexes is not None:  # derived data (spoken-term indexes) is sealed with its collection
+        from hearthkit.recipes.kws.index import seal_indexes
+
+        n += seal_indexes(store, indexes, name, community)
     return n, texts
+
+
+def indexes_folder(store: Store) -> Path | None:
+    """The spoken-term index folder of the workspace STORE belongs to, when it has one.
+
+    An index this cannot find (a workspace whose store lies elsewhere) stays in the clear, and a search refuses it
+    in one line while its collection is sealed (recipes/kws/index.py SpokenIndex.check_sealed).
+    """
+    from hearthkit.workspace import open_workspace
+
+    try:
+        ws = open_workspace(store.root.parent)
+    except HearthError:
+        return None
+    if ws.store_dir.resolve() != store.root.resolve() or not (ws.root / "indexes").is_dir():
+        return None
+    return ws.root / "indexes"
 
 
 def seal_before_restricting(catalog: Catalog, store: Store | None, name: str, what: str) -> tuple[int, int]:

@@ -162,7 +162,10 @@ def build_index(catalog: Catalog, ws, name: str, collection: str, served, purpos
             progress(k + 1, len(entries))
     doc = {"format": FORMAT, "name": name, "collection": collection, "model": served.name, "purpose": purpose,
            "requester": requester, "manifest": mhash, "units": list(tok.chars), "frame_s": FRAME_S,
-           "sealed": seal_for is not None, "restrictions": manifest.restrictions,
+           # The index is the model's output over the data: it carries the data's labels and the model's own (those
+           # it inherited from its training data and parents), the most restricted reading of both.
+           "sealed": seal_for is not None,
+           "restrictions": sorted(set(manifest.restrictions) | set(served.restrictions)),
            "built_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
            "items": [vars(i) for i in items]}
     write_atomic(folder / "index.json", json.dumps(doc, ensure_ascii=False, indent=1))
@@ -170,6 +173,67 @@ def build_index(catalog: Catalog, ws, name: str, collection: str, served, purpos
         audit.append(s, "manifest", requester, index=name, manifest=mhash, collection=collection, purpose=purpose)
         audit.append(s, "data_access", requester, index=name, manifest=mhash, phase="kws-index", items=len(items))
     return doc
+
+
+def _redacted(manifest: dict) -> dict:
+    """MANIFEST without the words its entries carried (transcripts, translations, tiers): what may stay in the clear
+    beside a sealed index."""
+    from hearthkit.store.text import PRIVATE_META
+
+    def clean(e: dict) -> dict:
+        out = {**e, "text": None} if "text" in e else dict(e)
+        if isinstance(e.get("meta"), dict):
+            out["meta"] = {k: v for k, v in e["meta"].items() if k not in PRIVATE_META}
+        return out
+
+    return {**manifest, **{k: [clean(e) for e in manifest.get(k) or [] if isinstance(e, dict)]
+                           for k in ("included", "excluded")}}
+
+
+def seal_indexes(store, folder: Path, collection: str, community: str) -> int:
+    """Seal every spoken-term index of COLLECTION under FOLDER (a workspace's indexes/) that still has anything in the
+    clear, as its collection is being sealed; returns the number of objects encrypted.
+
+    Each index is marked `sealing` first (a search refuses it, in one line, until this finishes: a crash never leaves
+    an index half sealed and searchable), its manifest as built is kept as a sealed object, its posteriorgram objects
+    are encrypted with the collection's data key before their clear copies are deleted (a crash leaves both, never
+    neither; running it again finishes), the manifest beside it loses the words it carried, and index.json is
+    rewritten last with `sealed: true`. Idempotent.
+    """
+    from hearthkit.transcribe.formats import write_atomic
+
+    n = 0
+    for path in sorted(folder.glob("*/index.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            objs = [str(i["obj"]) for i in doc["items"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a usable index (searching it says so); nothing of it can be read as an index either
+        if doc.get("collection") != collection:
+            continue
+        clear = [o for o in objs if store.plain.has(o)]
+        mpath = path.parent / "manifest.json"
+        if doc.get("sealed") and not doc.get("sealing") and not clear:
+            continue
+        if not doc.get("manifest_object") and mpath.is_file():  # the manifest as built, words included: kept sealed
+            doc["manifest_object"] = store.put(mpath.read_bytes(), seal_for=(collection, community))
+        doc = {**doc, "sealed": True, "sealing": True}
+        write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1))
+        for o in clear:
+            if not store.sealed.has(o):
+                store.sealed.put(store.plain.get(o), collection, community, digest=o)
+        if mpath.is_file():
+            try:
+                redacted = _redacted(json.loads(mpath.read_text(encoding="utf-8")))
+            except (OSError, ValueError):
+                redacted = {"note": "the manifest this index was built from is kept sealed (manifest_object)"}
+            write_atomic(mpath, json.dumps(redacted, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n")
+        for o in clear:
+            store.plain.delete(o)
+            n += 1
+        doc.pop("sealing")
+        write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1))
+    return n
 
 
 class SpokenIndex:
@@ -203,6 +267,26 @@ class SpokenIndex:
             raise HearthError(f"search term {term!r}: the index's model writes no {', '.join(map(repr, missing))}; "
                               "spell the term as its transcripts do")
         return [self.index[c] for c in norm]
+
+    def check_sealed(self, catalog: Catalog, store) -> None:
+        """Refuse, in one line, to search an index that is in the clear while its collection is sealed (built while
+        it was open, or its sealing was interrupted): the most restricted reading until a steward seals or
+        rebuilds it."""
+        from hearthkit.ingest.sealing import collection_must_seal
+
+        name, collection = self.doc.get("name", self.folder.name), self.doc.get("collection")
+        fix = (f"a steward runs `hearth keys seal` (it seals the index with its collection) or rebuilds it with "
+               f"`hearth search-index {collection} --asr MODEL --index {name}`")
+        if self.doc.get("sealing"):
+            raise HearthError(f"index {name}: its sealing was interrupted, so it is not searched; {fix}")
+        if self.doc.get("sealed"):
+            return
+        with catalog.session() as s:
+            coll = s.scalar(select(Collection).where(Collection.name == collection))
+            sealed = coll is None or collection_must_seal(s, coll) or store.keys.active_record(coll.name) is not None
+        if sealed:
+            raise HearthError(f"index {name}: collection {collection} is sealed but this index of it is not (it was "
+                              f"built while the collection was open), so it is not searched; {fix}")
 
     def load(self, store, allowed: set[int]) -> tuple[Posteriorgram, list[IndexedItem], list[str]]:
         """The posteriorgram of the ALLOWED items (decrypted in memory), their records and their 1-best texts."""
