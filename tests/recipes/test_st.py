@@ -342,6 +342,15 @@ def test_e2e_decoder_starts_from_an_mt_model_and_inherits_its_labels(tiny_speech
     assert records and all(r["transcript"] == r["transcript_reference"] and r["transcript"] for r in records)
     with pytest.raises(Exception, match="trained without an asr model"):
         translate_segments(parent, [np.zeros(1600, dtype=np.float32)])
+    # In an oral history (`--st st-text`) such a text model translates the lines the asr model wrote, into its own
+    # target unless told otherwise.
+    from hearthkit.transcribe.formats import Segment
+    from hearthkit.transcribe.oralhistory import st_translator
+
+    translator, lang, name = st_translator(parent, tmp_path / "not-read.wav", None)
+    lines = [Segment(0.0, 1.0, "he kōrero"), Segment(1.5, 2.0, "kei te haere")]
+    assert (lang, name) == ("xx", "st-text")
+    assert translator(lines) == translate_segments(parent, [s.text for s in lines])  # no audio is read
 
     # The e2e run: other items (no tk:non_commercial label), its decoder from st-text (one layer of its two).
     e2e = {**cfg, "name": "st-e2e-dec", "request": {**cfg["request"], "collections": ["st-plain"]},

@@ -128,16 +128,24 @@ def mt_translator(folder: Path, name: str, to: str | None) -> tuple[Translator, 
 
 
 def st_translator(folder: Path, recording: Path, to: str | None) -> tuple[Translator, str, str]:
-    """A translator of RECORDING's segments by the st model in FOLDER (it hears each segment), its language (TO,
-    checked against the model's `target`; default that target) and the model's name."""
+    """A translator of RECORDING's segments by the st model in FOLDER, its language (TO, checked against the model's
+    `target`; default that target) and the model's name.
+
+    An e2e model, or a cascade with its own asr model, hears each segment; a cascade trained without one (its text
+    model alone, e.g. on the transcripts and translations an ELAN round trip brought back) translates the lines the
+    oral history's asr model wrote.
+    """
     from hearthkit.recipes.load import open_model
     from hearthkit.recipes.st.cascade import translate_segments
     from hearthkit.transcribe.long import read_span
 
     model = open_model(folder, "st")
     lang = translation_language("st", model.name, [model.cfg.target], to)
+    hears = model.cfg.mode == "e2e" or bool(model.cfg.init_from)
 
     def translator(segments: list[Segment]) -> list[str]:
+        if not hears:
+            return translate_segments(model, [s.text for s in segments])
         return translate_segments(model, [read_span(recording, s.start, s.end) for s in segments])
 
     return translator, lang, model.name
