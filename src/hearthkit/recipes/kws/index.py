@@ -283,7 +283,11 @@ class SpokenIndex:
             return
         with catalog.session() as s:
             coll = s.scalar(select(Collection).where(Collection.name == collection))
-            sealed = coll is None or collection_must_seal(s, coll) or store.keys.active_record(coll.name) is not None
+            if coll is None:  # nothing says how its words must be kept: the most restricted reading
+                raise HearthError(f"index {name}: its collection {collection!r} is not in this workspace, so it is "
+                                  "not searched; rebuild it with `hearth search-index COLLECTION --asr MODEL "
+                                  f"--index {name}`")
+            sealed = collection_must_seal(s, coll) or store.keys.active_record(coll.name) is not None
         if sealed:
             raise HearthError(f"index {name}: collection {collection} is sealed but this index of it is not (it was "
                               f"built while the collection was open), so it is not searched; {fix}")
