@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hearthkit.evaluate.calibration import apply_platt, ece, fit_platt, logit, reliability
+from hearthkit.evaluate.calibration import apply_platt, ece, fit_platt, is_fitted, logit, reliability
 
 
 def _overconfident(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -34,10 +34,14 @@ def test_platt_scaling_fitted_on_one_half_removes_the_miscalibration_on_the_othe
 
 def test_platt_refuses_what_it_cannot_fit_and_keeps_the_ranking():
     p = np.linspace(0.01, 0.99, 50)
-    assert fit_platt(p, np.zeros(50, bool)) == {"a": 1.0, "b": 0.0}  # one class only: nothing to learn
-    assert fit_platt(np.zeros(0), np.zeros(0, bool)) == {"a": 1.0, "b": 0.0}
-    assert fit_platt(p, p < 0.5) == {"a": 1.0, "b": 0.0}  # the fit would reverse the ranking: keep raw
+    failed = {"a": 1.0, "b": 0.0, "fitted": False}  # stored as not fitted: never labelled calibrated
+    assert fit_platt(p, np.zeros(50, bool)) == failed  # one class only: nothing to learn
+    assert fit_platt(np.zeros(0), np.zeros(0, bool)) == failed
+    assert fit_platt(p, p < 0.5) == failed  # the fit would reverse the ranking: keep raw
+    assert not is_fitted(failed) and not is_fitted(None) and not is_fitted({"a": 1.0})
+    assert not is_fitted({"a": 1.0, "b": 0.0})  # an older file without 'fitted': the identity was a failed fit
     assert np.array_equal(apply_platt(p, None), p.astype(np.float32))
     cal = fit_platt(p, p > 0.5)  # perfectly separated: Platt's targets keep the fit finite
+    assert is_fitted(cal) and is_fitted({"a": cal["a"], "b": cal["b"]})
     q = apply_platt(p, cal)
     assert np.isfinite(q).all() and (np.diff(q) >= 0).all()

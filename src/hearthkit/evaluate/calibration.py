@@ -34,14 +34,14 @@ def ece(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
 def fit_platt(p: np.ndarray, y: np.ndarray) -> dict:
     """Platt scaling sigma(a * logit(p) + b), the log-loss minimised over (a, b) with L-BFGS.
 
-    Returns the identity ({'a': 1, 'b': 0}) when there is nothing to fit (one class only) or the fit would
-    reverse the ranking (a <= 0): the uncalibrated probability is then the most honest thing to report.
+    Returns the identity ({'a': 1, 'b': 0, 'fitted': False}) when there is nothing to fit (one class only) or the
+    fit would reverse the ranking (a <= 0): the probabilities stay raw and must not be called calibrated.
     """
     from scipy.optimize import minimize
 
     z, t = logit(p).ravel(), np.asarray(y, float).ravel()
     if t.size == 0 or t.min() == t.max():
-        return {"a": 1.0, "b": 0.0}
+        return {"a": 1.0, "b": 0.0, "fitted": False}
     # Platt's targets keep the fit finite when the classes separate perfectly.
     n1, n0 = t.sum(), t.size - t.sum()
     t = np.where(t > 0, (n1 + 1) / (n1 + 2), 1 / (n0 + 2))
@@ -55,8 +55,24 @@ def fit_platt(p: np.ndarray, y: np.ndarray) -> dict:
     res = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
     a, b = (float(v) for v in res.x)
     if not np.isfinite([a, b]).all() or a <= 0:
-        return {"a": 1.0, "b": 0.0}
-    return {"a": a, "b": b}
+        return {"a": 1.0, "b": 0.0, "fitted": False}
+    return {"a": a, "b": b, "fitted": True}
+
+
+def is_fitted(cal: dict | None) -> bool:
+    """Whether CAL is a Platt fit that succeeded (None, a failed fit, or a malformed one: not calibrated).
+
+    Files written before 'fitted' was stored are read by their parameters: a failed fit stored the identity.
+    """
+    if not isinstance(cal, dict):
+        return False
+    try:
+        a, b = float(cal["a"]), float(cal["b"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if "fitted" in cal:
+        return cal["fitted"] is True and np.isfinite([a, b]).all() and a > 0
+    return bool(np.isfinite([a, b]).all()) and a > 0 and (a, b) != (1.0, 0.0)
 
 
 def apply_platt(p: np.ndarray, cal: dict | None) -> np.ndarray:
