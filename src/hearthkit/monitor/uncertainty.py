@@ -6,8 +6,10 @@ correlated (a whole field or building is right or wrong together), and that inte
 narrow. Pixels are grouped in BLOCK x BLOCK cells taken as fully correlated inside (each cell's standard
 deviation is the sum of its pixels') and independent between cells: variance = sum over cells of
 (sum area * sqrt(q (1-q)))^2, an upper bound for any correlation shorter than a cell. The interval is the
-normal approximation, clipped to [0, covered area]. It assumes the probabilities are calibrated (the
-change recipe fits that on validation strips); it does not cover errors of the calibration itself.
+normal approximation, clipped to [0, covered area]. Two scene-wide terms measured by the change recipe on
+validation strips of scenes its calibration was not fitted on (`error_terms`) are added: a relative one
+(area_rel_sd x expected area) and an absolute floor (area_abs_sd x covered area), so a scene where the model
+sees almost no change still gets an interval as wide as the area errors seen on validation.
 """
 
 from __future__ import annotations
@@ -68,15 +70,18 @@ class AreaUncertainty:
             elif item > self.places[0]:
                 heapq.heapreplace(self.places, item)
 
-    def interval(self, level: float = 0.9, independent: bool = False, rel_sd: float = 0.0) -> tuple[float, float]:
+    def interval(self, level: float = 0.9, independent: bool = False, rel_sd: float = 0.0,
+                 abs_sd: float = 0.0) -> tuple[float, float]:
         """(low, high) m² of changed area at LEVEL (normal approximation, clipped to [0, covered]).
 
-        REL_SD adds an error shared by the whole scene, relative to the expected area (the change recipe
-        measures it across its validation strips: `area_rel_sd`).
+        REL_SD adds an error shared by the whole scene, relative to the expected area, and ABS_SD one relative
+        to the covered area (the change recipe measures both across validation strips: `area_rel_sd`,
+        `area_abs_sd`); ABS_SD keeps the interval open when the expected area is near zero.
         """
         z = norm.ppf(0.5 + level / 2)
         var = self.independent_variance_m4 if independent else self.variance_m4
-        sd = math.sqrt(var + (rel_sd * self.expected_m2) ** 2)
+        # sd² = cells + (area_rel_sd · expected)² + (area_abs_sd · covered)²: half-width >= z · area_abs_sd · covered
+        sd = math.sqrt(var + (rel_sd * self.expected_m2) ** 2 + (abs_sd * self.covered_m2) ** 2)
         return max(0.0, self.expected_m2 - z * sd), min(self.covered_m2, self.expected_m2 + z * sd)
 
     def least_sure(self, grid) -> list[dict]:
@@ -92,3 +97,28 @@ class AreaUncertainty:
                 place.update(lon=round(lon[0], 6), lat=round(lat[0], 6))
             out.append(place)
         return out
+
+
+WIDEST = 1.0  # a scene-wide error term nobody measured: +-100 % (of the expected, or of the covered area)
+
+
+def error_terms(cal: dict | None) -> tuple[float, float, list[str]]:
+    """(area_rel_sd, area_abs_sd, warnings) the interval uses under calibration CAL: the widest reading (WIDEST)
+    for a model without a successful calibration, or for a term its calibration never measured."""
+    from hearthkit.evaluate.calibration import is_fitted
+
+    if not is_fitted(cal):
+        why = "the model has none" if not cal else "its calibration fit failed; the probabilities are raw"
+        return WIDEST, WIDEST, [f"change probabilities are not calibrated ({why}): the expected areas may be far "
+                                "off, so each interval is the widest reading (from none to all of the covered "
+                                "area); re-evaluate or retrain the model to calibrate it"]
+    out, missing = [], []
+    for key in ("area_rel_sd", "area_abs_sd"):
+        v = cal.get(key)
+        ok = isinstance(v, int | float) and math.isfinite(v) and v >= 0 and key not in cal.get("unmeasured", ())
+        out.append(float(v) if ok else WIDEST)
+        if not ok:
+            missing.append(key)
+    warn = [f"the model's calibration has no measured {' or '.join(missing)} (calibrated by an older hearthkit): "
+            "that term of the interval is taken at its widest (100 %); re-evaluate the model to measure it"]
+    return out[0], out[1], warn if missing else []

@@ -21,7 +21,8 @@ from hearthkit.recipes.eo_backbone import BackboneHooks
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 # Dihedral transforms (90-degree turns, horizontal flip) in the order test-time augmentation uses them:
 # 2 = identity + flip, 4 adds the half turn (their product is the vertical flip), 8 adds the quarter turns.
-CALIBRATION_KEYS = ("method", "a", "b", "area_rel_sd")
+CALIBRATION_KEYS = ("method", "a", "b", "fitted", "area_rel_sd", "area_abs_sd")
+AREA_TERMS = ("area_rel_sd", "area_abs_sd")
 MIN_CHANGED_PIXELS = 50  # a validation strip with less change says nothing about relative area error
 DIHEDRAL = [(0, False), (0, True), (2, False), (2, True), (1, False), (1, True), (3, False), (3, True)]
 
@@ -173,6 +174,46 @@ def confusion(model, scene, stats, cfg, thresholds: np.ndarray, rows=None) -> np
     return out
 
 
+def area_errors(p: np.ndarray, y: np.ndarray, scene_of: np.ndarray) -> dict:
+    """Scene-wide changed-area errors, leave one scene out: for each scene, Platt fitted on the OTHER scenes'
+    validation pixels, and this scene's expected changed area (sum of calibrated q) against its true one.
+
+    Errors shared by a whole scene (season, haze, landscape) that no per-pixel variance sees, measured on pixels
+    the calibration never saw. area_rel_sd: RMS of (true - expected) / expected over scenes with change expected
+    or present; area_abs_sd: RMS of (true - expected) / covered pixels over all scenes (the interval's floor when
+    little change is expected). Each is 1.0 (unknown: the widest reading) with fewer than two scenes measured.
+    """
+    from hearthkit.evaluate.calibration import apply_platt, fit_platt
+
+    rel, absolute = [], []
+    scenes = np.unique(scene_of)
+    for k in scenes if len(scenes) >= 2 else ():
+        held = scene_of == k
+        q = apply_platt(p[held], fit_platt(p[~held], y[~held]))
+        e, t = float(q.sum(dtype=np.float64)), float(y[held].sum())
+        absolute.append((t - e) / int(held.sum()))
+        if max(e, t) >= MIN_CHANGED_PIXELS:
+            rel.append((t - e) / max(e, 1.0))
+
+    def rms(v: list[float]) -> float:
+        return float(np.sqrt(np.mean(np.square(v)))) if len(v) >= 2 else 1.0
+
+    return {"area_rel_sd": rms(rel), "area_abs_sd": rms(absolute), "area_rel_errors": rel,
+            "area_abs_errors": absolute}
+
+
+def read_calibration(c: dict) -> dict:
+    """The calibration `monitor` uses, from threshold.json's C. What an older file lacks takes the most restricted
+    reading: no 'fitted' is judged from a and b (is_fitted), a missing area term is 1.0 (+-100 %) and listed in
+    'unmeasured' so the monitor can say so."""
+    from hearthkit.evaluate.calibration import is_fitted
+
+    out = {"method": c.get("method", "platt"), "a": c.get("a", 1.0), "b": c.get("b", 0.0), "fitted": is_fitted(c)}
+    out.update({k: c.get(k, 1.0) for k in AREA_TERMS})
+    unmeasured = [k for k in AREA_TERMS if k not in c]
+    return {**out, "unmeasured": unmeasured} if unmeasured else out
+
+
 def f1_of(counts: np.ndarray) -> np.ndarray:
     tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
     return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
@@ -207,9 +248,9 @@ class ChangeRecipe(BackboneHooks, Recipe):
         th = folder / "threshold.json"
         if th.is_file():
             fitted = json.loads(th.read_text())
-            prep["threshold"] = fitted["threshold"]
-            if "calibration" in fitted:  # models trained before issue 24 have none: probabilities stay raw
-                prep["calibration"] = {k: fitted["calibration"][k] for k in CALIBRATION_KEYS}
+            prep["threshold"] = fitted.get("threshold", prep.get("threshold", 0.5))
+            if isinstance(fitted.get("calibration"), dict):  # models trained before issue 24 have none: raw
+                prep["calibration"] = read_calibration(fitted["calibration"])
         return prep
 
     def build_model(self, cfg: ChangeConfig, prep: dict) -> nn.Module:
@@ -256,17 +297,8 @@ class ChangeRecipe(BackboneHooks, Recipe):
         best = float(THRESHOLDS[int(f1.argmax())]) if y.any() or pred.any() else 0.5
         cal = fit_platt(p, y)
         q = apply_platt(p, cal)
-        # How far a scene's expected changed area (sum of q) is from its true one: errors shared by a whole
-        # scene (season, haze, landscape) that no per-pixel variance sees. Root mean square of the relative
-        # error over validation strips with some change expected or present; monitor widens its interval by it.
         ks = np.concatenate(scene_of) if scene_of else np.zeros(0, int)
-        rel = []
-        for k in np.unique(ks):
-            e, t = float(q[ks == k].sum()), float(y[ks == k].sum())
-            if max(e, t) >= MIN_CHANGED_PIXELS:
-                rel.append((t - e) / max(e, 1.0))
-        cal["area_rel_sd"] = float(np.sqrt(np.mean(np.square(rel)))) if len(rel) >= 2 else 1.0  # unknown: wide
-        calibration = {"method": "platt", **cal, "fitted_on_pixels": int(y.size), "area_rel_errors": rel,
+        calibration = {"method": "platt", **cal, **area_errors(p, y, ks), "fitted_on_pixels": int(y.size),
                        "ece_before": ece(p, y), "ece_after": ece(q, y),
                        "reliability_before": reliability(p, y), "reliability_after": reliability(q, y)}
         result = {"threshold": best, "validation_f1": float(f1.max()),
