@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.io import DatasetReader, MemoryFile
 from rasterio.windows import Window, from_bounds
@@ -58,7 +58,8 @@ class Grid:
 def read_on_grid(ds: DatasetReader, grid: Grid, window: Window, band: int = 1,
                  resampling: Resampling = Resampling.bilinear,
                  out_shape: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """WINDOW of GRID from DS band BAND as float32 (h, w), plus a bool mask of pixels DS actually covers.
+    """WINDOW of GRID from DS band BAND as float32 (h, w), plus a bool mask of pixels DS actually covers: inside
+    its extent, not its nodata value or internal mask, and finite.
 
     A georeferenced source is located by bounds (so a date-2 scene that is a few pixels smaller, or shifted,
     lands on the right pixels); a source without georeference is taken to share the grid pixel for pixel.
@@ -81,7 +82,13 @@ def read_on_grid(ds: DatasetReader, grid: Grid, window: Window, band: int = 1,
     rows = src.row_off + (np.arange(h) + 0.5) * src.height / h
     cols = src.col_off + (np.arange(w) + 0.5) * src.width / w
     valid = ((rows >= 0) & (rows < ds.height))[:, None] & ((cols >= 0) & (cols < ds.width))[None, :]
-    return arr.astype(np.float32), valid
+    if ds.mask_flag_enums[band - 1] != [MaskFlags.all_valid]:  # nodata value, internal mask or alpha: honour it
+        valid &= ds.read_masks(band, window=src, out_shape=(h, w), boundless=not inside) > 0
+    arr = arr.astype(np.float32)
+    finite = np.isfinite(arr)  # a NaN/inf pixel is no data either, whatever the file declares
+    if not finite.all():
+        arr[~finite] = 0  # NaN * 0 is NaN: it would reach the network through the normalised input
+    return arr, valid & finite
 
 
 Layer = DatasetReader | tuple[DatasetReader, int]  # a single-band file, or (multiband file, band number)
