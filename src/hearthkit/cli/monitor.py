@@ -59,12 +59,10 @@ def monitor(
                               standardise="per_date" if standardise == "scene" else None)
     record_use(catalog, served.name, "monitor", requester, purpose, pixels=summary["pixels"],
                territories=len(summary["territories"]))
-    table = cli_table("territory", "area (ha)", "changed (ha)", "changed (%)", "expected (ha)", "90% interval (ha)",
-                      "unsure (ha)")
-    for t in summary["territories"]:
-        lo, hi = t["interval_ha"]
-        table.add_row(t["name"], f"{t['area_ha']:,.2f}", f"{t['changed_ha']:,.2f}", f"{t['percent_changed']:.2f}",
-                      f"{t['expected_changed_ha']:,.2f}", f"{lo:,.2f} – {hi:,.2f}", f"{t['unsure_ha']:,.2f}")
+    table = cli_table("territory", "area (ha)", "covered", "changed (ha)", "changed (%)", "expected (ha)",
+                      "90% interval (ha)", "unsure (ha)")
+    for row in territory_rows(summary):
+        table.add_row(*row)
     console.print(table)
     for w in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {w}")
@@ -74,3 +72,17 @@ def monitor(
                   f"({summary['pixels'] / max(summary['inference_s'], 1e-9):,.0f} pixels/s)")
     console.print(f"wrote {out}/change_probability.tif, change.tif, map.png, report.html, monitor.json")
 
+
+
+def territory_rows(summary: dict) -> list[tuple[str, ...]]:
+    """The table's cells per territory; one not covered by the scene shows no figure (not 0.00)."""
+    rows = []
+    for t in summary["territories"]:
+        if t["interval_ha"] is None:
+            rows.append((t["name"], f"{t['area_ha']:,.2f}", "0%", "–", "–", "–", "not covered", "–"))
+            continue
+        lo, hi = t["interval_ha"]
+        rows.append((t["name"], f"{t['area_ha']:,.2f}", f"{t['covered_fraction']:.0%}", f"{t['changed_ha']:,.2f}",
+                     f"{t['percent_changed']:.2f}", f"{t['expected_changed_ha']:,.2f}", f"{lo:,.2f} – {hi:,.2f}",
+                     f"{t['unsure_ha']:,.2f}"))
+    return rows

@@ -52,3 +52,25 @@ def load_territories(path: Path, crs) -> list[tuple[str, dict]]:
     if not out:
         raise HearthError(f"{path}: no Polygon or MultiPolygon features; draw the territory as a polygon")
     return out
+
+
+MAX_AREA_CELLS = 4_000_000  # a territory wider than this many pixels is measured on coarser cells
+
+
+def polygon_area_m2(geometry: dict, grid) -> float:
+    """Area in m² of GEOMETRY (in GRID's CRS) measured as covered area is: pixel centres on GRID's lattice extended
+    to the polygon's bounds (inside the scene or not), each with its row's area; coarser cells for a huge one."""
+    from rasterio.features import bounds, geometry_mask
+    from rasterio.transform import Affine
+    from rasterio.windows import from_bounds
+
+    from hearthkit.data.geo import Grid
+
+    win = from_bounds(*bounds(geometry), transform=grid.transform)
+    r0, c0 = math.floor(win.row_off), math.floor(win.col_off)
+    h, w = math.ceil(win.row_off + win.height) - r0, math.ceil(win.col_off + win.width) - c0
+    f = max(1, math.ceil(math.sqrt(h * w / MAX_AREA_CELLS)))
+    hs, ws = max(1, math.ceil(h / f)), max(1, math.ceil(w / f))
+    t = grid.transform @ Affine.translation(c0, r0) @ Affine.scale(f)
+    inside = geometry_mask([geometry], out_shape=(hs, ws), transform=t, invert=True)
+    return float((row_areas_m2(Grid(ws, hs, t, grid.crs), 0, hs) * inside.sum(1)).sum())

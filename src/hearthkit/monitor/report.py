@@ -8,20 +8,27 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 
-def _num(x: float, fmt: str = "{:,.2f}") -> str:
-    return "–" if x != x else fmt.format(x)  # NaN for an empty territory
+def _num(x: float | None, fmt: str = "{:,.2f}") -> str:
+    return "–" if x is None or x != x else fmt.format(x)  # None (or NaN) where a territory is not covered
 
 
 def _interval(t: dict) -> str:
-    if "interval_ha" not in t:
-        return "<td>–</td><td>–</td>"
+    if not t.get("interval_ha"):
+        return "<td>–</td><td>not covered</td>" if "interval_ha" in t else "<td>–</td><td>–</td>"
     lo, hi = t["interval_ha"]
     return f"<td>{_num(t['expected_changed_ha'])}</td><td>{_num(lo)} – {_num(hi)}</td>"
+
+
+def _covered(t: dict) -> str:
+    frac = t.get("covered_fraction")
+    return "–" if frac is None else f"{frac:.0%}"
 
 
 def _least_sure(t: dict) -> str:
     e = html.escape
     places = t.get("least_sure") or []
+    if t.get("unsure_ha", 0.0) is None:
+        return f"<h3>{e(t['name'])}</h3><p>not covered by the scene: nothing to say</p>"
     if not places:
         return f"<h3>{e(t['name'])}</h3><p>no unsure area ({_num(t.get('unsure_ha', 0.0))} ha)</p>"
     items = "".join(
@@ -36,14 +43,19 @@ def write_report(summary: dict, path: Path, png: Path) -> None:
     """A self-contained HTML page (the PNG is embedded) next to the GeoTIFFs it names."""
     e = html.escape
     img = base64.b64encode(png.read_bytes()).decode()
-    rows = "".join(f"<tr><td>{e(t['name'])}</td><td>{_num(t['area_ha'])}</td><td>{_num(t['changed_ha'])}</td>"
+    rows = "".join(f"<tr><td>{e(t['name'])}</td><td>{_num(t['area_ha'])}</td><td>{_covered(t)}</td>"
+                   f"<td>{_num(t['changed_ha'])}</td>"
                    f"<td>{_num(t['percent_changed'], '{:.2f} %')}</td>{_interval(t)}</tr>"
                    for t in summary["territories"])
     level = summary["territories"][0].get("interval_level", 0.9) if summary["territories"] else 0.9
     unsure = "".join(_least_sure(t) for t in summary["territories"])
     warn = "".join(f"<p class=warn>&#9888; {e(w)}</p>" for w in summary.get("warnings", []))
-    calib = ("calibrated on the training scenes' validation strips (Platt scaling)" if summary.get("calibration")
-             else "<b>not calibrated</b> (a model trained before calibration existed): read the interval as rough")
+    cal = summary.get("calibration")
+    calib = ("calibrated on the training scenes' validation strips (Platt scaling)" if cal and cal.get("fitted")
+             else "<b>not calibrated</b> (" + ("its calibration fit failed" if cal else "the model has no calibration")
+             + "): the interval is the widest reading")
+    cell = summary.get("cell") or {"pixels": 16, "metres": float("nan")}
+    cell_text = f"{cell['pixels']} x {cell['pixels']} pixel cells (about {_num(cell['metres'], '{:,.0f}')} m)"
     restr = ", ".join(summary["restrictions"]) or "none"
     attrib = "".join(f"<li>{e(a)}</li>" for a in summary["attribution"]) or "<li>none recorded</li>"
     page = f"""<!doctype html>
@@ -57,15 +69,17 @@ td:first-child,th:first-child{{text-align:left}}img{{max-width:100%;border:1px s
 {summary['threshold']:.2f}. Grid {summary['width']} x {summary['height']} pixels, {e(str(summary['crs']))}.</p>
 <img alt="map of detected change" src="data:image/png;base64,{img}">
 <h2>Change per territory</h2>
-<table><tr><th>territory</th><th>area (ha)</th><th>changed (ha)</th><th>changed (% of area)</th>
+<table><tr><th>territory</th><th>area with data (ha)</th><th>covered (% of it)</th><th>changed (ha)</th>
+<th>changed (% of area)</th>
 <th>expected changed (ha)</th><th>{level:.0%} interval (ha)</th></tr>{rows}</table>
 <p><small>"Changed" counts pixels at or above the threshold. "Expected" sums each pixel's change probability,
-{calib}; the interval allows for the model's errors hanging together within 160 m cells (wider and safer than
-treating every pixel as independent) and for a scene-wide error as large as it was on the training cities'
-validation strips. It does not cover a scene further from what the model learned (another sensor, season or
-landscape) than any of those.</small></p>
+{calib}; the interval allows for the model's errors hanging together within {cell_text} (wider and safer
+than treating every pixel as independent) and for a scene-wide error as large as it was on the training cities'
+validation strips, measured on cities the calibration was not fitted on. It does not cover a scene further from
+what the model learned (another sensor, season or landscape) than any of those. Figures count only the part of
+a territory with data on both dates ("covered").</small></p>
 <h2>Where the model is least sure</h2>
-<p>Places (16 x 16 pixel cells) with the most area whose change probability is between 0.2 and 0.8: check these
+<p>Places ({cell_text}) with the most area whose change probability is between 0.2 and 0.8: check these
 on the ground or on other imagery before citing the figures.</p>{unsure}
 <h2>About this model</h2>
 <p>Restrictions inherited from its training data: <b>{e(restr)}</b>.</p><p>Attribution:</p><ul>{attrib}</ul>

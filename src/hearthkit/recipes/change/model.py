@@ -78,7 +78,8 @@ class ChangeConfig(BaseModel):
                                                  "units) in training: robustness to illumination between dates.")
     val_fraction: float = Field(0.2, ge=0, lt=1, description="Bottom strip of each training scene kept out of "
                                                             "training to choose the threshold.")
-    tile: int = Field(256, ge=16, description="Inference tile side (core) in pixels.")
+    tile: int = Field(256, ge=16, multiple_of=16, description="Inference tile side (core) in pixels, a multiple of "
+                      "16: `hearth monitor`'s 16 x 16-pixel uncertainty cells must not straddle two tiles.")
     margin: int = Field(16, ge=0, description="Context added around each inference tile, then cropped.")
     # --- issue 24: radiometry between dates, test-time augmentation ---
     normalise: Literal["training", "per_date", "match"] = Field(
