@@ -75,3 +75,35 @@ def test_monitor_two_uploaded_scenes(client_token, geo_scenes: Path, tmp_path: P
     r = c.post("/api/v1/monitor?wait=true", data={"model": "test-change"}, files=bad, headers=auth)
     assert r.status_code == 400 and "not a readable GeoTIFF" in r.json()["error"] and "/tmp" not in r.json()["error"]
     assert len(audit.events(app.state.catalog, "serve")) == len(served)
+
+
+def _shifted(geojson: dict, dlon: float) -> dict:
+    """The territory moved DLON degrees east: off the scene altogether."""
+    def move(c):
+        return [c[0] + dlon, c[1]] if isinstance(c[0], int | float) else [move(x) for x in c]
+    for f in geojson["features"]:
+        f["geometry"]["coordinates"] = move(f["geometry"]["coordinates"])
+        f["properties"]["name"] = "away"
+    return geojson
+
+
+def test_monitor_of_a_territory_off_the_scene_says_not_covered_with_an_interval_for_the_rest(
+        client_token, geo_scenes: Path, tmp_path: Path):
+    import json
+
+    _, c, auth = client_token
+    name = GEO_TEST_SCENES[0]
+    scene = geo_scenes / name
+    away = _shifted(json.loads((scene / f"{name}.geojson").read_text()), 0.5)
+    files = {"before": ("before.tif", io.BytesIO(_stack(scene / "imgs_1", name, tmp_path / "b.tif")), "image/tiff"),
+             "after": ("after.tif", io.BytesIO(_stack(scene / "imgs_2", name, tmp_path / "a.tif")), "image/tiff"),
+             "territory": ("t.geojson", io.BytesIO(json.dumps(away).encode()), "application/geo+json")}
+    r = c.post("/api/v1/monitor?wait=true", data={"model": "test-change"}, files=files, headers=auth)
+    assert r.status_code == 200, r.text  # once a 500: NaN percent of an empty territory is not JSON
+    whole, terr = r.json()["result"]["territories"]
+    assert terr["covered_fraction"] == 0 and terr["percent_changed"] is None and terr["interval_ha"] is None
+    assert any("'away': not covered" in w for w in r.json()["result"]["warnings"])
+    assert c.get(f"/api/v1/jobs/{r.json()['id']}", headers=auth).status_code == 200
+    page = c.get(f"/use/jobs/{r.json()['id']}", headers=auth).text
+    lo, hi = whole["interval_ha"]
+    assert f"{lo:.2f} – {hi:.2f}" in page and "not covered" in page  # the interval, as the HTML report shows it

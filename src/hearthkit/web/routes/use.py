@@ -282,7 +282,8 @@ def start_monitor(request: Request, who: Actor, model: str, purpose: str, before
             _audited(record_use, catalog, model, "monitor", who.name, purpose, tiles=summary["tiles"],
                      pixels=summary["pixels"])
             return {"model": model, "territories": summary["territories"], "pixels": summary["pixels"],
-                    "restrictions": summary["restrictions"]}
+                    "restrictions": summary["restrictions"], "warnings": summary["warnings"],
+                    "calibration": summary["calibration"], "cell": summary["cell"]}
         finally:
             _close(opened)
             shutil.rmtree(tmp, ignore_errors=True)
