@@ -217,11 +217,12 @@ def held_out_uncertainty(ws: Path, run_dir: Path) -> dict:
     each city's 90 % changed-area interval covers its true changed area."""
     from hearthkit.evaluate.calibration import apply_platt, ece, reliability
     from hearthkit.monitor.figures import row_areas_m2
-    from hearthkit.monitor.uncertainty import BLOCK, AreaUncertainty
+    from hearthkit.monitor.uncertainty import BLOCK, AreaUncertainty, error_terms
     from hearthkit.recipes.change.recipe import predict_tiles
 
     cfg, prep, model = _model(run_dir)
     cal = prep.get("calibration")
+    rel_sd, abs_sd, _ = error_terms(cal)  # the scene-wide terms `hearth monitor` uses (widest where unmeasured)
     probs, labels, cities = [], [], {}
     for sc in _scenes(ws, run_dir, "test", prep["bands"]):
         acc = AreaUncertainty(int(np.gcd(BLOCK, cfg.tile)))
@@ -233,7 +234,7 @@ def held_out_uncertainty(ws: Path, run_dir: Path) -> dict:
             true_m2 += float((areas * (y & covered)).sum())
             probs.append(raw[covered])
             labels.append(y[covered])
-        lo, hi = acc.interval(0.9, rel_sd=(cal or {}).get("area_rel_sd", 0.0))  # as `hearth monitor` reports it
+        lo, hi = acc.interval(0.9, rel_sd=rel_sd, abs_sd=abs_sd)  # as `hearth monitor` reports it
         clo, chi = acc.interval(0.9)  # cells only, without the scene-wide term
         nlo, nhi = acc.interval(0.9, independent=True)
         cities[sc.name] = {"true_ha": true_m2 / 1e4, "expected_ha": acc.expected_m2 / 1e4,
@@ -369,7 +370,8 @@ def main() -> None:
     model = {r["group"]: {k: r[k] for k in ("f1", "precision", "recall", "iou")} for r in ev["rows"]}
     base = baseline(ws, run_dir)
     threshold = json.loads((run_dir / "prep" / "threshold.json").read_text())
-    unsup = unsupervised(ws, run_dir, threshold.get("bands") or ["B02", "B03", "B04", "B08"])
+    prep = json.loads((run_dir / "prep" / "prep.json").read_text())  # the bands live in prep, not threshold.json
+    unsup = unsupervised(ws, run_dir, prep["bands"])
     uncertainty = held_out_uncertainty(ws, run_dir)
     log = [json.loads(x) for x in (run_dir / "metrics.jsonl").open()]
     result = {"name": args.name, "test_cities": TEST_CITIES, "steps": args.steps, "train_and_eval_wall_s": wall,
