@@ -6,8 +6,12 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hearthkit.errors import HearthError
+
+if TYPE_CHECKING:
+    from hearthkit.store.vault import Store
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,15 @@ class Manifest:
         return self.hash
 
     @classmethod
-    def read(cls, path: Path) -> Manifest:
-        """Load a manifest written by `write`."""
+    def read(cls, path: Path, store: Store | None = None) -> Manifest:
+        """Load a manifest written by `write`; words sealed since (governance/sealed_manifest.py) are put back from
+        STORE (default: the store of the run.json beside PATH), decrypted in memory, and checked against its hash."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and "sealed_words" in data:
+                from hearthkit.governance.sealed_manifest import restore_words
+
+                data = restore_words(data, path, store)
             req = data.pop("request")
             req["collections"] = tuple(req["collections"])
             req["approved"] = tuple(req.get("approved", ()))

@@ -58,8 +58,9 @@ def item_words(store: Store, item: Item) -> tuple[str | None, dict]:
 
 def seal_collection(catalog: Catalog, store: Store, name: str) -> tuple[int, int]:
     """Encrypt every object of collection NAME still stored in the clear, then delete the clear copy; move the
-    words its catalog rows hold in the clear (transcripts, translations) into sealed text objects.
-    Returns (objects encrypted, items whose words were sealed)."""
+    words its catalog rows hold in the clear (transcripts, translations) into sealed text objects; seal what the
+    workspace derived from it (spoken-term indexes, the words in run manifests).
+    Returns (objects encrypted, run manifests sealed included; items whose words were sealed)."""
     with catalog.session() as s:
         coll = s.scalar(select(Collection).where(Collection.name == name))
         if coll is None:
@@ -88,6 +89,11 @@ def seal_collection(catalog: Catalog, store: Store, name: str) -> tuple[int, int
         from hearthkit.recipes.kws.index import seal_indexes
 
         n += seal_indexes(store, indexes, name, community)
+    runs = runs_folder(store)
+    if runs is not None:  # so are the words run manifests copied while it was open (governance/sealed_manifest.py)
+        from hearthkit.governance.sealed_manifest import seal_run_manifests
+
+        n += seal_run_manifests(store, runs, name, community)
     return n, texts
 
 
@@ -106,6 +112,22 @@ def indexes_folder(store: Store) -> Path | None:
     if ws.store_dir.resolve() != store.root.resolve() or not (ws.root / "indexes").is_dir():
         return None
     return ws.root / "indexes"
+
+
+def runs_folder(store: Store) -> Path | None:
+    """The runs folder of the workspace STORE belongs to, when it has one.
+
+    Runs this cannot find (a workspace whose store lies elsewhere) keep their manifests as they are.
+    """
+    from hearthkit.workspace import open_workspace
+
+    try:
+        ws = open_workspace(store.root.parent)
+    except HearthError:
+        return None
+    if ws.store_dir.resolve() != store.root.resolve() or not ws.runs_dir.is_dir():
+        return None
+    return ws.runs_dir
 
 
 def seal_before_restricting(catalog: Catalog, store: Store | None, name: str, what: str) -> tuple[int, int]:
