@@ -109,10 +109,13 @@ def seal_run_manifests(store: Store, runs: Path, collection: str, community: str
     either the old file, words in the clear, and `hearth keys seal` finishes it, or the sealed one; never a file
     without its words anywhere). A collection whose words a manifest already keeps sealed is skipped: idempotent.
     """
-    n = 0
+    n, named = 0, {json.dumps(collection, ensure_ascii=False), json.dumps(collection)}
     for path in sorted(runs.glob("*/manifest.json")):
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+            if not any(x in text for x in named):  # none of its entries: leave it unparsed (it may be large)
+                continue
+            doc = json.loads(text)
         except (OSError, ValueError):
             continue  # not readable as a manifest: every reader refuses it already ("not a readable manifest")
         if not isinstance(doc, dict):
