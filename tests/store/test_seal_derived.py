@@ -79,11 +79,12 @@ def cli(ws: Path, *args: str):
     return CliRunner().invoke(app, list(args), env={"HEARTH_WORKSPACE": str(ws), "COLUMNS": "200"})
 
 
-def open_workspace_with_run(tiny_speech_archive: Path, tmp_path: Path, steps: int) -> tuple[Path, Path, Path]:
-    """A workspace holding the open collection and a tiny asr run of STEPS planned (not trained) on it: (workspace,
-    run folder, config)."""
+def open_workspace_with_run(tiny_speech_archive: Path, tmp_path: Path, steps: int,
+                            root: Path | None = None) -> tuple[Path, Path, Path]:
+    """A workspace (ROOT, or a new one) holding the open collection and a tiny asr run of STEPS planned (not trained)
+    on it: (workspace, run folder, config)."""
     folder = open_archive(tiny_speech_archive, tmp_path / "archive")
-    root = init_workspace(tmp_path / "ws").root
+    root = root or init_workspace(tmp_path / "ws").root
     ws = open_workspace(root)
     catalog = Catalog.open(ws.db_url)
     try:
@@ -204,3 +205,21 @@ def test_a_sealed_manifest_that_was_edited_or_cannot_be_opened_is_refused_in_one
     path.write_text(json.dumps(gone), encoding="utf-8")
     with pytest.raises(HearthError, match=f"the words of collection {COLLECTION} are sealed and could not be opened"):
         Manifest.read(path)
+
+
+def test_run_manifests_are_sealed_when_the_store_lies_outside_the_workspace(tiny_speech_archive, tmp_path):
+    from hearthkit.catalog.context import open_workspace_catalog
+
+    root = init_workspace(tmp_path / "ws").root
+    cfg = yaml.safe_load((root / "hearth.yaml").read_text())
+    cfg["store"] = str(tmp_path / "shared" / "store")  # e.g. a store on another volume
+    (root / "hearth.yaml").write_text(yaml.safe_dump(cfg))
+    ws_root, run, _ = open_workspace_with_run(tiny_speech_archive, tmp_path, steps=2, root=root)
+    words = words_of(run / "manifest.json")
+    ws = open_workspace(ws_root)
+    assert not ws.store_dir.is_relative_to(ws_root)
+    catalog = open_workspace_catalog(ws)  # as every command opens it: the catalog knows its workspace
+    seal_collection(catalog, workspace_store(ws), COLLECTION)
+    catalog.close()
+    assert outside_store(ws_root, words) == []
+    assert Manifest.read(run / "manifest.json").hash == json.loads((run / "run.json").read_text())["manifest_hash"]

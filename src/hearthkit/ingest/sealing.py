@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select
 
@@ -13,6 +13,9 @@ from hearthkit.errors import HearthError
 from hearthkit.governance.vocabulary import LABELS, PROTOCOL, STEWARD_ONLY
 from hearthkit.store.text import SEALED_TEXT, has_words, pack, unpack
 from hearthkit.store.vault import Store
+
+if TYPE_CHECKING:
+    from hearthkit.workspace import Workspace
 
 # Labels that say who may access an item: their items never lie on disk in the clear.
 SEALING_CATEGORIES = {STEWARD_ONLY, PROTOCOL}
@@ -84,50 +87,35 @@ def seal_collection(catalog: Catalog, store: Store, name: str) -> tuple[int, int
                 texts += 1
     if texts:
         catalog.scrub()  # no copy of the old rows may stay in free pages or the write-ahead log
-    indexes = indexes_folder(store)
-    if indexes is not None:  # derived data (spoken-term indexes) is sealed with its collection
+    ws = workspace_for(catalog, store)
+    if ws is not None and (ws.root / "indexes").is_dir():  # derived data (spoken-term indexes) is sealed with it
         from hearthkit.recipes.kws.index import seal_indexes
 
-        n += seal_indexes(store, indexes, name, community)
-    runs = runs_folder(store)
-    if runs is not None:  # so are the words run manifests copied while it was open (governance/sealed_manifest.py)
+        n += seal_indexes(store, ws.root / "indexes", name, community)
+    if ws is not None and ws.runs_dir.is_dir():  # so are the words run manifests copied while it was open
         from hearthkit.governance.sealed_manifest import seal_run_manifests
 
-        n += seal_run_manifests(store, runs, name, community)
+        n += seal_run_manifests(store, ws.runs_dir, name, community)
     return n, texts
 
 
-def indexes_folder(store: Store) -> Path | None:
-    """The spoken-term index folder of the workspace STORE belongs to, when it has one.
+def workspace_for(catalog: Catalog, store: Store) -> Workspace | None:
+    """The workspace whose derived data (indexes/, runs/) sealing STORE's collections must reach: the one CATALOG was
+    opened for (catalog/context.py), else the one STORE's folder lies in; None when neither holds STORE.
 
-    An index this cannot find (a workspace whose store lies elsewhere) stays in the clear, and a search refuses it
-    in one line while its collection is sealed (recipes/kws/index.py SpokenIndex.check_sealed).
+    An index this cannot find stays in the clear, and a search refuses it in one line while its collection is sealed
+    (recipes/kws/index.py SpokenIndex.check_sealed); a run manifest it cannot find keeps its words.
     """
+    from hearthkit.catalog.context import workspace_of
     from hearthkit.workspace import open_workspace
 
-    try:
-        ws = open_workspace(store.root.parent)
-    except HearthError:
-        return None
-    if ws.store_dir.resolve() != store.root.resolve() or not (ws.root / "indexes").is_dir():
-        return None
-    return ws.root / "indexes"
-
-
-def runs_folder(store: Store) -> Path | None:
-    """The runs folder of the workspace STORE belongs to, when it has one.
-
-    Runs this cannot find (a workspace whose store lies elsewhere) keep their manifests as they are.
-    """
-    from hearthkit.workspace import open_workspace
-
-    try:
-        ws = open_workspace(store.root.parent)
-    except HearthError:
-        return None
-    if ws.store_dir.resolve() != store.root.resolve() or not ws.runs_dir.is_dir():
-        return None
-    return ws.runs_dir
+    ws = workspace_of(catalog)
+    if ws is None or ws.store_dir.resolve() != store.root.resolve():
+        try:
+            ws = open_workspace(store.root.parent)
+        except HearthError:
+            return None
+    return ws if ws.store_dir.resolve() == store.root.resolve() else None
 
 
 def seal_before_restricting(catalog: Catalog, store: Store | None, name: str, what: str) -> tuple[int, int]:
