@@ -19,7 +19,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Community, Membership, Model, Person
+from hearthkit.catalog.models import Collection, Community, Membership, Model, Person
 from hearthkit.cli.main import app
 from hearthkit.governance import sealed_manifest
 from hearthkit.governance.manifest import Manifest
@@ -161,7 +161,7 @@ def words_of_manifest(manifest: Manifest) -> dict[str, bytes]:
     return out
 
 
-def test_an_interrupted_sealing_keeps_the_manifest_whole_and_running_it_again_finishes(
+def test_an_interrupted_sealing_keeps_the_manifest_whole_and_running_it_again_finishes_and_reencrypts(
         tiny_speech_archive, tmp_path, monkeypatch):
     ws_root, run, _ = open_workspace_with_run(tiny_speech_archive, tmp_path, steps=2)
     words, planned = words_of(run / "manifest.json"), (run / "manifest.json").read_bytes()
@@ -183,6 +183,18 @@ def test_an_interrupted_sealing_keeps_the_manifest_whole_and_running_it_again_fi
     assert outside_store(ws_root, words) == []
     assert Manifest.read(run / "manifest.json").hash == json.loads((run / "run.json").read_text())["manifest_hash"]
     assert seal_collection(catalog, store, COLLECTION) == (0, 0)  # and once more is a no-op
+
+    # A key rotation with --reencrypt (a key may have leaked) re-encrypts the manifest's words too, not only items'.
+    from hearthkit.store.rotate import reencrypt_collection
+
+    words_object = json.loads((run / "manifest.json").read_text())["sealed_words"]["objects"][COLLECTION]
+    old_key = store.sealed.key_id(words_object)
+    with catalog.session() as s:
+        community = s.scalar(select(Collection.community).where(Collection.name == COLLECTION))
+    reencrypt_collection(catalog, store, COLLECTION, community)
+    assert store.sealed.key_id(words_object) != old_key
+    assert store.sealed.key_id(words_object) == store.keys.data_key_for(COLLECTION, community)[0]
+    assert Manifest.read(run / "manifest.json").hash == json.loads((run / "run.json").read_text())["manifest_hash"]
     catalog.close()
 
 

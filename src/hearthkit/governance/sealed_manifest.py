@@ -137,6 +137,20 @@ def seal_run_manifests(store: Store, runs: Path, collection: str, community: str
     return n
 
 
+def sealed_word_objects(runs: Path, collection: str) -> set[str]:
+    """The sealed words objects of COLLECTION that run manifests under RUNS name (what a key rotation with
+    --reencrypt must re-encrypt besides the collection's items)."""
+    out = set()
+    for path in sorted(runs.glob("*/manifest.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            digest = doc[SEALED_WORDS]["objects"][collection]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # no words of COLLECTION sealed in it (or not a manifest)
+        out.add(str(digest))
+    return out
+
+
 def _replace(path: Path, data: bytes) -> None:
     """Write DATA to PATH through a synced temporary file and one rename."""
     tmp = path.with_name(f".{path.name}.sealing")

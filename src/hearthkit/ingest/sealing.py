@@ -118,6 +118,28 @@ def workspace_for(catalog: Catalog, store: Store) -> Workspace | None:
     return ws if ws.store_dir.resolve() == store.root.resolve() else None
 
 
+def derived_objects(catalog: Catalog, store: Store, name: str) -> set[str]:
+    """The sealed objects the workspace derived from collection NAME: its spoken-term indexes' objects and kept
+    manifests, and the words of run manifests (what re-encrypting the collection must reach besides its items)."""
+    import json
+
+    from hearthkit.governance.sealed_manifest import sealed_word_objects
+
+    ws = workspace_for(catalog, store)
+    if ws is None:
+        return set()
+    out = sealed_word_objects(ws.runs_dir, name) if ws.runs_dir.is_dir() else set()
+    for path in sorted((ws.root / "indexes").glob("*/index.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if doc.get("collection") == name:
+                out |= {str(i["obj"]) for i in doc["items"]}
+                out |= {str(doc["manifest_object"])} if doc.get("manifest_object") else set()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a usable index: searching it says so
+    return out
+
+
 def seal_before_restricting(catalog: Catalog, store: Store | None, name: str, what: str) -> tuple[int, int]:
     """Seal collection NAME now, before WHAT (a label or protocol that requires sealing) is recorded on it.
 

@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from hearthkit.catalog.db import Catalog
 from hearthkit.catalog.models import Collection, Item
+from hearthkit.ingest.sealing import derived_objects
 from hearthkit.store.text import objects_of
 from hearthkit.store.vault import Store
 
@@ -18,7 +19,8 @@ def reencrypt_collection(catalog: Catalog, store: Store, collection: str, commun
                                                                                                      community)
     with catalog.session() as s:
         rows = s.execute(select(Item.content_hash, Item.meta).join(Collection).where(Collection.name == collection))
-        digests = sorted({d for h, meta in rows for d in objects_of(h, meta)})  # recordings and sealed words
+        digests = sorted({d for h, meta in rows for d in objects_of(h, meta)}  # recordings and sealed words
+                         | derived_objects(catalog, store, collection))  # and what indexes and runs derived
     n = sum(store.sealed.reseal(d, collection, community) for d in digests if store.sealed.has(d))
     for r in store.keys.records():
         if r["collection"] == collection and r["key_id"] != target["key_id"] and not r.get("retired"):
