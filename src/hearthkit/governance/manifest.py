@@ -6,7 +6,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from hearthkit.errors import HearthError
 
@@ -45,9 +45,15 @@ class Manifest:
         doc["request"] = asdict(self.request)
         return json.dumps(doc, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n"
 
+    # Read from a file whose entries of withdrawn items lost their words (governance/sealed_manifest.py, verified on
+    # read): the sha256 it was planned with, which the run, model and audit record, and those items' ids.
+    planned_hash: ClassVar[str | None] = None
+    erased: ClassVar[frozenset[int]] = frozenset()
+
     @property
     def hash(self) -> str:
-        return hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
+        """The sha256 of the manifest as planned (the words erased by withdrawal are not there to hash)."""
+        return self.planned_hash or hashlib.sha256(self.to_json().encode("utf-8")).hexdigest()
 
     def use(self) -> tuple:
         """What a run may do with this manifest, apart from the date it was judged at: the items it reads (id and
@@ -75,13 +81,18 @@ class Manifest:
         STORE (default: the store of the run.json beside PATH), decrypted in memory, and checked against its hash."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-            if isinstance(data, dict) and "sealed_words" in data:
-                from hearthkit.governance.sealed_manifest import restore_words
+            planned, erased = None, ()
+            if isinstance(data, dict) and ("sealed_words" in data or "erased" in data):
+                from hearthkit.governance.sealed_manifest import verified_content
 
-                data = restore_words(data, path, store)
+                raw = data
+                data, planned = verified_content(raw, path, store)
+                erased = tuple(int(e["item_id"]) for e in (raw.get("erased") or {}).get("items") or [])
             req = data.pop("request")
             req["collections"] = tuple(req["collections"])
             req["approved"] = tuple(req.get("approved", ()))
-            return cls(request=Request(**req), **data)
+            out = cls(request=Request(**req), **data)
+            out.planned_hash, out.erased = planned, frozenset(erased)
+            return out
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise HearthError(f"{path}: not a readable manifest ({exc}); recompute it with `hearth plan`") from exc
