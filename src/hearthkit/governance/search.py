@@ -34,7 +34,8 @@ def viewer_for(catalog: Catalog, name: str | None) -> Viewer:
 
 
 def searchable(catalog: Catalog, viewer: Viewer, item_ids: list[int]) -> set[int]:
-    """Those of ITEM_IDS that VIEWER may access today (withdrawn items only for their stewards)."""
+    """Those of ITEM_IDS that VIEWER may search today: never a withdrawn item (not even for its stewards, who may
+    still see its record: withdrawal takes it out of every index)."""
     if not item_ids:
         return set()
     dialect = catalog.engine.dialect.name
@@ -43,7 +44,8 @@ def searchable(catalog: Catalog, viewer: Viewer, item_ids: list[int]) -> set[int
         for b in range(0, len(item_ids), 5000):  # keep IN lists within what every database accepts
             chunk = item_ids[b:b + 5000]
             out.update(s.scalars(select(Item.id).join(Collection, Collection.id == Item.collection_id)
-                                 .where(Item.id.in_(chunk), item_visible(viewer, dialect))))
+                                 .where(Item.id.in_(chunk), Item.withdrawn_at.is_(None),
+                                        item_visible(viewer, dialect))))
     return out
 
 

@@ -13,6 +13,7 @@ may access are opened, scored and normalised over (score.py: calibrated probabil
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Callable
@@ -233,6 +234,66 @@ def seal_indexes(store, folder: Path, collection: str, community: str) -> int:
             n += 1
         doc.pop("sealing")
         write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1))
+    return n
+
+
+def erase_from_indexes(store, folder: Path, collection: str, item_ids: set[int], withdrawal: dict,
+                       community: str) -> int:
+    """Take the withdrawn ITEM_IDS of COLLECTION out of every spoken-term index under FOLDER (a workspace's
+    indexes/): their entries in index.json, their posteriorgram objects (1-best and n-best with them), and their words
+    in the manifest the index was built from (the file beside it and its sealed copy); returns the items taken out.
+
+    Order, for crash safety: a new sealed manifest copy first, then the manifest beside (one atomic rename), then
+    index.json without the items, naming the objects to delete under `erased` (one atomic rename), then the deletes;
+    a re-run deletes what an interrupted one left, and finds nothing else to do.
+    """
+    from hearthkit.governance.sealed_manifest import ERASED, canonical, erase_entries
+    from hearthkit.transcribe.formats import write_atomic
+
+    n = 0
+    for path in sorted(folder.glob("*/index.json")):
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            gone = [i for i in doc["items"] if int(i["item_id"]) in item_ids]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not a usable index: searching it says so, and nothing in it can be found by item
+        if doc.get("collection") != collection:
+            continue
+        erased = dict(doc.get(ERASED) or {})
+        pending = [str(o) for o in erased.get("objects") or []]
+        mpath = path.parent / "manifest.json"
+        if mpath.is_file():  # the manifest beside, in the clear (an open collection's index): words erased
+            try:
+                beside = json.loads(mpath.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                beside = None
+            if isinstance(beside, dict):
+                clean, hit = erase_entries({k: v for k, v in beside.items() if k != ERASED}, item_ids)
+                if hit:
+                    rec = dict(beside.get(ERASED) or {})
+                    rec = {"sha256": rec.get("sha256") or doc.get("manifest"),
+                           "after": hashlib.sha256(canonical(clean)).hexdigest(),
+                           "items": [*(rec.get("items") or []), *({"item_id": i, **withdrawal} for i in hit)]}
+                    write_atomic(mpath, canonical({**clean, ERASED: rec}).decode("utf-8"))
+        if doc.get("manifest_object"):  # the manifest as built, kept sealed: a copy without the items' words
+            old = str(doc["manifest_object"])
+            kept = json.loads(store.get(old).decode("utf-8"))
+            clean, hit = erase_entries(kept, item_ids)
+            if hit:
+                doc["manifest_object"] = store.put(canonical(clean), seal_for=(collection, community))
+                pending.append(old)
+        if not gone and pending == list(erased.get("objects") or []):
+            for o in pending:
+                store.delete(o)
+            continue
+        pending += [str(i["obj"]) for i in gone]
+        ids = [*(erased.get("items") or []), *({"item_id": int(i["item_id"]), **withdrawal} for i in gone)]
+        doc = {**doc, "items": [i for i in doc["items"] if int(i["item_id"]) not in item_ids],
+               ERASED: {"items": ids, "objects": sorted(set(pending))}}
+        write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1))
+        for o in pending:
+            store.delete(o)
+        n += len(gone)
     return n
 
 
