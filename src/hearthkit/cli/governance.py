@@ -238,6 +238,8 @@ def consent_withdraw(
         scope, subject = chosen[0]
         impact = withdraw(catalog, workspace_store(ws), collection, scope, subject, by, reason)
     print_impact(scope, subject, impact)
+    if impact.unreadable:  # recorded and erased elsewhere, but a copy of the words may remain: not a success
+        raise typer.Exit(1)
 
 
 @consent_app.command("declare-no-person", help="Declare, as a steward, that no identifiable person is in a "

@@ -150,6 +150,12 @@ def revoke(
 def print_impact(scope: str, subject: str, impact) -> None:
     """Print a withdrawal's impact: items, erased objects, and the models to retrain."""
     console.print(f"withdrew {scope} {subject}: {impact.items} items; {impact.erased_objects} stored objects erased")
+    if getattr(impact, "erased_manifests", 0) or getattr(impact, "erased_index_items", 0):
+        console.print(f"their words erased from {impact.erased_manifests} run manifests; "
+                      f"{impact.erased_index_items} entries taken out of spoken-term indexes", highlight=False)
+    for line in getattr(impact, "unreadable", []):
+        console.print(f"[red]not erased[/] {line}; the withdrawn items' words may remain in it: a steward repairs "
+                      "or deletes it, then runs this withdrawal again", highlight=False)
     if not impact.models:
         console.print("no model learned from these items")
         return

@@ -56,6 +56,11 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = 
     model.load_state_dict(load_file(str(run_dir / "final" / "model.safetensors")))
     manifest = Manifest.read(run_dir / "manifest.json")
     store = store_from_spec(spec)
+    # Withdrawn items are not evaluated on (their bytes and words are erased): those the manifest records as erased,
+    # and with a catalog every item it marks withdrawn. The most restricted reading of the run's items.
+    gone = set(manifest.erased) | _withdrawn(catalog, [e["item_id"] for e in manifest.included])
+    if gone:
+        manifest.included = [e for e in manifest.included if e["item_id"] not in gone]
     # Settings fitted after training (e.g. a decision threshold) come from training items only, never test ones.
     train_ids = set(split["train"])
     train_entries = [e for e in manifest.included if e["item_id"] in train_ids]
@@ -80,6 +85,20 @@ def evaluate_run(run_dir: Path, by: list[str] | None = None, beam: int | None = 
     rows = disaggregate(records, by or recipe.group_columns(mcfg), recipe.metric_names) if records else []
     return {"records": records, "rows": rows, "gaps": gaps(rows, recipe.metric_names) if rows else {},
             "metrics": recipe.metric_names, "signatures": signatures(recipe.metric_names)}
+
+
+def _withdrawn(catalog: Catalog | None, item_ids: list[int]) -> set[int]:
+    """Those of ITEM_IDS the catalog marks withdrawn (none known without a catalog)."""
+    from hearthkit.catalog.models import Item
+
+    out: set[int] = set()
+    if catalog is None:
+        return out
+    with catalog.session() as s:
+        for b in range(0, len(item_ids), 5000):  # IN lists within what every database accepts
+            out.update(s.scalars(select(Item.id).where(Item.id.in_(item_ids[b:b + 5000]),
+                                                       Item.withdrawn_at.is_not(None))))
+    return out
 
 
 def _authorize_changed_folders(cfg: RunConfig, model_section: dict, catalog: Catalog | None) -> None:

@@ -27,6 +27,9 @@ class Impact:
     items: int = 0
     models: list[dict] = field(default_factory=list)  # name, run, affected items, manifest items, via
     erased_objects: int = 0
+    erased_manifests: int = 0  # run manifests whose entries of these items lost their words
+    erased_index_items: int = 0  # entries taken out of spoken-term indexes
+    unreadable: list[str] = field(default_factory=list)  # derived files that could not be read: words may remain
 
 
 def _items_query(coll: Collection, scope: str, subject: str):
@@ -104,8 +107,12 @@ def withdraw(catalog: Catalog, store: Store, collection: str, scope: str, subjec
         elif scope == "collection":
             s.execute(update(Consent).where(Consent.collection_id == coll.id, Consent.withdrawn_at.is_(None))
                       .values(withdrawn_at=now))
-        s.add(Withdrawal(collection_id=coll.id, scope=scope, subject=subject, by=by, reason=reason, at=now,
-                         items=result.items))
+        record = Withdrawal(collection_id=coll.id, scope=scope, subject=subject, by=by, reason=reason, at=now,
+                            items=result.items)
+        s.add(record)
+        s.flush()
+        withdrawal = {"withdrawal": record.id, "at": now.date().isoformat()}
+        item_ids = set(s.scalars(ids))
         audit.append(s, "withdrawal", by, collection=collection, scope=scope, subject=subject, items=result.items,
                      models=[r["model"] for r in result.models], at=now.isoformat(), reason=reason)
         why = f"{scope} {subject} of {collection} withdrawn on {now.date().isoformat()}"
@@ -129,6 +136,13 @@ def withdraw(catalog: Catalog, store: Store, collection: str, scope: str, subjec
     # erasure; other items keep the key.
     for d in set(digests) - still_used:
         result.erased_objects += int(store.delete(d))
+    # Then the copies of their words the workspace derived: run manifests (kept, verifiable, wordless for these
+    # items) and spoken-term indexes (the items taken out). A re-run finishes an interrupted erasure.
+    from hearthkit.lineage.erase import erase_derived
+
+    erased = erase_derived(catalog, store, collection, item_ids, withdrawal)
+    result.erased_manifests, result.erased_index_items = erased.manifests, erased.index_items
+    result.unreadable = erased.unreadable
     return result
 
 
