@@ -95,7 +95,13 @@ def seal_collection(catalog: Catalog, store: Store, name: str) -> tuple[int, int
     if ws is not None and ws.runs_dir.is_dir():  # so are the words run manifests copied while it was open
         from hearthkit.governance.sealed_manifest import seal_run_manifests
 
-        n += seal_run_manifests(store, ws.runs_dir, name, community)
+        unreadable: list = []
+        n += seal_run_manifests(store, ws.runs_dir, name, community, unreadable)
+        if unreadable:  # everything else is sealed; these may still hold the collection's words in the clear
+            files = ", ".join(str(p.relative_to(ws.root)) if p.is_relative_to(ws.root) else str(p) for p in unreadable)
+            raise HearthError(f"collection {name} was sealed, but {files} cannot be parsed as a run manifest, so "
+                              "words of the collection may remain in it in the clear; a steward repairs or deletes "
+                              "it, then runs the command again (or `hearth keys seal`)")
     return n, texts
 
 
