@@ -18,7 +18,7 @@ import yaml
 from sqlalchemy import select
 
 from hearthkit.catalog.context import open_workspace_catalog
-from hearthkit.catalog.models import Collection, Item
+from hearthkit.catalog.models import AuditEvent, Collection, Item
 from hearthkit.errors import HearthError
 from hearthkit.governance import sealed_manifest
 from hearthkit.governance.manifest import Manifest
@@ -147,6 +147,13 @@ def test_withdrawal_erases_the_items_words_from_run_manifests_and_indexes_and_th
         assert [(r["item_id"], type(r["withdrawal"]), r["at"][:2]) for r in rec["items"]] == [
             (item_ids[coll], int, "20")]
     assert len(outside_store(root, {k: v for k, v in kept.items() if not k.startswith("s:")})) >= 2
+    # Each erased manifest's new hash is anchored in the audit chain, which stays intact.
+    with catalog.session() as s:
+        anchored = {k: v for d in s.scalars(select(AuditEvent.data).where(AuditEvent.kind == "withdrawal"))
+                    for k, v in json.loads(d).get("manifests", {}).items()}
+    assert anchored == {f"runs/{r.name}/manifest.json": json.loads((r / "manifest.json").read_text())["erased"]["after"]
+                        for r in (run_o, run_s)}
+    assert "audit chain intact" in cli(root, "audit", "verify").output
 
     # The index no longer holds or returns the item, not even to a steward of its community.
     index = json.loads((root / "indexes/idx/index.json").read_text())

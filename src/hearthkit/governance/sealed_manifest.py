@@ -145,8 +145,9 @@ def erase_entries(full: dict, item_ids: set[int]) -> tuple[dict, list[int]]:
 
 
 def erase_from_manifest(path: Path, store: Store, item_ids: set[int], withdrawal: dict,
-                        communities: dict[str, str]) -> bool:
-    """Erase the words of ITEM_IDS (withdrawn) from the manifest file PATH, clear or sealed; True if it changed.
+                        communities: dict[str, str]) -> str | None:
+    """Erase the words of ITEM_IDS (withdrawn) from the manifest file PATH, clear or sealed; the sha256 of its content
+    after erasure when it changed (for the audit log), else None.
 
     The file keeps what verifies it: `erased` records the sha256 as planned, the sha256 of the content after erasure
     and, per item, WITHDRAWAL (its record id and date). Sealed words go into new objects first, the file is replaced
@@ -163,7 +164,7 @@ def erase_from_manifest(path: Path, store: Store, item_ids: set[int], withdrawal
     if not hit:
         for d in pending:  # an earlier erasure stopped before deleting the words objects it replaced
             store.delete(str(d))
-        return bool(pending)
+        return None
     if planned is None:
         info = doc.get(SEALED_WORDS)
         planned = str(info["sha256"]) if isinstance(info, dict) else hashlib.sha256(canonical(full)).hexdigest()
@@ -184,7 +185,7 @@ def erase_from_manifest(path: Path, store: Store, item_ids: set[int], withdrawal
     _replace(path, canonical({**out, ERASED: record}))
     for d in record["replaced"]:
         store.delete(d)
-    return True
+    return record["after"]
 
 
 def _store_beside(path: Path) -> Store:

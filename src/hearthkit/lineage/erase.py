@@ -26,6 +26,7 @@ class Erased:
     """What erasing a withdrawal's derived copies did, and what it could not read (its words may remain)."""
 
     manifests: int = 0
+    after: dict[str, str] = field(default_factory=dict)  # run manifest (relative path) -> sha256 after erasure
     index_items: int = 0
     unreadable: list[str] = field(default_factory=list)  # 'path: why', for a steward to fix
 
@@ -48,7 +49,10 @@ def erase_derived(catalog: Catalog, store: Store, collection: str, item_ids: set
         try:
             if not any(x in path.read_text(encoding="utf-8") for x in named):
                 continue  # names no entry of the collection: left unparsed (a manifest may be large)
-            out.manifests += erase_from_manifest(path, store, item_ids, withdrawal, communities)
+            after = erase_from_manifest(path, store, item_ids, withdrawal, communities)
+            if after:
+                out.manifests += 1
+                out.after[_rel(path, ws.root)] = after
         except (OSError, ValueError, KeyError, TypeError, HearthError) as exc:
             out.unreadable.append(f"{_rel(path, ws.root)}: {str(exc).removeprefix(f'{path}: ')}")
     if (ws.root / "indexes").is_dir():

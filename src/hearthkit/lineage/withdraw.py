@@ -143,6 +143,9 @@ def withdraw(catalog: Catalog, store: Store, collection: str, scope: str, subjec
     erased = erase_derived(catalog, store, collection, item_ids, withdrawal)
     result.erased_manifests, result.erased_index_items = erased.manifests, erased.index_items
     result.unreadable = erased.unreadable
+    if erased.after or erased.index_items:  # the erased manifests' new hashes anchored in the audit chain
+        audit.record(catalog, "withdrawal", by, phase="erasure", collection=collection, withdrawal=withdrawal,
+                     manifests=erased.after, index_items=erased.index_items)
     return result
 
 
