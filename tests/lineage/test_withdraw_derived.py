@@ -180,6 +180,14 @@ def test_withdrawal_erases_the_items_words_from_run_manifests_and_indexes_and_th
     with pytest.raises(HearthError, match="cannot resume"):
         in_process.plan(root, config(tmp_path, "run-o", OPEN, steps=2))
 
+    # Sealing the open collection afterwards keeps the erased record: the manifest still verifies.
+    assert cli(root, "labels", "apply", "tk:secret_sacred", "-c", OPEN, "-i", "kiri_0000",
+               "--by", "aroha").exit_code == 0
+    doc = json.loads((run_o / "manifest.json").read_text())
+    assert OPEN in doc["sealed_words"]["objects"] and doc["erased"]["sha256"] == doc["sealed_words"]["sha256"]
+    assert Manifest.read(run_o / "manifest.json").hash == json.loads((run_o / "run.json").read_text())["manifest_hash"]
+    assert outside_store(root, {**gone, **kept}) == []
+
     # Any other edit of an erased manifest is refused in one line.
     path = run_o / "manifest.json"
     path.write_text(json.dumps({**json.loads(path.read_text()), "restrictions": []}), encoding="utf-8")
