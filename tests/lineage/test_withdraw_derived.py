@@ -18,10 +18,11 @@ import yaml
 from sqlalchemy import select
 
 from hearthkit.catalog.context import open_workspace_catalog
-from hearthkit.catalog.models import AuditEvent, Collection, Item
+from hearthkit.catalog.models import AuditEvent, Collection, Item, Label
 from hearthkit.errors import HearthError
 from hearthkit.governance import sealed_manifest
 from hearthkit.governance.manifest import Manifest
+from hearthkit.governance.stewardship import apply_label
 from hearthkit.ingest.sealing import seal_collection
 from hearthkit.ingest.speech_folder import import_speech_folder
 from hearthkit.lineage.withdraw import withdraw
@@ -218,4 +219,11 @@ def test_a_manifest_that_cannot_be_parsed_is_named_by_sealing_and_by_withdrawal(
     with pytest.raises(HearthError, match="runs/cut/manifest.json cannot be parsed as a run manifest") as e:
         seal_collection(catalog, store, OPEN)
     assert "\n" not in str(e.value)
+    # The restriction that asked for the sealing is recorded all the same (the most restricted reading), and the
+    # unreadable file is still reported in one line.
+    with pytest.raises(HearthError, match=r"label tk:secret_sacred was recorded \(id \d+\); but .*runs/cut") as e:
+        apply_label(catalog, "tk:secret_sacred", OPEN, "aroha", store=store)
+    assert "\n" not in str(e.value)
+    with catalog.session() as s:
+        assert s.scalar(select(Label.key).where(Label.key == "tk:secret_sacred")) == "tk:secret_sacred"
     catalog.close()

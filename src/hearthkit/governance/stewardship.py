@@ -25,7 +25,7 @@ from hearthkit.catalog.models import (
 from hearthkit.errors import HearthError
 from hearthkit.governance import audit
 from hearthkit.governance import vocabulary as v
-from hearthkit.ingest.sealing import SEALING_CATEGORIES, seal_before_restricting
+from hearthkit.ingest.sealing import SEALING_CATEGORIES, DerivedNotSealed, seal_before_restricting
 from hearthkit.store.vault import Store
 
 ROLES = ("steward", "member", "researcher", "partner")
@@ -164,7 +164,7 @@ def assign_protocol(catalog: Catalog, protocol: str, collection: str, items: lis
 
     with catalog.session() as s:  # every check first: a refused placement seals nothing
         targets_of(s)
-    sealed = seal_before_restricting(catalog, store, collection, f"placing items under protocol {protocol!r}")
+    sealed, problem = _seal(catalog, store, collection, f"placing items under protocol {protocol!r}")
     with catalog.session() as s:
         p, targets = targets_of(s)
         have = set(s.scalars(select(ItemProtocol.item_id).where(ItemProtocol.protocol_id == p.id)))
@@ -177,7 +177,9 @@ def assign_protocol(catalog: Catalog, protocol: str, collection: str, items: lis
                 n += 1
         audit.append(s, "protocol", by, action="assign", protocol=protocol, collection=collection,
                      items=[it.external_id for it in targets], sharing=sharing, sealed=list(sealed))
-        return n
+    if problem:
+        raise HearthError(f"the items were placed under protocol {protocol!r}; but {problem}")
+    return n
 
 
 def apply_label(catalog: Catalog, key: str, collection: str, by: str, item: str | None = None,
@@ -209,11 +211,12 @@ def apply_label(catalog: Catalog, key: str, collection: str, by: str, item: str 
             _community(s, c)
         return coll, who, it, pid
 
-    sealed = None
+    sealed = problem = None
     if cat in SEALING_CATEGORIES:
         with catalog.session() as s:  # every check first: a refused label seals nothing
             checked(s)
-        sealed = list(seal_before_restricting(catalog, store, collection, f"label {key}"))
+        counts, problem = _seal(catalog, store, collection, f"label {key}")
+        sealed = list(counts)
     with catalog.session() as s:
         coll, community, it, pid = checked(s)
         lab = Label(item_id=it.id if it else None, collection_id=None if it else coll.id, key=key,
@@ -225,7 +228,19 @@ def apply_label(catalog: Catalog, key: str, collection: str, by: str, item: str 
         audit.append(s, "label", by, action="apply", label=lab.id, key=key, collection=collection, item=item,
                      community=community, protocol=protocol, season=season, communities=communities,
                      **({"sealed": sealed} if sealed is not None else {}))
-        return lab.id
+        label_id = lab.id
+    if problem:
+        raise HearthError(f"label {key} was recorded (id {label_id}); but {problem}")
+    return label_id
+
+
+def _seal(catalog: Catalog, store: Store | None, collection: str, what: str) -> tuple[tuple[int, int], str | None]:
+    """Seal COLLECTION before WHAT is recorded: (counts, None), or (counts, why) when only a derived file could not
+    be sealed; the restriction is then still recorded (the most restricted reading) and the reason reported after."""
+    try:
+        return seal_before_restricting(catalog, store, collection, what), None
+    except DerivedNotSealed as exc:
+        return exc.counts, str(exc)
 
 
 def remove_label(catalog: Catalog, label_id: int, by: str) -> str:

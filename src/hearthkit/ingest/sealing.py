@@ -59,6 +59,17 @@ def item_words(store: Store, item: Item) -> tuple[str | None, dict]:
     return words.pop("text"), {**meta, **words}
 
 
+class DerivedNotSealed(HearthError):
+    """The collection's objects and words are sealed, but a derived file could not be read to seal what it copied.
+
+    A restriction that asked for the sealing must still be recorded (the most restricted reading): callers record
+    it, then report this."""
+
+    def __init__(self, message: str, counts: tuple[int, int]):
+        super().__init__(message)
+        self.counts = counts
+
+
 def seal_collection(catalog: Catalog, store: Store, name: str) -> tuple[int, int]:
     """Encrypt every object of collection NAME still stored in the clear, then delete the clear copy; move the
     words its catalog rows hold in the clear (transcripts, translations) into sealed text objects; seal what the
@@ -99,9 +110,9 @@ def seal_collection(catalog: Catalog, store: Store, name: str) -> tuple[int, int
         n += seal_run_manifests(store, ws.runs_dir, name, community, unreadable)
         if unreadable:  # everything else is sealed; these may still hold the collection's words in the clear
             files = ", ".join(str(p.relative_to(ws.root)) if p.is_relative_to(ws.root) else str(p) for p in unreadable)
-            raise HearthError(f"collection {name} was sealed, but {files} cannot be parsed as a run manifest, so "
-                              "words of the collection may remain in it in the clear; a steward repairs or deletes "
-                              "it, then runs the command again (or `hearth keys seal`)")
+            raise DerivedNotSealed(f"collection {name} was sealed, but {files} cannot be parsed as a run manifest, "
+                                   "so words of the collection may remain in it in the clear; a steward repairs or "
+                                   "deletes it, then runs the command again (or `hearth keys seal`)", (n, texts))
     return n, texts
 
 
