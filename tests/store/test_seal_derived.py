@@ -16,11 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 from sqlalchemy import select
-from typer.testing import CliRunner
 
 from hearthkit.catalog.db import Catalog
-from hearthkit.catalog.models import Collection, Community, Membership, Model, Person
-from hearthkit.cli.main import app
+from hearthkit.catalog.models import Collection, Model
 from hearthkit.governance import sealed_manifest
 from hearthkit.governance.manifest import Manifest
 from hearthkit.ingest.sealing import seal_collection
@@ -31,6 +29,7 @@ from tests import in_process
 from tests.conftest import TINY_ASR_CONFIG
 from tests.recipes.test_st import translated_archive
 from tests.store.test_no_plaintext import files_containing
+from tests.store.test_seal_on_label import cli, steward
 
 COLLECTION = "demo-korero"
 
@@ -65,18 +64,6 @@ def outside_store(ws: Path, patterns: dict[str, bytes]) -> list[tuple[str, str]]
     return [(f, n) for f, n in files_containing(ws, patterns) if not f.startswith("store/")]
 
 
-def steward(catalog: Catalog, community: str, name: str = "aroha") -> None:
-    """Make NAME a steward of COMMUNITY directly in the catalog (how stewards are granted is tested elsewhere)."""
-    with catalog.session() as s:
-        comm = s.scalar(select(Community).where(Community.name == community)) or Community(name=community)
-        person = Person(name=name)
-        s.add_all([comm, person])
-        s.flush()
-        s.add(Membership(community_id=comm.id, person_id=person.id, role="steward"))
-
-
-def cli(ws: Path, *args: str):
-    return CliRunner().invoke(app, list(args), env={"HEARTH_WORKSPACE": str(ws), "COLUMNS": "200"})
 
 
 def open_workspace_with_run(tiny_speech_archive: Path, tmp_path: Path, steps: int,

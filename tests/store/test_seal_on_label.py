@@ -42,10 +42,10 @@ def clear_archive(tmp_path: Path) -> tuple[Path, dict[str, bytes]]:
     return folder, words
 
 
-def steward(catalog: Catalog, name: str = "aroha") -> None:
-    """Make NAME a steward of the community directly in the catalog (how stewards are granted is not tested here)."""
+def steward(catalog: Catalog, community: str = COMMUNITY, name: str = "aroha") -> None:
+    """Make NAME a steward of COMMUNITY directly in the catalog (how stewards are granted is not tested here)."""
     with catalog.session() as s:
-        comm = s.scalar(select(Community).where(Community.name == COMMUNITY)) or Community(name=COMMUNITY)
+        comm = s.scalar(select(Community).where(Community.name == community)) or Community(name=community)
         person = Person(name=name)
         s.add_all([comm, person])
         s.flush()
