@@ -194,7 +194,8 @@ def test_corrections_to_a_restricted_collection_stay_sealed(workspace, tmp_path)
     with catalog.session() as s:
         corrected = s.scalar(select(Item).where(Item.external_id == "interview@2000-3250"))
         assert item_words(store, corrected) == ("he pai rawa te whare", {
-            **{k: v for k, v in corrected.meta.items() if k != SEALED_TEXT}, "previous_text": "he pai te whare"})
+            **{k: v for k, v in corrected.meta.items() if k != SEALED_TEXT}, "previous_text": "he pai te whare",
+            "corrections": [{"text": "he pai te whare"}]})
         other = s.scalar(select(Item).where(Item.external_id == "interview@500-1500"))
         assert item_words(store, other)[1]["tiers"] == {"english": "The child is going."}
     # One sealed text object per segment: the words before the correction were erased, not left behind.
@@ -320,3 +321,12 @@ def test_a_reimport_with_one_language_corrects_it_and_keeps_the_others_and_what_
     assert "1 unchanged" in hearth("data", "import-eaf", str(eaf), ws=workspace).stdout
     sealed_files = [p for p in (ws.store_dir / "sealed").rglob("*") if p.is_file()]
     assert len(sealed_files) == 1 + 1  # the segment's audio and its one words object
+    # A second correction of the same language: the last replaced is previous_translations, and every replaced
+    # version stays in corrections (oldest first) — the first correction's words are not lost.
+    eaf.write_text(TWO_LANGS.replace("{tiers}", TIER.format(lang="fr", text="l'enfant part")), encoding="utf-8")
+    assert "1 corrected" in hearth("data", "import-eaf", str(eaf), ws=workspace).stdout
+    with catalog.session() as s:
+        text, meta = item_words(store, s.scalar(select(Item).where(Item.external_id == "interview@500-1500")))
+    assert meta["translations"] == {"fr": "l'enfant part", "en": "he goes"}
+    assert meta["previous_translations"] == {"fr": "l'enfant s'en va"}
+    assert meta["corrections"] == [{"translations": {"fr": "il va"}}, {"translations": {"fr": "l'enfant s'en va"}}]

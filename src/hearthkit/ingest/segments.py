@@ -92,18 +92,23 @@ def corrected_words(text: str | None, meta: dict, new_text: str, new_tr: dict | 
 
     Translations merge by language: a file that carries only some languages (an ELAN file with `translation-fr`
     alone) corrects those and leaves the others as they were. What a correction replaces is kept beside it
-    (`previous_text`, `previous_translations` by language), so no stored word is lost.
+    (`previous_text`, `previous_translations` by language: the last correction's) and appended to `corrections`
+    (every correction's, oldest first), so no stored word is lost however often an item is corrected.
     """
     old_tr = meta.get("translations") if isinstance(meta.get("translations"), dict) else {}
     merged = {**old_tr, **(new_tr or {})}
     if text == new_text and merged == old_tr:
         return None
     words = dict(meta)
+    replaced: dict = {}
     if text != new_text:
-        words["previous_text"] = text
+        words["previous_text"] = replaced["text"] = text
     changed = {lang: old_tr[lang] for lang in old_tr if merged[lang] != old_tr[lang]}
     if changed:
         words["previous_translations"] = {**(meta.get("previous_translations") or {}), **changed}
+        replaced["translations"] = changed
+    if replaced:
+        words["corrections"] = [*(meta.get("corrections") or []), replaced]
     if merged:
         words["translations"] = merged
     return words

@@ -13,7 +13,7 @@ import json
 
 SEALED_TEXT = "sealed_text"  # Item.meta key: SHA-256 of the item's sealed text object
 # Meta entries that are the item's words (the previous_* ones: what a correction replaced, kept, never dropped).
-PRIVATE_META = ("translations", "tiers", "previous_text", "previous_translations")
+PRIVATE_META = ("translations", "tiers", "previous_text", "previous_translations", "corrections")
 
 
 def pack(item: str, text: str | None, meta: dict) -> tuple[bytes, dict]:
