@@ -227,3 +227,70 @@ def test_a_manifest_that_cannot_be_parsed_is_named_by_sealing_and_by_withdrawal(
     with catalog.session() as s:
         assert s.scalar(select(Label.key).where(Label.key == "tk:secret_sacred")) == "tk:secret_sacred"
     catalog.close()
+
+
+def test_indexes_sharing_store_objects_are_all_erased_and_a_broken_index_stops_none(tiny_speech_archive, tmp_path):
+    """The store names objects by content: two indexes built alike share their manifest copy and posteriorgrams.
+    Erasing one index's copy must leave the other's; an index whose manifest copy is gone is named, not fatal."""
+    from hearthkit.governance import audit
+    from hearthkit.governance.sealed_manifest import canonical
+
+    root = init_workspace(tmp_path / "ws").root
+    ws = open_workspace(root)
+    catalog, store = open_workspace_catalog(ws), workspace_store(ws)
+    folder = marked_archive(tiny_speech_archive, tmp_path / OPEN, OPEN)
+    import_speech_folder(catalog, store, folder)
+    with open(folder / "archive.yaml", encoding="utf-8") as f:
+        community = yaml.safe_load(f)["collection"]["community"]
+    steward(catalog, community)
+    with catalog.session() as s:
+        (gid, stem), (kid, kstem) = s.execute(select(Item.id, Item.external_id).order_by(Item.id).limit(2)).all()
+    entries = [{"collection": OPEN, "item_id": i, "external_id": x, "text": marker(OPEN, x, "t")}
+               for i, x in ((gid, stem), (kid, kstem))]
+    mobj = store.put(canonical({"included": entries, "excluded": []}), seal_for=(OPEN, community))
+    obj, kobj = store.put(b"posteriors of the withdrawn item"), store.put(b"posteriors of the kept item")
+    items = [{"item_id": gid, "external_id": stem, "obj": obj}, {"item_id": kid, "external_id": kstem, "obj": kobj}]
+    for name, doc in (("0", {"manifest_object": "0" * 64, "items": items[1:]}),  # its manifest copy is missing
+                      *((n, {"manifest_object": mobj, "items": items}) for n in "xy")):
+        (root / "indexes" / name).mkdir(parents=True)
+        (root / "indexes" / name / "index.json").write_text(json.dumps({"collection": OPEN, **doc}), encoding="utf-8")
+
+    imp = withdraw(catalog, store, OPEN, "item", stem, "aroha")
+    assert imp.erased_index_items == 2
+    assert len(imp.unreadable) == 1 and imp.unreadable[0].startswith("indexes/0/index.json: store object 000000")
+    assert not store.has(mobj) and not store.has(obj) and store.has(kobj)  # erased once no index names them
+    for name in "xy":
+        doc = json.loads((root / "indexes" / name / "index.json").read_text(encoding="utf-8"))
+        assert [i["item_id"] for i in doc["items"]] == [kid]
+        words = store.get(doc["manifest_object"]).decode("utf-8")
+        assert marker(OPEN, stem, "t") not in words and marker(OPEN, kstem, "t") in words
+    ev = audit.events(catalog, "withdrawal")[-1]  # the erasure is anchored in the audit chain all the same
+    assert ev["data"]["phase"] == "erasure" and ev["data"]["index_items"] == 2
+    catalog.close()
+
+
+def test_keys_seal_names_a_collection_it_cannot_finish_and_seals_the_others(tiny_speech_archive, tmp_path):
+    root = init_workspace(tmp_path / "ws").root
+    ws = open_workspace(root)
+    catalog, store = open_workspace_catalog(ws), workspace_store(ws)
+    for coll in (OPEN, SEALED):
+        import_speech_folder(catalog, store, marked_archive(tiny_speech_archive, tmp_path / coll, coll))
+    with catalog.session() as s:  # restricted by a steward while sealing could not run (e.g. an interrupted one)
+        for c in s.scalars(select(Collection)):
+            c.restricted = True
+        ids = set(s.scalars(select(Item.id).join(Collection, Collection.id == Item.collection_id)
+                            .where(Collection.name == SEALED)))
+    catalog.close()
+    broken = root / "runs" / "cut" / "manifest.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(f'{{"included": [{{"collection": "{OPEN}", "text": "x"', encoding="utf-8")  # names OPEN only
+
+    res = cli(root, "keys", "seal")
+    out = " ".join(res.output.split())
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert f"collection {OPEN} was sealed, but runs/cut/manifest.json cannot be parsed" in out
+    assert f"transcripts of {len(ids)} items sealed" in out.split(f"{SEALED}: ")[1]  # the next one was still sealed
+    catalog = open_workspace_catalog(ws)
+    with catalog.session() as s:
+        assert all(i.text is None and store.is_sealed(i.content_hash) for i in s.scalars(select(Item)))
+    catalog.close()

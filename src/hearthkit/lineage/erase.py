@@ -56,8 +56,10 @@ def erase_derived(catalog: Catalog, store: Store, collection: str, item_ids: set
         except (OSError, ValueError, KeyError, TypeError, HearthError) as exc:
             out.unreadable.append(f"{_rel(path, ws.root)}: {str(exc).removeprefix(f'{path}: ')}")
     if (ws.root / "indexes").is_dir():
+        failed: list[tuple[Path, str]] = []  # one index that cannot be erased never stops the others
         out.index_items = erase_from_indexes(store, ws.root / "indexes", collection, item_ids, withdrawal,
-                                             communities[collection])
+                                             communities[collection], failed)
+        out.unreadable += [f"{_rel(path, ws.root)}: {why.removeprefix(f'{path}: ')}" for path, why in failed]
     return out
 
 

@@ -238,63 +238,105 @@ def seal_indexes(store, folder: Path, collection: str, community: str) -> int:
 
 
 def erase_from_indexes(store, folder: Path, collection: str, item_ids: set[int], withdrawal: dict,
-                       community: str) -> int:
+                       community: str, unreadable: list[tuple[Path, str]] | None = None) -> int:
     """Take the withdrawn ITEM_IDS of COLLECTION out of every spoken-term index under FOLDER (a workspace's
     indexes/): their entries in index.json, their posteriorgram objects (1-best and n-best with them), and their words
     in the manifest the index was built from (the file beside it and its sealed copy); returns the items taken out.
 
     Order, for crash safety: a new sealed manifest copy first, then the manifest beside (one atomic rename), then
     index.json without the items, naming the objects to delete under `erased` (one atomic rename), then the deletes;
-    a re-run deletes what an interrupted one left, and finds nothing else to do.
+    a re-run deletes what an interrupted one left, and finds nothing else to do. An object another index (or a run
+    manifest's sealed words) still names is kept: the store names objects by content, so identical bytes are shared.
+    An index that cannot be erased is appended to UNREADABLE as (index.json, why) and the others are still erased.
     """
-    from hearthkit.governance.sealed_manifest import ERASED, canonical, erase_entries
-    from hearthkit.transcribe.formats import write_atomic
-
     n = 0
     for path in sorted(folder.glob("*/index.json")):
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            gone = [i for i in doc["items"] if int(i["item_id"]) in item_ids]
-        except (OSError, ValueError, KeyError, TypeError):
-            continue  # not a usable index: searching it says so, and nothing in it can be found by item
-        if doc.get("collection") != collection:
-            continue
-        erased = dict(doc.get(ERASED) or {})
-        pending = [str(o) for o in erased.get("objects") or []]
-        mpath = path.parent / "manifest.json"
-        if mpath.is_file():  # the manifest beside, in the clear (an open collection's index): words erased
-            try:
-                beside = json.loads(mpath.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                beside = None
-            if isinstance(beside, dict):
-                clean, hit = erase_entries({k: v for k, v in beside.items() if k != ERASED}, item_ids)
-                if hit:
-                    rec = dict(beside.get(ERASED) or {})
-                    rec = {"sha256": rec.get("sha256") or doc.get("manifest"),
-                           "after": hashlib.sha256(canonical(clean)).hexdigest(),
-                           "items": [*(rec.get("items") or []), *({"item_id": i, **withdrawal} for i in hit)]}
-                    write_atomic(mpath, canonical({**clean, ERASED: rec}).decode("utf-8"))
-        if doc.get("manifest_object"):  # the manifest as built, kept sealed: a copy without the items' words
-            old = str(doc["manifest_object"])
-            kept = json.loads(store.get(old).decode("utf-8"))
-            clean, hit = erase_entries(kept, item_ids)
+            n += _erase_from_index(store, path, collection, item_ids, withdrawal, community)
+        except (OSError, ValueError, KeyError, TypeError, HearthError) as exc:
+            if unreadable is None:
+                raise
+            unreadable.append((path, str(exc) or type(exc).__name__))
+    return n
+
+
+def _erase_from_index(store, path: Path, collection: str, item_ids: set[int], withdrawal: dict,
+                      community: str) -> int:
+    """Erase ITEM_IDS from the index whose index.json is PATH (see erase_from_indexes); the items taken out."""
+    from hearthkit.governance.sealed_manifest import ERASED, canonical, erase_entries
+    from hearthkit.transcribe.formats import write_atomic
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        gone = [i for i in doc["items"] if int(i["item_id"]) in item_ids]
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0  # not a usable index: searching it says so, and nothing in it can be found by item
+    if doc.get("collection") != collection:
+        return 0
+    erased = dict(doc.get(ERASED) or {})
+    pending = [str(o) for o in erased.get("objects") or []]
+    mpath = path.parent / "manifest.json"
+    if mpath.is_file():  # the manifest beside, in the clear (an open collection's index): words erased
+        try:
+            beside = json.loads(mpath.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            beside = None
+        if isinstance(beside, dict):
+            clean, hit = erase_entries({k: v for k, v in beside.items() if k != ERASED}, item_ids)
             if hit:
-                doc["manifest_object"] = store.put(canonical(clean), seal_for=(collection, community))
-                pending.append(old)
-        if not gone and pending == list(erased.get("objects") or []):
-            for o in pending:
-                store.delete(o)
-            continue
+                rec = dict(beside.get(ERASED) or {})
+                rec = {"sha256": rec.get("sha256") or doc.get("manifest"),
+                       "after": hashlib.sha256(canonical(clean)).hexdigest(),
+                       "items": [*(rec.get("items") or []), *({"item_id": i, **withdrawal} for i in hit)]}
+                write_atomic(mpath, canonical({**clean, ERASED: rec}).decode("utf-8"))
+    if doc.get("manifest_object"):  # the manifest as built, kept sealed: a copy without the items' words
+        old = str(doc["manifest_object"])
+        kept = json.loads(store.get(old).decode("utf-8"))
+        clean, hit = erase_entries(kept, item_ids)
+        if hit:
+            doc["manifest_object"] = store.put(canonical(clean), seal_for=(collection, community))
+            pending.append(old)
+    if gone or pending != list(erased.get("objects") or []):
         pending += [str(i["obj"]) for i in gone]
         ids = [*(erased.get("items") or []), *({"item_id": int(i["item_id"]), **withdrawal} for i in gone)]
         doc = {**doc, "items": [i for i in doc["items"] if int(i["item_id"]) not in item_ids],
                ERASED: {"items": ids, "objects": sorted(set(pending))}}
         write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1))
+    if pending:
+        named = _named_elsewhere(path)
         for o in pending:
-            store.delete(o)
-        n += len(gone)
-    return n
+            if o not in named:
+                store.delete(o)
+    return len(gone)
+
+
+def _named_elsewhere(path: Path) -> set[str]:
+    """The store objects that indexes beside PATH's (their items and manifests) and the workspace's run manifests
+    (their sealed words) name: identical bytes are one object, so erasing one index's copy must leave them."""
+    from hearthkit.governance.sealed_manifest import SEALED_WORDS
+
+    out: set[str] = set()
+    for other in path.parent.parent.glob("*/index.json"):
+        if other == path:
+            continue
+        try:
+            doc = json.loads(other.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # nothing in it can be opened as an index, so it names nothing it could read
+        if not isinstance(doc, dict):
+            continue
+        if doc.get("manifest_object"):
+            out.add(str(doc["manifest_object"]))
+        out.update(str(i["obj"]) for i in doc.get("items") or [] if isinstance(i, dict) and "obj" in i)
+    for run in (path.parent.parent.parent / "runs").glob("*/manifest.json"):
+        try:
+            text = run.read_text(encoding="utf-8")
+            if SEALED_WORDS not in text:
+                continue
+            out.update(str(d) for d in json.loads(text)[SEALED_WORDS]["objects"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue  # an unreadable manifest is reported by the erasure of run manifests
+    return out
 
 
 class SpokenIndex:
