@@ -67,18 +67,28 @@ def rotate(
 @user_errors
 def seal(workspace: WorkspaceOpt = None) -> None:
     """Seal restricted collections."""
+    from rich.markup import escape
     from sqlalchemy import select
 
     from hearthkit.catalog.models import Collection
-    from hearthkit.ingest.sealing import collection_must_seal, seal_collection
+    from hearthkit.cli.common import err_console
+    from hearthkit.ingest.sealing import DerivedNotSealed, collection_must_seal, seal_collection
     from hearthkit.store.vault import workspace_store
 
     ws, catalog = open_catalog(workspace)
     store = workspace_store(ws)
     with catalog.session() as s:
         names = [c.name for c in s.scalars(select(Collection).order_by(Collection.name)) if collection_must_seal(s, c)]
+    failed = 0
     for name in names:
-        objects, texts = seal_collection(catalog, store, name)
+        try:
+            objects, texts = seal_collection(catalog, store, name)
+        except DerivedNotSealed as exc:  # one collection's unreadable derived file never stops the others' sealing
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            failed += 1
+            continue
         console.print(f"{name}: {objects} objects encrypted, transcripts of {texts} items sealed", highlight=False)
     if not names:
         console.print("no collection needs encryption")
+    if failed:
+        raise typer.Exit(1)
