@@ -136,3 +136,32 @@ def test_steward_revokes_a_model_from_the_withdrawal_and_model_pages(app):
     r = c.post("/api/v1/models/tiny-asr/revoke", json={"reason": "again"}, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 400 and "already revoked" in r.text
     assert len(audit.events(app.state.catalog, "revocation")) == 1
+
+
+def test_derived_files_the_withdrawal_could_not_erase_are_shown_to_the_steward(app):
+    """A run manifest that cannot be parsed may keep the withdrawn items' words: every surface names it."""
+    broken = app.state.ws.root / "runs" / "cut" / "manifest.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"included": [{"collection": "demo-korero", "text": "kupu"', encoding="utf-8")  # cut short
+    c = TestClient(app)
+    csrf = sign_in(c, "steward_a")
+    speaker = _speaker(app)
+    r = c.post("/withdrawals", data={"collection": "demo-korero", "scope": "speaker", "subject": speaker,
+                                     "csrf_token": csrf}, follow_redirects=False)
+    page = html.unescape(r.text)
+    assert r.status_code == 200 and "Not erased" in page and "runs/cut/manifest.json: " in page
+    doc = c.post("/api/v1/withdrawals", json={"collection": "demo-korero", "scope": "speaker", "subject": speaker},
+                 headers={"X-CSRF-Token": csrf}).json()
+    assert doc["unreadable"] and doc["unreadable"][0].startswith("runs/cut/manifest.json: ")
+    with app.state.catalog.session() as s:
+        first, second = s.scalars(select(Item.id).where(Item.withdrawn_at.is_(None)).order_by(Item.id).limit(2))
+    doc = c.post(f"/api/v1/items/{first}/withdraw", data={"reason": "asked", "csrf_token": csrf}).json()
+    assert doc["items"] == 1 and doc["unreadable"][0].startswith("runs/cut/manifest.json: ")
+    r = c.post(f"/items/{second}/withdraw", data={"reason": "asked", "csrf_token": csrf}, follow_redirects=False)
+    page = html.unescape(r.text)
+    assert r.status_code == 200 and "Not erased" in page and "runs/cut/manifest.json: " in page
+    # With nothing left unreadable, the form leads to the withdrawal's page as before.
+    broken.unlink()
+    r = c.post("/withdrawals", data={"collection": "demo-korero", "scope": "speaker", "subject": speaker,
+                                     "csrf_token": csrf}, follow_redirects=False)
+    assert r.status_code == 303 and "Not erased" not in c.get(r.headers["location"]).text

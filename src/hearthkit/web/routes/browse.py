@@ -221,4 +221,15 @@ def withdraw_item(request: Request, item_id: Id, who: Steward, reason: Annotated
         raise HTTPException(400, "this item was already withdrawn")
     impact = withdraw(request.app.state.catalog, _store(request), it["collection"]["name"],
                       "item", it["external_id"], by=who.name, reason=reason)
-    return _done(request, f"/items/{item_id}", {"items": impact.items, "models": impact.models})
+    if impact.unreadable and not wants_json(request):  # the steward sees now what could not be erased
+        from sqlalchemy import select
+
+        from hearthkit.catalog.models import Collection, Withdrawal
+        from hearthkit.web.routes.withdrawals import result_page
+
+        with request.app.state.catalog.session() as s:
+            wid = s.scalar(select(Withdrawal.id).join(Collection, Collection.id == Withdrawal.collection_id)
+                           .where(Collection.name == it["collection"]["name"]).order_by(Withdrawal.id.desc()).limit(1))
+        return result_page(request, who, wid, impact.unreadable)
+    return _done(request, f"/items/{item_id}", {"items": impact.items, "models": impact.models,
+                                                "unreadable": impact.unreadable})

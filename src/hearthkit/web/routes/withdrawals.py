@@ -71,7 +71,14 @@ def record(request: Request, who: Actor, collection: str, scope: str, subject: s
                        .order_by(Withdrawal.id.desc()).limit(1))
     return {"id": wid, "item_count": imp.items, "erased_objects": imp.erased_objects,
             "models": [{**m, "status": "needs retrain" if m["status"] == "active" else g.status_word(m["status"])}
-                       for m in imp.models]}
+                       for m in imp.models],
+            "unreadable": imp.unreadable}  # derived files not erased: the withdrawn items' words may remain
+
+
+def result_page(request: Request, who: Actor, withdrawal_id: int, unreadable: list[str]):
+    """The withdrawal's page, warning the steward of each derived file whose words could not be erased."""
+    return render(request, "withdrawals/detail.html",
+                  {**withdrawal_detail(request, who, withdrawal_id), "unreadable": unreadable})
 
 
 def retrain(request: Request, who: Actor, model: str) -> dict:
@@ -123,6 +130,8 @@ async def withdraw_form(request: Request, who: Actor = Depends(require_scope("ad
     form = await request.form()
     done = record(request, who, str(form.get("collection", "")), str(form.get("scope", "")),
                   str(form.get("subject", "")), str(form.get("reason", "")))
+    if done["unreadable"]:  # shown now: the page a redirect leads to no longer knows what could not be erased
+        return result_page(request, who, done["id"], done["unreadable"])
     return RedirectResponse(f"/withdrawals/{done['id']}", status_code=303)
 
 
