@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hearthkit.errors import HearthError
-from hearthkit.store.text import PRIVATE_META
+from hearthkit.store.text import PRIVATE_META, has_words
 
 if TYPE_CHECKING:
     from hearthkit.store.vault import Store
@@ -49,18 +49,18 @@ def split_words(doc: dict, collection: str) -> tuple[dict, dict]:
                     rec["text"] = e["text"]
                 if rec:
                     words[f"{part}:{i}"] = rec
-                    e = {**e, "text": None} if "text" in rec else dict(e)
-                    if "meta" in rec:
-                        e["meta"] = {k: v for k, v in meta.items() if k not in PRIVATE_META}
+                    e = strip_words(e)
             entries.append(e)
         out[part] = entries
     return out, words
 
 
-def restore_words(doc: dict, path: Path, store: Store | None) -> dict:
-    """DOC (a manifest file with `sealed_words`) with its words put back from the sealed objects, checked against
-    the sha256 recorded when it was sealed. STORE None: the store of the run.json beside PATH."""
-    return verified_content(doc, path, store)[0]
+def strip_words(e: dict) -> dict:
+    """Manifest entry E without its words: `text` None (where it has one), its meta without PRIVATE_META entries."""
+    out = {**e, "text": None} if "text" in e else dict(e)
+    if isinstance(e.get("meta"), dict):
+        out["meta"] = {k: v for k, v in e["meta"].items() if k not in PRIVATE_META}
+    return out
 
 
 def verified_content(doc: dict, path: Path, store: Store | None) -> tuple[dict, str | None]:
@@ -123,7 +123,7 @@ def _put_back(full: dict, objects: dict, path: Path, store: Store | None) -> dic
 
 def _has_words(e: dict) -> bool:
     """Whether manifest entry E holds words (a transcript, translations, tiers, previous_*)."""
-    return e.get("text") is not None or (isinstance(e.get("meta"), dict) and any(k in e["meta"] for k in PRIVATE_META))
+    return has_words(e.get("text"), e["meta"] if isinstance(e.get("meta"), dict) else None)
 
 
 def erase_entries(full: dict, item_ids: set[int]) -> tuple[dict, list[int]]:
@@ -135,9 +135,7 @@ def erase_entries(full: dict, item_ids: set[int]) -> tuple[dict, list[int]]:
         entries = []
         for e in full[part]:
             if isinstance(e, dict) and e.get("item_id") in item_ids and _has_words(e):
-                e = {**e, "text": None} if "text" in e else dict(e)
-                if isinstance(e.get("meta"), dict):
-                    e["meta"] = {k: v for k, v in e["meta"].items() if k not in PRIVATE_META}
+                e = strip_words(e)
                 hit.append(e["item_id"])
             entries.append(e)
         out[part] = entries

@@ -179,16 +179,10 @@ def build_index(catalog: Catalog, ws, name: str, collection: str, served, purpos
 def _redacted(manifest: dict) -> dict:
     """MANIFEST without the words its entries carried (transcripts, translations, tiers): what may stay in the clear
     beside a sealed index."""
-    from hearthkit.store.text import PRIVATE_META
+    from hearthkit.governance.sealed_manifest import PARTS, strip_words
 
-    def clean(e: dict) -> dict:
-        out = {**e, "text": None} if "text" in e else dict(e)
-        if isinstance(e.get("meta"), dict):
-            out["meta"] = {k: v for k, v in e["meta"].items() if k not in PRIVATE_META}
-        return out
-
-    return {**manifest, **{k: [clean(e) for e in manifest.get(k) or [] if isinstance(e, dict)]
-                           for k in ("included", "excluded")}}
+    return {**manifest, **{k: [strip_words(e) for e in manifest.get(k) or [] if isinstance(e, dict)]
+                           for k in PARTS}}
 
 
 def seal_indexes(store, folder: Path, collection: str, community: str) -> int:
