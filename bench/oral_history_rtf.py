@@ -2,11 +2,11 @@
 
 The recording: Mboshi dev utterances with 0.5-2 s pauses (bench/asr_transcribe_rtf.py's `make_recording`, same seed).
 Runs the real CLI, in one invocation: `transcribe` (the baseline, energy VAD, vtt + eaf), then `oral-history` with
-silero-vad and with the energy VAD (eaf + vtt + html; with --mt and --to also the translation), then the baseline
-again (the machine is shared: the two baseline runs bracket the load). Every run uses one torch thread
+silero-vad and with the energy VAD (eaf + vtt + html; with --mt and --to, or --st, also the translation), then the
+baseline again (the machine is shared: the two baseline runs bracket the load). Every run uses one torch thread
 (OMP_NUM_THREADS=1). Prints wall / audio and the ratios.
 
-Usage: HEARTH_WORKSPACE=WS python bench/oral_history_rtf.py MODEL --data ../shared/data/mboshi [--mt M --to fr]
+Usage: HEARTH_WORKSPACE=WS python bench/oral_history_rtf.py MODEL --data ../shared/data/mboshi [--mt M --to fr | --st M]
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--mt", default=None)
     ap.add_argument("--to", default=None)
+    ap.add_argument("--st", default=None, help="An st model (cascade or end-to-end) translating each segment")
     ap.add_argument("--requester", default="hearthkit-benchmark")
     a = ap.parse_args()
     common = ["--purpose", "research", "--requester", a.requester]
@@ -49,7 +50,7 @@ def main() -> None:
         dur = make_recording(a.data, rec)
         runs = [("transcribe (baseline)", ["transcribe", a.model, str(rec), "-f", "vtt", "-f", "eaf", "--out",
                                            f"{tmp}/t1", *common])]
-        extra = ["--mt", a.mt, "--to", a.to] if a.mt else []
+        extra = ["--mt", a.mt, "--to", a.to] if a.mt else ["--st", a.st] if a.st else []
         for vad in ("silero", "energy"):
             runs.append((f"oral-history --vad {vad}", ["oral-history", str(rec), "--asr", a.model, "--out",
                                                         f"{tmp}/o-{vad}", "--vad", vad, *extra, *common]))
