@@ -197,14 +197,22 @@ def test_withdrawal_erases_the_items_words_from_run_manifests_and_indexes_and_th
     assert "\n" not in str(e.value)
 
 
-def test_a_manifest_that_cannot_be_parsed_is_named_by_sealing_and_by_withdrawal(tiny_speech_archive, tmp_path):
+def open_stewarded(archive: Path, tmp_path: Path):
+    """A fresh workspace with the open collection imported and aroha its steward: (root, catalog, store, folder,
+    community)."""
     root = init_workspace(tmp_path / "ws").root
     ws = open_workspace(root)
     catalog, store = open_workspace_catalog(ws), workspace_store(ws)
-    folder = marked_archive(tiny_speech_archive, tmp_path / OPEN, OPEN)
+    folder = marked_archive(archive, tmp_path / OPEN, OPEN)
     import_speech_folder(catalog, store, folder)
     with open(folder / "archive.yaml", encoding="utf-8") as f:
-        steward(catalog, yaml.safe_load(f)["collection"]["community"])
+        community = yaml.safe_load(f)["collection"]["community"]
+    steward(catalog, community)
+    return root, catalog, store, folder, community
+
+
+def test_a_manifest_that_cannot_be_parsed_is_named_by_sealing_and_by_withdrawal(tiny_speech_archive, tmp_path):
+    root, catalog, store, folder, _ = open_stewarded(tiny_speech_archive, tmp_path)
     with (folder / "metadata.csv").open(encoding="utf-8") as f:
         stem = next(csv.DictReader(f))["file"][:-4]
     broken = root / "runs" / "cut" / "manifest.json"
@@ -235,14 +243,7 @@ def test_indexes_sharing_store_objects_are_all_erased_and_a_broken_index_stops_n
     from hearthkit.governance import audit
     from hearthkit.governance.sealed_manifest import canonical
 
-    root = init_workspace(tmp_path / "ws").root
-    ws = open_workspace(root)
-    catalog, store = open_workspace_catalog(ws), workspace_store(ws)
-    folder = marked_archive(tiny_speech_archive, tmp_path / OPEN, OPEN)
-    import_speech_folder(catalog, store, folder)
-    with open(folder / "archive.yaml", encoding="utf-8") as f:
-        community = yaml.safe_load(f)["collection"]["community"]
-    steward(catalog, community)
+    root, catalog, store, folder, community = open_stewarded(tiny_speech_archive, tmp_path)
     with catalog.session() as s:
         (gid, stem), (kid, kstem) = s.execute(select(Item.id, Item.external_id).order_by(Item.id).limit(2)).all()
     entries = [{"collection": OPEN, "item_id": i, "external_id": x, "text": marker(OPEN, x, "t")}
