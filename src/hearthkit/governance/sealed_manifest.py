@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hearthkit.errors import HearthError
+from hearthkit.store.cas import atomic_write
 from hearthkit.store.text import PRIVATE_META, has_words
 
 if TYPE_CHECKING:
@@ -255,11 +255,5 @@ def sealed_word_objects(runs: Path, collection: str) -> set[str]:
     return out
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write DATA to PATH through a synced temporary file and one rename."""
-    tmp = path.with_name(f".{path.name}.sealing")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+# One synced temporary file and one rename: the store's writer (tests patch this name to fill the disk).
+_replace = atomic_write
