@@ -195,7 +195,7 @@ def seal_indexes(store, folder: Path, collection: str, community: str) -> int:
     neither; running it again finishes), the manifest beside it loses the words it carried, and index.json is
     rewritten last with `sealed: true`. Idempotent.
     """
-    from hearthkit.transcribe.formats import write_atomic
+    from hearthkit.store.cas import atomic_write  # synced: the clear copies are deleted after it
 
     n = 0
     for path in sorted(folder.glob("*/index.json")):
@@ -213,7 +213,7 @@ def seal_indexes(store, folder: Path, collection: str, community: str) -> int:
         if not doc.get("manifest_object") and mpath.is_file():  # the manifest as built, words included: kept sealed
             doc["manifest_object"] = store.put(mpath.read_bytes(), seal_for=(collection, community))
         doc = {**doc, "sealed": True, "sealing": True}
-        write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1))
+        atomic_write(path, json.dumps(doc, ensure_ascii=False, indent=1).encode())
         for o in clear:
             if not store.sealed.has(o):
                 store.sealed.put(store.plain.get(o), collection, community, digest=o)
@@ -222,12 +222,13 @@ def seal_indexes(store, folder: Path, collection: str, community: str) -> int:
                 redacted = _redacted(json.loads(mpath.read_text(encoding="utf-8")))
             except (OSError, ValueError):
                 redacted = {"note": "the manifest this index was built from is kept sealed (manifest_object)"}
-            write_atomic(mpath, json.dumps(redacted, sort_keys=True, ensure_ascii=False, separators=(",", ":")) + "\n")
+            atomic_write(mpath, (json.dumps(redacted, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+                                 + "\n").encode())
         for o in clear:
             store.plain.delete(o)
             n += 1
         doc.pop("sealing")
-        write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1))
+        atomic_write(path, json.dumps(doc, ensure_ascii=False, indent=1).encode())
     return n
 
 
@@ -258,7 +259,7 @@ def _erase_from_index(store, path: Path, collection: str, item_ids: set[int], wi
                       community: str) -> int:
     """Erase ITEM_IDS from the index whose index.json is PATH (see erase_from_indexes); the items taken out."""
     from hearthkit.governance.sealed_manifest import ERASED, canonical, erase_entries
-    from hearthkit.transcribe.formats import write_atomic
+    from hearthkit.store.cas import atomic_write  # synced: the clear copies are deleted after it
 
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -282,7 +283,7 @@ def _erase_from_index(store, path: Path, collection: str, item_ids: set[int], wi
                 rec = {"sha256": rec.get("sha256") or doc.get("manifest"),
                        "after": hashlib.sha256(canonical(clean)).hexdigest(),
                        "items": [*(rec.get("items") or []), *({"item_id": i, **withdrawal} for i in hit)]}
-                write_atomic(mpath, canonical({**clean, ERASED: rec}).decode("utf-8"))
+                atomic_write(mpath, canonical({**clean, ERASED: rec}))
     if doc.get("manifest_object"):  # the manifest as built, kept sealed: a copy without the items' words
         old = str(doc["manifest_object"])
         kept = json.loads(store.get(old).decode("utf-8"))
@@ -295,7 +296,7 @@ def _erase_from_index(store, path: Path, collection: str, item_ids: set[int], wi
         ids = [*(erased.get("items") or []), *({"item_id": int(i["item_id"]), **withdrawal} for i in gone)]
         doc = {**doc, "items": [i for i in doc["items"] if int(i["item_id"]) not in item_ids],
                ERASED: {"items": ids, "objects": sorted(set(pending))}}
-        write_atomic(path, json.dumps(doc, ensure_ascii=False, indent=1))
+        atomic_write(path, json.dumps(doc, ensure_ascii=False, indent=1).encode())
     if pending:
         named = _named_elsewhere(path)
         for o in pending:
